@@ -1,0 +1,31 @@
+# Set-up is part of every target: on a fresh machine `make test` (or `make demo`, once the flows land)
+# creates .venv, installs the CPU torch wheel first (a looser spec would pull CUDA), then the project.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
+MARK ?= not slow and not gpu
+
+.PHONY: install test lint bench-gates clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -m "$(MARK)"
+
+bench-gates: $(STAMP)
+	$(BIN)/python benchmarks/gate_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Prefect flows: wiring only (no maths, no I/O, no torch)."""

@@ -1,0 +1,113 @@
+"""The ``alphagate`` command line. Thin: parse, call the library, print. Heavy imports stay lazy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _base(text: str) -> float:
+    """'phi' -> Phi(-2), 'zero' -> 0, or a number in [0, 1)."""
+    from alpha_gate.schedules import PHI_MINUS_2
+
+    named = {"phi": PHI_MINUS_2, "phi-2": PHI_MINUS_2, "zero": 0.0}
+    if text.lower() in named:
+        return named[text.lower()]
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--base expects 'phi', 'zero' or a number in [0, 1); got {text!r}") from None
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from alpha_gate.schedules import LinearSchedule, SigmoidSchedule
+
+    if args.kind == "linear":
+        schedule = LinearSchedule(args.start)
+    else:
+        schedule = SigmoidSchedule(args.k, args.midpoint, args.base)
+    n = args.points
+    rows = [{"progress": i / (n - 1), "blend_alpha": schedule(i / (n - 1))} for i in range(n)]
+    if args.json:
+        print(json.dumps({"schedule": schedule.to_dict(), "points": rows}, indent=2))
+    else:
+        print(f"# {schedule}")
+        print("progress\tblend_alpha")
+        for row in rows:
+            print(f"{row['progress']:.4f}\t{row['blend_alpha']:.6f}")
+    return 0
+
+
+def _tuner(args: argparse.Namespace):
+    from alpha_gate.tuning import SigmoidBayesTuner
+
+    return SigmoidBayesTuner(tuple(args.k_bounds), tuple(args.midpoint_bounds), args.history,
+                             args.seed, base=args.base, n_initial_points=args.n_initial_points)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from alpha_gate.schedules import SigmoidSchedule
+
+    tuner = _tuner(args)
+    if args.action == "ask":
+        print(json.dumps(tuner.ask().to_dict()))
+    elif args.action == "tell":
+        trial = tuner.tell(SigmoidSchedule(args.k, args.midpoint, args.base), args.value)
+        print(f"recorded trial {len(tuner.trials)} (k={trial.k:.6g}, midpoint={trial.midpoint:.6g}, "
+              f"value={trial.value:.6g}) in {args.history}")
+    else:
+        for i, t in enumerate(tuner.trials, 1):
+            print(f"{i:3d}  k={t.k:10.5g}  midpoint={t.midpoint:.5f}  base={t.base:.5f}  value={t.value:.6g}")
+        if tuner.trials:
+            print(f"best: {json.dumps(tuner.best().to_dict())}")
+        else:
+            print("no trials yet")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alphagate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sch = sub.add_parser("schedule", help="print blend_alpha over training progress for a schedule")
+    sch.add_argument("kind", choices=["linear", "sigmoid"])
+    sch.add_argument("--start", type=float, default=0.0, help="linear: blend_alpha at progress 0")
+    sch.add_argument("--k", type=float, default=10.0, help="sigmoid: steepness (> 0)")
+    sch.add_argument("--midpoint", type=float, default=0.5, help="sigmoid: centre in (0, 1)")
+    sch.add_argument("--base", type=_base, default="phi", help="sigmoid: 'phi' (Phi(-2)), 'zero' or a number")
+    sch.add_argument("--points", type=int, default=11, help="how many evenly spaced progress values (>= 2)")
+    sch.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sch.set_defaults(func=_cmd_schedule)
+
+    tune = sub.add_parser("tune", help="ask/tell the Bayesian sigmoid tuner by hand, or show its history")
+    tune.add_argument("action", choices=["ask", "tell", "show"])
+    tune.add_argument("--history", required=True, help="tuner history JSON (created on first tell)")
+    tune.add_argument("--k-bounds", type=float, nargs=2, default=[1.0, 30.0], metavar=("LOW", "HIGH"))
+    tune.add_argument("--midpoint-bounds", type=float, nargs=2, default=[0.1, 0.9], metavar=("LOW", "HIGH"))
+    tune.add_argument("--base", type=_base, default="phi")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--n-initial-points", type=int, default=5)
+    tune.add_argument("--k", type=float, help="tell: the schedule's k")
+    tune.add_argument("--midpoint", type=float, help="tell: the schedule's midpoint")
+    tune.add_argument("--value", type=float, help="tell: the measured objective (lower is better)")
+    tune.set_defaults(func=_cmd_tune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "schedule" and args.points < 2:
+        parser.error(f"--points must be >= 2; got {args.points}")
+    if args.command == "tune" and args.action == "tell" and None in (args.k, args.midpoint, args.value):
+        parser.error("tune tell needs --k, --midpoint and --value")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        print(f"alphagate: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

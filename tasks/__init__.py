@@ -1,0 +1,1 @@
+"""Pipeline stages as plain functions, each with a Prefect @task entry point."""
