@@ -21,7 +21,7 @@ import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def _load_trials(path: Path) -> list[Trial]:
     for i, raw in enumerate(data.get("trials", [])):
         try:
             trial = Trial(**raw)
-            trial.schedule  # validates k, midpoint, base
+            _ = trial.schedule  # validates k, midpoint, base
             if not math.isfinite(float(trial.value)):
                 raise ValueError(f"value {trial.value!r} is not finite")
         except (TypeError, ValueError) as exc:
@@ -160,7 +160,7 @@ class SigmoidBayesTuner:
             raise ValueError(f"The objective for {schedule} must be a finite number; got {value}. "
                              "If the proxy run diverged, report that run as failed instead of telling it.")
         trial = Trial(schedule.k, schedule.midpoint, schedule.base, value,
-                      datetime.now(timezone.utc).isoformat(timespec="seconds"), dict(meta or {}))
+                      datetime.now(UTC).isoformat(timespec="seconds"), dict(meta or {}))
         if not self._in_space(trial):
             raise ValueError(f"{schedule} lies outside this tuner's space (k in {self.k_bounds}, "
                              f"midpoint in {self.midpoint_bounds}, base {self.base}).")

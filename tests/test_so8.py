@@ -59,7 +59,7 @@ def test_gate_starts_at_identity_and_blends_linearly():
     assert torch.equal(gate(x), x)
 
 
-def test_gate_gradient_reaches_A():
+def test_gate_gradient_reaches_the_generator():
     gate = SO8Gate(16)
     _randomise([gate], scale=0.1)
     gate.blend_alpha = 0.5
