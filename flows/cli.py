@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _base(text: str) -> float:
@@ -66,6 +67,30 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tasks.config import cache_root, load_config
+    from tasks.train import train_variant
+
+    config = load_config(args.config)
+    record = train_variant(config, args.variant, args.out, cache_dir=args.cache or cache_root())
+    print(f"{args.variant}: validation loss {record['final_eval_loss']:.4f} after {record['steps']} steps "
+          f"({record['seconds_per_step']:.2f} s/step, {record['backend']}) -> {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tasks.export import export_model
+
+    formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
+    manifest = export_model(args.model, args.out, formats, name=args.name)
+    for f in manifest["files"]:
+        v = f["verification"]
+        print(f"{f['path']}: {f['bytes'] / 2**20:.1f} MiB sha256 {f['sha256'][:16]}… "
+              f"parity {v['parity']['mean_abs_logprob_diff']:.4f} nats/token, answer {v['answer'][:40]!r}")
+    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alphagate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--midpoint", type=float, help="tell: the schedule's midpoint")
     tune.add_argument("--value", type=float, help="tell: the measured objective (lower is better)")
     tune.set_defaults(func=_cmd_tune)
+
+    train = sub.add_parser("train", help="train one variant (LoRA + SO(8) gates) from a pipeline config")
+    train.add_argument("--config", required=True, type=Path)
+    train.add_argument("--variant", required=True, choices=["linear", "sigmoid-bayes"])
+    train.add_argument("--out", required=True, type=Path, help="the variant's run folder (written atomically)")
+    train.add_argument("--cache", type=Path, help="base-model cache (default: $ALPHAGATE_CACHE or ~/.cache/alphagate)")
+    train.set_defaults(func=_cmd_train)
+
+    export = sub.add_parser("export", help="merge + fold + GGUF (BF16, Q8_0, Q4_K_M), verified")
+    export.add_argument("--model", required=True, type=Path, help="a training run folder or a transformers folder")
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--formats", default="bf16,q8_0,q4_k_m", help="comma-separated: bf16,q8_0,q4_k_m")
+    export.add_argument("--name", help="file-name stem (default: <config name>-<variant> or the folder name)")
+    export.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -104,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("tune tell needs --k, --midpoint and --value")
     try:
         return args.func(args)
-    except (ValueError, TypeError, RuntimeError) as exc:
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ModuleNotFoundError) as exc:
         print(f"alphagate: error: {exc}", file=sys.stderr)
         return 2
 

