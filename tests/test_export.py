@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+
+from tasks import export as export_mod
+from tasks.export import export_model
+from tasks.store import read_json, sha256_file
+from tasks.train import train_variant
+from tests.conftest import tiny_pipeline_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_base_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    train_variant(tiny_pipeline_config(tiny_base_dir), "linear", root / "linear", cache_dir=root / "cache")
+    return root / "linear"
+
+
+def test_export_writes_three_verified_ggufs(tiny_run, tmp_path):
+    out = tmp_path / "export"
+    manifest = export_model(tiny_run, out)
+    names = [f["path"] for f in manifest["files"]]
+    assert names == ["tiny-linear-BF16.gguf", "tiny-linear-Q8_0.gguf", "tiny-linear-Q4_K_M.gguf"]
+    for entry in manifest["files"]:
+        path = out / entry["path"]
+        assert path.stat().st_size == entry["bytes"] and sha256_file(path) == entry["sha256"]
+        v = entry["verification"]
+        assert v["ok"] and v["architecture"] == "llama" and v["chat_template"] and v["tokenizer"] == "gpt2"
+        assert v["parity"]["tokens"] > 20
+    bf16 = manifest["files"][0]["verification"]["parity"]
+    assert bf16["mean_abs_logprob_diff"] < manifest["parity_tolerance"]
+    sizes = [f["bytes"] for f in manifest["files"]]
+    assert sizes[0] > sizes[1] > sizes[2]  # really quantized
+    assert (out / "hf-bf16" / "model.safetensors").is_file() and read_json(out / "manifest.json") == manifest
+    assert export_model(tiny_run, out) == manifest  # finished: nothing redone
+
+
+def test_merged_model_is_stock_and_folded(tiny_run, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from alpha_gate.so8 import get_so8_gates
+
+    export_mod.merge_and_fold(tiny_run, tmp_path / "m")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m", dtype=torch.float32)
+    assert get_so8_gates(model) == [] and not any("lora" in k or "so8" in k for k in model.state_dict())
+    assert next(model.parameters()).dtype == torch.float32  # loaded as asked; saved as bf16:
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").dtype == torch.bfloat16
+
+
+def test_a_failed_quantization_leaves_no_half_export(tiny_run, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export_mod, "quantize", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_model(tiny_run, tmp_path / "e")
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a staging folder
+
+
+def test_parity_beyond_tolerance_refuses(tiny_run, tmp_path):
+    with pytest.raises(ValueError, match="parity_tolerance"):
+        export_model(tiny_run, tmp_path / "e", ["bf16"], parity_tolerance=1e-12)
+    assert not (tmp_path / "e").exists()
+
+
+def test_plain_model_folder_and_bad_inputs(tiny_base_dir, tmp_path):
+    manifest = export_model(tiny_base_dir, tmp_path / "base", ["bf16", "q8_0"], name="tiny-base")
+    assert [f["path"] for f in manifest["files"]] == ["tiny-base-BF16.gguf", "tiny-base-Q8_0.gguf"]
+    with pytest.raises(FileNotFoundError, match="neither a training run"):
+        export_model(tmp_path, tmp_path / "x")
+    with pytest.raises(ValueError, match="Unknown export format"):
+        export_model(tiny_base_dir, tmp_path / "y", ["q2_k"])

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from tasks import train as train_mod
+from tasks.config import TunerSpec
+from tasks.store import read_json
+from tasks.train import resolve_lora_targets, train_variant
+from tests.conftest import tiny_model, tiny_pipeline_config
+
+
+@pytest.mark.parametrize("family,expected", [
+    ("llama", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    ("qwen3", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    ("gemma3", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    ("phi3", ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]),
+])
+def test_lora_targets_resolve_per_architecture(family, expected):
+    assert resolve_lora_targets(tiny_model(family), ["attention", "mlp"]) == expected
+
+
+def test_a_target_that_matches_nothing_fails():
+    with pytest.raises(ValueError, match=r"\['q_proj'\] match no Linear module of this phi3 model"):
+        resolve_lora_targets(tiny_model("phi3"), ["q_proj", "o_proj"])
+    assert resolve_lora_targets(tiny_model("llama"), ["attention"]) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_linear_variant_trains_and_writes_everything(tiny_base_dir, tmp_path):
+    config = tiny_pipeline_config(tiny_base_dir)
+    out = tmp_path / "linear"
+    run = train_variant(config, "linear", out, cache_dir=tmp_path / "cache")
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "gates.safetensors",
+                 "alpha_trajectory.json", "alpha_trajectory.csv", "loss_curves.json", "train_loss.csv",
+                 "val_loss.csv", "run.json"):
+        assert (out / name).is_file(), name
+    assert run["steps"] == 3 and run["schedule"] == {"kind": "linear", "start": 0.0}
+    assert run["final_blend_alpha"] == 1.0 and run["seed"] == config.train.seed
+    assert set(run["versions"]) >= {"torch", "transformers", "peft", "trl"}
+    traj = list(csv.DictReader(open(out / "alpha_trajectory.csv")))
+    assert [float(r["blend_alpha"]) for r in traj] == [0.0, 0.5, 1.0]
+    curves = read_json(out / "loss_curves.json")
+    assert len(curves["train"]) == 3 and [v["step"] for v in curves["validation"]] == [2, 3]
+    assert all("lm_loss" in r and "pet" in r for r in curves["train"])  # PET on (default phases)
+    adapter = json.loads((out / "adapter/adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == sorted(run["lora_targets"])
+    stamp = (out / "run.json").stat().st_mtime_ns
+    assert train_variant(config, "linear", out, cache_dir=tmp_path / "cache") == run  # finished: reused
+    assert (out / "run.json").stat().st_mtime_ns == stamp
+
+
+def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path):
+    history = tmp_path / "shared" / "tuner.json"
+    config = tiny_pipeline_config(tiny_base_dir, tuner=TunerSpec(n_trials=2, proxy_steps=2, n_initial_points=1,
+                                                                 history_path=history))
+    run = train_variant(config, "sigmoid-bayes", tmp_path / "night1" / "sb", cache_dir=tmp_path / "cache")
+    trials = read_json(history)["trials"]
+    assert len(trials) == 2 and all(t["meta"]["proxy_steps"] == 2 for t in trials)
+    best = min(trials, key=lambda t: t["value"])
+    assert run["schedule"] == {"kind": "sigmoid", "k": best["k"], "midpoint": best["midpoint"], "base": best["base"]}
+    assert run["tuner"]["trials_this_run"] == 2
+    run2 = train_variant(config, "sigmoid-bayes", tmp_path / "night2" / "sb", cache_dir=tmp_path / "cache")
+    assert run2["tuner"]["trials_total"] == 4  # the next night warm-starts from every earlier trial
+
+
+def test_interrupted_tuning_resumes_without_redoing_trials(tiny_base_dir, tmp_path, monkeypatch):
+    config = tiny_pipeline_config(tiny_base_dir, tuner=TunerSpec(n_trials=3, proxy_steps=2, n_initial_points=1))
+    out = tmp_path / "sb"
+    real_fit, calls = train_mod.fit, []
+
+    def crashing_fit(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "fit", crashing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train_variant(config, "sigmoid-bayes", out, cache_dir=tmp_path / "cache")
+    assert not out.exists() and len(read_json(tmp_path / "tuner_history.json")["trials"]) == 1
+    calls.clear()
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: (calls.append(1), real_fit(*a, **k))[1])
+    run = train_variant(config, "sigmoid-bayes", out, cache_dir=tmp_path / "cache")
+    assert len(calls) == 3  # two remaining proxies + the full run
+    assert run["tuner"]["trials_total"] == 3
+
+
+def test_unknown_variant_and_gpu_only_config(tiny_base_dir, tmp_path):
+    config = tiny_pipeline_config(tiny_base_dir)
+    with pytest.raises(ValueError, match="Unknown variant"):
+        train_variant(config, "cosine", tmp_path / "x", cache_dir=tmp_path)
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            gpu_only = config.model_copy(update={"requires_gpu": True})
+            train_variant(gpu_only, "linear", tmp_path / "y", cache_dir=tmp_path)
