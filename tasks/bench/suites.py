@@ -1,0 +1,220 @@
+"""Declared benchmark suites (configs/suites/*.yaml) and their documents.
+
+A suite YAML says where its data lives, how a document becomes a prompt (Jinja templates with lm-eval's
+names: description, doc_to_text, doc_to_choice / choices_field, target_field, target_delimiter,
+fewshot_delimiter), its metrics and version. ``process_docs`` names a small hook (below) that maps the
+original release's layout *and* the Hub dataset's layout to one canonical document, checking fields.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES_DIR = ROOT / "configs" / "suites"
+SAMPLES_DIR = Path(__file__).parent / "samples"
+SHARED_DIR = ROOT.parent / "shared" / "benchmarks"
+
+
+class MissingFieldError(ValueError):
+    """A document lacks a field the suite needs; the message names file, line and field."""
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hub_id: str
+    hub_config: str | None = None
+    split: str
+    sample: str
+    shared: str | None = None
+
+
+class GenerationSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_tokens: int = Field(256, ge=1)
+    until: list[str] = Field(default_factory=list)
+    chat: bool = False
+
+
+class SuiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: int
+    kind: Literal["multiple_choice", "generation"]
+    dataset: DatasetSpec
+    process_docs: str
+    description: str = ""
+    doc_to_text: str
+    doc_to_choice: list[str] | None = None
+    choices_field: str | None = None
+    target_field: str = "answer"
+    fewshot_target: str | None = None
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    num_fewshot: int = Field(0, ge=0)
+    generation: GenerationSpec | None = None
+    metrics: list[str]
+    category_field: str | None = None
+
+    def prompt_hash(self) -> str:
+        """Hash of everything that shapes a prompt: bump ``version`` when it changes."""
+        keys = ("description", "doc_to_text", "doc_to_choice", "choices_field", "target_delimiter",
+                "fewshot_delimiter", "fewshot_target", "num_fewshot", "process_docs", "generation")
+        return hashlib.sha256(json.dumps(self.model_dump(include=set(keys)), sort_keys=True).encode()).hexdigest()
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite(name: str) -> SuiteSpec:
+    path = SUITES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, suite_names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown suite {name!r}.{hint} Known suites: {suite_names()}.")
+    return SuiteSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+def _need(doc: dict, key: str, origin: str) -> Any:
+    if not isinstance(doc, dict) or key not in doc or doc[key] is None:
+        present = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise MissingFieldError(f"{origin}: field '{key}' is missing (found: {present}).")
+    return doc[key]
+
+
+def _letter_or_index(value: Any, n: int, origin: str, key: str) -> int:
+    if isinstance(value, str) and value.strip().upper() in "ABCDEFGH"[:n] and value.strip():
+        return "ABCDEFGH".index(value.strip().upper())
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value < n:
+        return value
+    raise MissingFieldError(f"{origin}: field '{key}' = {value!r} is not a choice letter or index for {n} choices.")
+
+
+def _mmlu(doc: dict, origin: str) -> dict:
+    choices = list(_need(doc, "choices", origin))
+    return {"question": _need(doc, "question", origin), "choices": choices, "subject": doc.get("subject", ""),
+            "answer": _letter_or_index(_need(doc, "answer", origin), len(choices), origin, "answer")}
+
+
+def _arc(doc: dict, origin: str) -> dict:
+    question = _need(doc, "question", origin)
+    if isinstance(question, dict):  # original release: question.stem, question.choices[{text, label}]
+        stem = _need(question, "stem", origin + " question")
+        texts = [c["text"] for c in _need(question, "choices", origin + " question")]
+        labels = [c["label"] for c in question["choices"]]
+    else:  # Hub: question, choices{text, label}
+        stem, choices = question, _need(doc, "choices", origin)
+        texts, labels = list(choices["text"]), list(choices["label"])
+    key = str(_need(doc, "answerKey", origin))
+    if key not in labels:
+        raise MissingFieldError(f"{origin}: answerKey {key!r} is not one of the labels {labels}.")
+    return {"question": stem, "choices": texts, "answer": labels.index(key)}
+
+
+def _hellaswag_preprocess(text: str) -> str:
+    # lm-eval's hellaswag/utils.py preprocess, verbatim in effect.
+    text = text.strip().replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
+def _hellaswag(doc: dict, origin: str) -> dict:
+    ctx = _need(doc, "ctx_a", origin) + " " + _need(doc, "ctx_b", origin).capitalize()
+    label = _need(doc, "activity_label", origin)
+    return {"query": _hellaswag_preprocess(label + ": " + ctx), "activity_label": label,
+            "choices": [_hellaswag_preprocess(e) for e in _need(doc, "endings", origin)],
+            "answer": int(_need(doc, "label", origin))}
+
+
+def _gsm8k(doc: dict, origin: str) -> dict:
+    answer = _need(doc, "answer", origin)
+    if "####" not in answer:
+        raise MissingFieldError(f"{origin}: field 'answer' has no '#### <number>' line.")
+    return {"question": _need(doc, "question", origin), "answer": answer,
+            "gold": answer.split("####")[-1].strip().replace(",", "")}
+
+
+def _elyza(doc: dict, origin: str) -> dict:
+    return {"input": _need(doc, "input", origin), "output": _need(doc, "output", origin),
+            "eval_aspect": doc.get("eval_aspect") or ""}
+
+
+def _scienceqa(doc: dict, origin: str) -> dict:
+    choices = list(_need(doc, "choices", origin))
+    image = doc.get("image")
+    return {"question": _need(doc, "question", origin), "choices": choices, "hint": doc.get("hint") or "",
+            "answer": _letter_or_index(_need(doc, "answer", origin), len(choices), origin, "answer"),
+            "letters": list("ABCDE"[: len(choices)]), "image": image, "pid": str(doc.get("pid", "")),
+            "subject": doc.get("subject", "")}
+
+
+HOOKS: dict[str, Callable[[dict, str], dict]] = {
+    "mmlu": _mmlu, "arc": _arc, "hellaswag": _hellaswag, "gsm8k": _gsm8k, "elyza": _elyza, "scienceqa": _scienceqa}
+
+
+def _raw_rows(path: Path):
+    """(origin, row) from a JSONL file, or a JSON list / dict of records (ScienceQA's problems.json)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        for key, row in items:
+            yield f"{path}[{key}]", ({**row, "pid": row.get("pid", key)} if isinstance(data, dict) else row)
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield f"{path}:{number}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MissingFieldError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def resolve_data(suite: SuiteSpec, data: str | Path | None) -> Path | str:
+    """None/'sample' -> the bundled sample; 'shared' -> ../shared/benchmarks; 'hub'; or a file path."""
+    if data is None or data == "sample":
+        return SAMPLES_DIR / suite.dataset.sample
+    if data == "shared":
+        if suite.dataset.shared is None or not (SHARED_DIR / suite.dataset.shared).is_file():
+            raise FileNotFoundError(f"No shared dev items for {suite.name} under {SHARED_DIR}.")
+        return SHARED_DIR / suite.dataset.shared
+    if data == "hub":
+        return "hub"
+    path = Path(data)
+    if not path.is_file():
+        raise FileNotFoundError(f"Data file {path} for suite {suite.name} does not exist.")
+    return path
+
+
+def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | None = None) -> list[dict]:
+    """Canonical documents in source order, each with its 0-based ``index`` and ``origin``."""
+    source = resolve_data(suite, data)
+    hook = HOOKS[suite.process_docs]
+    if source == "hub":
+        import datasets
+
+        rows = datasets.load_dataset(suite.dataset.hub_id, suite.dataset.hub_config, split=suite.dataset.split)
+        raw = ((f"{suite.dataset.hub_id}[{suite.dataset.split}]#{i}", dict(r)) for i, r in enumerate(rows))
+    else:
+        raw = _raw_rows(Path(source))
+    docs = []
+    for index, (origin, row) in enumerate(raw):
+        if limit is not None and index >= limit:
+            break
+        docs.append({**hook(row, origin), "index": index, "origin": origin})
+    if not docs:
+        raise ValueError(f"{source}: no documents for suite {suite.name}.")
+    return docs

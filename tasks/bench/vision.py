@@ -1,0 +1,62 @@
+"""ScienceQA items with an image: through the model's vision projector (mmproj) and llama-cpp-python's
+generic libmtmd chat handler. The model is asked for the option letter; the first letter it gives is
+its answer (log-likelihood scoring over image tokens is not exposed by the handler)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import mimetypes
+import re
+from pathlib import Path
+from typing import Any
+
+LETTER = re.compile(r"\b([A-E])\b")
+
+
+def image_path(doc: dict, image_root: Path | None) -> Path | Any:
+    """Original release: <image_root>/<pid>/<image file>. Hub rows carry the image object itself."""
+    image = doc["image"]
+    if not isinstance(image, str):
+        return image
+    if image_root is None:
+        raise ValueError(f"ScienceQA item {doc['pid'] or doc['index']} has an image ({image!r}) and an mmproj is "
+                         "set, but no --image-root tells where the images are.")
+    path = Path(image_root) / doc["pid"] / image
+    if not path.is_file():
+        raise FileNotFoundError(f"ScienceQA image {path} does not exist (item {doc['pid']}).")
+    return path
+
+
+def _data_uri(image: Path | Any) -> str:
+    if isinstance(image, Path):
+        mime = mimetypes.guess_type(image.name)[0] or "image/png"
+        return f"data:{mime};base64,{base64.b64encode(image.read_bytes()).decode()}"
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")  # a PIL image from the Hub dataset
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+class VisionScorer:
+    def __init__(self, gguf: Path, mmproj: Path):
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import MTMDChatHandler
+
+        if not Path(mmproj).is_file():
+            raise FileNotFoundError(f"mmproj {mmproj} does not exist.")
+        handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+        self.llm = Llama(str(gguf), chat_handler=handler, n_ctx=4096, verbose=False)
+
+    def score(self, doc: dict, context: str, image) -> dict[str, Any]:
+        content = [{"type": "image_url", "image_url": {"url": _data_uri(image)}},
+                   {"type": "text", "text": context + " (answer with the option's letter)"}]
+        reply = self.llm.create_chat_completion([{"role": "user", "content": content}], max_tokens=8,
+                                                temperature=0.0)
+        text = reply["choices"][0]["message"]["content"] or ""
+        match = LETTER.search(text)
+        pred = "ABCDE".index(match.group(1)) if match and "ABCDE".index(match.group(1)) < len(doc["choices"]) else None
+        return {"pred": pred, "gold": doc["answer"], "correct": pred == doc["answer"],
+                "correct_norm": pred == doc["answer"], "vision_answer": text[:40]}
+
+    def close(self) -> None:
+        self.llm.close()

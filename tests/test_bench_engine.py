@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from tasks.bench.engine import Engine
+
+
+def _hf_loglikelihood(model, ctx, cont) -> float:
+    import torch
+
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ctx + cont])).logits[0].double(), -1)
+    return sum(logp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont))
+
+
+def test_loglikelihood_aligns_with_transformers_on_a_model_without_bos(tiny_gguf):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    gguf, hf_dir = tiny_gguf
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    with Engine(gguf, n_ctx=512) as engine:
+        assert engine.add_bos is False  # the trap: echo=True log-probs shift by one token on such models
+        ctx_text = "Question: Which planet is closest to the Sun?\nAnswer:"
+        for cont in [" Mercury", " Venus", " The planet Mars"]:
+            ctx, tokens = engine.encode_pair(ctx_text, cont)
+            assert engine.tokenize(ctx_text) == ctx
+            ours = engine.loglikelihood(ctx, tokens).loglikelihood
+            assert ours == pytest.approx(_hf_loglikelihood(model, ctx, tokens), abs=2e-3)
+
+
+def test_kv_reuse_gives_exactly_what_a_fresh_engine_gives(smollm2_gguf):
+    ctx_text = "The following are multiple choice questions.\n\nWhat is 2+2?\nA. 3\nB. 4\nAnswer:"
+    conts = [" A", " B", " The answer is four", " B"]
+    with Engine(smollm2_gguf, n_ctx=512) as engine:
+        reused = [engine.loglikelihood(*engine.encode_pair(ctx_text, c)) for c in conts]
+        decoded = engine.decoded_tokens
+    fresh = []
+    for cont in conts:
+        with Engine(smollm2_gguf, n_ctx=512) as engine:
+            fresh.append(engine.loglikelihood(*engine.encode_pair(ctx_text, cont)))
+    assert [r.loglikelihood for r in reused] == [f.loglikelihood for f in fresh]
+    assert [r.is_greedy for r in reused] == [f.is_greedy for f in fresh]
+    assert decoded < 2 * 30  # the context once, then only continuation tokens (no per-choice re-evaluation)
+
+
+def test_encode_pair_moves_trailing_space_into_the_continuation(smollm2_gguf):
+    with Engine(smollm2_gguf, n_ctx=256) as engine:
+        assert engine.encode_pair("Answer: ", "B") == engine.encode_pair("Answer:", " B")
+
+
+def test_engine_errors(smollm2_gguf, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Engine(tmp_path / "none.gguf")
+    with Engine(smollm2_gguf, n_ctx=32) as engine:
+        with pytest.raises(ValueError, match="exceed the engine's n_ctx=32"):
+            engine.loglikelihood(engine.tokenize("word " * 40), engine.tokenize(" end"))
+        with pytest.raises(ValueError, match="non-empty"):
+            engine.loglikelihood([], [1])

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from tasks.bench.judge import parse_grade
+from tasks.bench.metrics import char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
+
+TAGS = (("<think>", "</think>"), ("<final>", "</final>"))
+
+
+@pytest.mark.parametrize("text,strict,flexible", [
+    ("She makes 9 * 2 = $18.\n#### 18", "18", "18"),
+    ("The answer is 1,234.", None, "1234"),
+    ("#### -5\nso 7 apples", "-5", "7"),
+    ("no numbers here", None, None),
+    ("It costs $3.50 in total.", None, "3.50"),
+])
+def test_gsm8k_filters(text, strict, flexible):
+    assert gsm8k_extract(text) == (strict, flexible)
+
+
+def test_char_f1():
+    assert char_f1("東京です", "東京です") == 1.0
+    assert char_f1("", "東京") == 0.0
+    assert char_f1("東京", "京都") == pytest.approx(0.5)
+    assert char_f1("a b", "ab") == 1.0  # whitespace ignored
+
+
+@pytest.mark.parametrize("text,final,reasoning", [
+    ("<think>2+2 is 4</think>\n<final>4</final>", "4", "2+2 is 4"),
+    ("<think>long thought", "", "long thought"),  # cut off mid-reasoning: nothing final to score
+    ("<think>a</think> The answer is 4.", "The answer is 4.", "a"),
+    ("Plain answer.", "Plain answer.", ""),
+    ("<final>only final", "only final", ""),
+])
+def test_split_thinking_scores_the_final_section_only(text, final, reasoning):
+    assert split_thinking(text, *TAGS) == (final, reasoning)
+
+
+def test_reasoning_is_hashed_not_kept():
+    audit = reasoning_audit("secret chain of thought", keep_text=False)
+    assert audit["reasoning_chars"] == 23 and len(audit["reasoning_sha256"]) == 64
+    assert "reasoning_text" not in audit and "secret" not in str(audit)
+    assert reasoning_audit("x", keep_text=True)["reasoning_text"] == "x"
+
+
+def test_summaries():
+    from statsmodels.stats.proportion import proportion_confint
+
+    s = summarize([1, 0, 1, 1], binary=True)
+    assert s["mean"] == 0.75 and s["n"] == 4
+    assert s["ci95"] == pytest.approx(list(proportion_confint(3, 4, method="wilson")))
+    m = summarize([1.0, 2.0, 3.0], binary=False)
+    assert m["mean"] == 2.0 and m["ci95"][0] < 2.0 < m["ci95"][1]
+    assert summarize([], True)["mean"] is None
+
+
+@pytest.mark.parametrize("text,grade", [
+    ("丁寧に答えている。\n点数: 4", 4), ("理由\n点数：5", 5), ("Score: 2", 2), ("点数: 7", None),
+    ("よい回答です。", None), ("点数: 3 ... 最終的に 点数: 1", 1),
+])
+def test_parse_grade(text, grade):
+    assert parse_grade(text) == grade
