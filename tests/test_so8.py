@@ -31,6 +31,13 @@ def _logits(model, ids):
         return model(input_ids=ids).logits
 
 
+def _gated_logits(model, ids, alpha):
+    """Attach gates with random generators, set blend_alpha, return the gated model's logits."""
+    _randomise(attach_so8_gates(model))
+    set_blend_alpha(model, alpha)
+    return _logits(model, ids)
+
+
 # -- the rotation itself ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(5))
@@ -100,10 +107,7 @@ def test_fold_is_exact_and_leaves_a_stock_model(family, tmp_path):
     model = tiny_model(family)
     keys_before = set(model.state_dict())
     ids = tokens()
-    gates = attach_so8_gates(model)
-    _randomise(gates)
-    set_blend_alpha(model, 0.7)
-    gated = _logits(model, ids)
+    gated = _gated_logits(model, ids, 0.7)
     fold_so8_gates(model)
     assert get_so8_gates(model) == []
     assert set(model.state_dict()) == keys_before
@@ -122,10 +126,7 @@ def test_fold_keeps_o_proj_bias():
         for layer in model.model.layers:
             layer.self_attn.o_proj.bias.normal_()
     ids = tokens()
-    gates = attach_so8_gates(model)
-    _randomise(gates)
-    set_blend_alpha(model, 1.0)
-    gated = _logits(model, ids)
+    gated = _gated_logits(model, ids, 1.0)
     fold_so8_gates(model)
     assert (_logits(model, ids) - gated).abs().max().item() < 1e-4
 
@@ -213,10 +214,7 @@ def _lora_model(family="llama"):
 def test_fold_with_unmerged_lora_then_merge_is_exact():
     model = _lora_model()
     ids = tokens()
-    gates = attach_so8_gates(model)
-    _randomise(gates)
-    set_blend_alpha(model, 0.6)
-    gated = _logits(model, ids)
+    gated = _gated_logits(model, ids, 0.6)
     merged = fold_so8_gates(model).merge_and_unload()  # folds into base weight and lora_A alike
     assert get_so8_gates(merged) == []
     assert (_logits(merged, ids) - gated).abs().max().item() < 1e-4
