@@ -113,6 +113,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from tasks.config import DecisionSpec, load_config
+    from tasks.decide import decide
+
+    spec = load_config(args.config).decision if args.config else DecisionSpec()
+    results = {}
+    for item in args.results:
+        label, sep, folder = item.partition("=")
+        if not sep or not label or not folder:
+            raise ValueError(f"--results expects LABEL=DIR (e.g. linear=runs/eval/linear); got {item!r}")
+        results[label] = Path(folder)
+    record = decide(results, spec, args.out)
+    print(record["reason"])
+    print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alphagate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n-ctx", type=int, default=2048)
     ev.add_argument("--out", required=True, type=Path)
     ev.set_defaults(func=_cmd_eval)
+
+    dec = sub.add_parser("decide", help="pick the winner of two evaluated models with paired statistics")
+    dec.add_argument("--results", nargs=2, required=True, metavar="LABEL=DIR",
+                     help="two result folders of `alphagate eval`, labelled")
+    dec.add_argument("--config", type=Path, help="pipeline config whose `decision` section to use")
+    dec.add_argument("--out", required=True, type=Path)
+    dec.set_defaults(func=_cmd_decide)
     return parser
 
 

@@ -132,6 +132,25 @@ class ExportSpec(Strict):
     answer_prompt: str = "What is 12 plus 30?"
 
 
+class DecisionSpec(Strict):
+    """Composite weights (the original design's defaults), statistics and the not-significant rule."""
+
+    weights: dict[Literal["elyza", "core", "scienceqa", "speed"], float] = Field(
+        default_factory=lambda: {"elyza": 0.4, "core": 0.4, "scienceqa": 0.1, "speed": 0.1})
+    speed_reference_tok_s: float = Field(100.0, gt=0.0)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    bootstrap: int = Field(2000, ge=100)
+    seed: int = 0
+    on_not_significant: Literal["no_upload", "upload_best"] = "no_upload"
+    required_suites: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _all_weights(self):
+        if set(self.weights) != {"elyza", "core", "scienceqa", "speed"} or any(w < 0 for w in self.weights.values()):
+            raise ValueError(f"decision.weights needs elyza, core, scienceqa and speed, each >= 0; got {self.weights}")
+        return self
+
+
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     base_model: BaseModelSpec
@@ -143,6 +162,7 @@ class PipelineConfig(Strict):
     tuner: TunerSpec = TunerSpec()
     linear: LinearSpec = LinearSpec()
     export: ExportSpec = ExportSpec()
+    decision: DecisionSpec = DecisionSpec()
     requires_gpu: bool = False
 
 

@@ -62,3 +62,16 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "neither a training run" in capsys.readouterr().err
+
+
+def test_decide_from_the_cli(tmp_path, capsys):
+    for label, correct in (("linear", [1, 0] * 10), ("sigmoid-bayes", [1, 0] * 10)):
+        folder = tmp_path / label
+        folder.mkdir()
+        (folder / "mmlu.jsonl").write_text("".join(json.dumps({"index": i, "correct": bool(c)}) + "\n"
+                                                   for i, c in enumerate(correct)))
+        (folder / "mmlu.summary.json").write_text(json.dumps({"timings": {"generation_tokens_per_s": 0.0}}))
+    assert main(["decide", "--results", f"linear={tmp_path / 'linear'}", f"sigmoid-bayes={tmp_path / 'sigmoid-bayes'}",
+                 "--out", str(tmp_path / "d")]) == 0
+    assert "tie" in capsys.readouterr().out and (tmp_path / "d" / "decision.md").is_file()
+    assert main(["decide", "--results", "oops", "x=y", "--out", str(tmp_path)]) == 2

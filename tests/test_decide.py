@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tasks.config import DecisionSpec
+from tasks.decide import composite, decide, paired_test
+
+SPEC = DecisionSpec(bootstrap=500)
+
+
+def _write(folder, suite, records, gen_tok_s=50.0):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{suite}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / f"{suite}.summary.json").write_text(json.dumps(
+        {"suite": suite, "timings": {"generation_tokens_per_s": gen_tok_s, "prompt_tokens_per_s": 300.0}}))
+
+
+def _mc(correct: list[int]) -> list[dict]:
+    return [{"index": i, "correct": bool(c), "correct_norm": bool(c), "correct_flexible": bool(c)}
+            for i, c in enumerate(correct)]
+
+
+def test_mcnemar_exact_known_answer():
+    # b = 5 (A right, B wrong), c = 1: two-sided exact binomial p = 2 * P(X <= 1 | 6, 1/2) = 14/64
+    a = np.array([1] * 10 + [1] * 5 + [0] * 1 + [0] * 10)
+    b = np.array([1] * 10 + [0] * 5 + [1] * 1 + [0] * 10)
+    assert paired_test(a, b, binary=True) == ("mcnemar_exact", pytest.approx(0.21875))
+
+
+def test_wilcoxon_for_graded_items_and_no_difference():
+    a, b = np.array([1, 2, 3, 4, 5, 2, 3.0]), np.array([2, 2, 4, 5, 5, 3, 5.0])
+    test, p = paired_test(a, b, binary=False)
+    assert test == "wilcoxon_signed_rank" and p == pytest.approx(0.0625)
+    assert paired_test(a, a, binary=False)[1] == 1.0
+
+
+def test_composite_weights_and_speed_cap():
+    means = {"elyza_tasks_100": 0.5, "mmlu": 0.4, "gsm8k": 0.2, "hellaswag": 0.6, "arc_challenge": 0.4,
+             "scienceqa": 0.8}
+    assert composite(means, 1.0, SPEC) == pytest.approx(0.4 * 0.5 + 0.4 * 0.4 + 0.1 * 0.8 + 0.1 * 1.0)
+    # a group that is absent does not count as zero: the weights are renormalised
+    assert composite({"mmlu": 0.5}, 0.0, SPEC) == pytest.approx(0.4 * 0.5 / 0.5)
+
+
+def test_a_tie_picks_no_winner_and_uploads_nothing(tmp_path):
+    for name in ("linear", "sigmoid-bayes"):
+        _write(tmp_path / name, "mmlu", _mc([1, 0] * 20))
+    record = decide({"linear": tmp_path / "linear", "sigmoid-bayes": tmp_path / "sigmoid-bayes"}, SPEC, tmp_path)
+    assert record["winner"] is None and record["upload"] is False and "tie" in record["reason"]
+    assert (tmp_path / "decision.json").is_file() and "Upload: no" in (tmp_path / "decision.md").read_text()
+
+
+def test_a_clear_winner_is_significant(tmp_path):
+    _write(tmp_path / "linear", "mmlu", _mc([0] * 30 + [1] * 10))
+    _write(tmp_path / "sigmoid-bayes", "mmlu", _mc([1] * 35 + [0] * 5))
+    _write(tmp_path / "linear", "arc_challenge", _mc([0, 1] * 20))
+    _write(tmp_path / "sigmoid-bayes", "arc_challenge", _mc([1, 1] * 20))
+    record = decide({"linear": tmp_path / "linear", "sigmoid-bayes": tmp_path / "sigmoid-bayes"}, SPEC)
+    assert record["winner"] == "sigmoid-bayes" and record["significant"] and record["upload"]
+    assert record["margin_ci95"][0] > 0
+    rows = {r["suite"]: r for r in record["suites"]}
+    assert rows["mmlu"]["test"] == "mcnemar_exact" and rows["mmlu"]["p_holm"] < 0.05
+    assert rows["mmlu"]["p_holm"] >= rows["mmlu"]["p_value"]  # Holm never lowers a p-value
+
+
+def test_not_significant_follows_the_configured_rule(tmp_path):
+    _write(tmp_path / "a", "mmlu", _mc([1, 0, 0, 1, 0] * 4))
+    _write(tmp_path / "b", "mmlu", _mc([1, 0, 1, 1, 0] * 4))
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    assert record["winner"] == "b" and not record["significant"] and not record["upload"]
+    assert "no upload" in record["reason"]
+    lenient = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC.model_copy(update={"on_not_significant":
+                                                                                            "upload_best"}))
+    assert lenient["upload"] and "anyway" in lenient["reason"]
+
+
+def test_missing_required_suite_refuses(tmp_path):
+    _write(tmp_path / "a", "mmlu", _mc([1] * 5))
+    _write(tmp_path / "b", "mmlu", _mc([0] * 5))
+    spec = SPEC.model_copy(update={"required_suites": ["mmlu", "elyza_tasks_100"]})
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, spec)
+    assert record["winner"] is None and record["missing_required"] == ["elyza_tasks_100"]
+
+
+def test_judge_failures_drop_out_of_the_pair(tmp_path):
+    grades_a = [{"index": i, "judge_grade": g, "char_f1": 0.5} for i, g in enumerate([5, 4, None, 5])]
+    grades_b = [{"index": i, "judge_grade": g, "char_f1": 0.5} for i, g in enumerate([2, 1, 3, 1])]
+    _write(tmp_path / "a", "elyza_tasks_100", grades_a)
+    _write(tmp_path / "b", "elyza_tasks_100", grades_b)
+    row = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)["suites"][0]
+    assert row["metric"] == "judge_grade" and row["n_paired"] == 3 and row["dropped"] == 1
+    assert row["test"] == "wilcoxon_signed_rank"
+
+
+def test_bad_weights_are_an_error():
+    with pytest.raises(ValueError, match="decision.weights"):
+        DecisionSpec(weights={"elyza": 1.0})
