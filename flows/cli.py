@@ -130,6 +130,27 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labelled(items: list[str], flag: str) -> dict[str, Path]:
+    out = {}
+    for item in items or []:
+        label, sep, folder = item.partition("=")
+        if not sep:  # a bare folder: its name is its label
+            label, folder = Path(item).name, item
+        if not label or not folder:
+            raise ValueError(f"{flag} expects LABEL=DIR or DIR; got {item!r}")
+        out[label] = Path(folder)
+    return out
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from tasks.report import write_report
+
+    path = write_report(_labelled(args.results, "--results"), args.out, decision=args.decision,
+                        degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner)
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alphagate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,6 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--config", type=Path, help="pipeline config whose `decision` section to use")
     dec.add_argument("--out", required=True, type=Path)
     dec.set_defaults(func=_cmd_decide)
+
+    rep = sub.add_parser("report", help="figures + Markdown report over any set of result folders")
+    rep.add_argument("--results", nargs="+", required=True, metavar="[LABEL=]DIR",
+                     help="our eval folders or lm-evaluation-harness output (results_*.json + samples_*.jsonl); "
+                          "label them model/format; several nightly folders in order give a trend")
+    rep.add_argument("--decision", type=Path)
+    rep.add_argument("--degradation", type=Path)
+    rep.add_argument("--runs", nargs="*", metavar="LABEL=RUN_DIR", help="training runs (alpha and loss curves)")
+    rep.add_argument("--tuner", type=Path, help="tuner history JSON")
+    rep.add_argument("--out", required=True, type=Path)
+    rep.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -143,6 +143,10 @@ class DecisionSpec(Strict):
     seed: int = 0
     on_not_significant: Literal["no_upload", "upload_best"] = "no_upload"
     required_suites: list[str] = Field(default_factory=list)
+    # upload gates: a format is held back when its composite is significantly below the base model's by more
+    # than max_drop_vs_base (composite points), or a quantization lost more than max_quant_loss of its BF16 score
+    max_drop_vs_base: float = Field(0.02, ge=0.0)
+    max_quant_loss: float = Field(0.05, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _all_weights(self):

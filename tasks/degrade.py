@@ -1,0 +1,88 @@
+"""Degradation analysis (each variant against the untouched base model, each quantization against the
+BF16 of the same model) and the upload gates that follow from it.
+
+Result folders are labelled "<model>/<format>" (e.g. "base/bf16", "linear/q4_k_m"). Per suite: the
+degradation rate (base - model) / base * 100 (undefined when base scores 0), a 95% CI of the model's
+score (Wilson for proportions, bootstrap for means), the paired test of tasks/decide.py with Holm across
+suites, and a flag when the model is significantly worse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.config import DecisionSpec
+from tasks.decide import compare, item_scores, load_results
+from tasks.store import atomic_write_json
+
+
+def _ci(values: np.ndarray, binary: bool, seed: int) -> list[float] | None:
+    if len(values) == 0:
+        return None
+    if binary:
+        from statsmodels.stats.proportion import proportion_confint
+
+        return [float(x) for x in proportion_confint(int(values.sum()), len(values), method="wilson")]
+    rng = np.random.default_rng(seed)
+    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(2000)]
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def against(reference: dict, model: dict, spec: DecisionSpec) -> dict[str, Any]:
+    """How much ``model`` lost against ``reference`` (both: suite -> records/summary)."""
+    cmp = compare(reference, model, spec)  # diff = reference - model
+    for row in cmp["suites"]:
+        suite = row["suite"]
+        scores, binary, _ = item_scores(model[suite]["records"], suite)
+        row["model_ci95"] = _ci(np.array(list(scores.values())), binary, spec.seed)
+        base = row["a"]
+        row["degradation_pct"] = None if not base else (base - row["b"]) / base * 100
+        row["flagged"] = bool(row["significant"] and row["b"] < base)
+    lo, hi = cmp["diff_ci95"]
+    return {"suites": cmp["suites"], "reference_composite": cmp["composite_a"], "composite": cmp["composite_b"],
+            "composite_drop": cmp["diff"], "composite_drop_ci95": [lo, hi],
+            "flagged_suites": [r["suite"] for r in cmp["suites"] if r["flagged"]]}
+
+
+def analyze(results: dict[str, Path], spec: DecisionSpec, base_model: str = "base") -> dict[str, Any]:
+    """Every "<model>/<format>" against base/bf16, and every quantization against its model's BF16; gates."""
+    loaded = {label: load_results(folder) for label, folder in results.items()}
+    base_label = f"{base_model}/bf16"
+    if base_label not in loaded:
+        raise ValueError(f"Degradation needs the untouched base model's results labelled {base_label!r}; "
+                         f"got {sorted(loaded)}.")
+    report: dict[str, Any] = {"vs_base": {}, "vs_bf16": {}, "gates": {}}
+    for label in sorted(loaded):
+        model, _, fmt = label.partition("/")
+        if model == base_model:
+            continue
+        report["vs_base"][label] = against(loaded[base_label], loaded[label], spec)
+        bf16 = f"{model}/bf16"
+        if fmt != "bf16" and bf16 in loaded:
+            report["vs_bf16"][label] = against(loaded[bf16], loaded[label], spec)
+        report["gates"][label] = gate(report, label, spec)
+    return report
+
+
+def gate(report: dict[str, Any], label: str, spec: DecisionSpec) -> dict[str, Any]:
+    reasons = []
+    vs_base = report["vs_base"][label]
+    if vs_base["composite_drop_ci95"][0] > spec.max_drop_vs_base:  # significantly below by more than the margin
+        reasons.append(f"composite {vs_base['composite']:.4f} is below the base model's "
+                       f"{vs_base['reference_composite']:.4f} by more than {spec.max_drop_vs_base} "
+                       f"(drop CI [{vs_base['composite_drop_ci95'][0]:.4f}, {vs_base['composite_drop_ci95'][1]:.4f}])")
+    vs_bf16 = report["vs_bf16"].get(label)
+    if vs_bf16 and vs_bf16["reference_composite"] > 0:
+        share = vs_bf16["composite_drop"] / vs_bf16["reference_composite"]
+        if share > spec.max_quant_loss:
+            reasons.append(f"the quantization lost {share:.1%} of its BF16 composite (limit {spec.max_quant_loss:.0%})")
+    return {"upload": not reasons, "reasons": reasons}
+
+
+def write_analysis(results: dict[str, Path], spec: DecisionSpec, out_dir: Path) -> dict[str, Any]:
+    report = analyze(results, spec)
+    atomic_write_json(Path(out_dir) / "degradation.json", report)
+    return report

@@ -1,0 +1,215 @@
+"""The analysis report: seaborn figures and a Markdown file tying them to the decision.
+
+Every number is recomputed from per-item records (ours, or lm-evaluation-harness's samples_*.jsonl, so
+runs made elsewhere sit beside ours). Result folders are labelled "<model>/<format>"; passing several
+nightly folders in order gives a trend.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tasks.bench.metrics import summarize
+from tasks.decide import item_scores, load_results
+from tasks.store import atomic_write_text
+
+METRIC_NAME = {"correct": "acc", "correct_norm": "acc_norm", "correct_flexible": "exact_match_flexible",
+               "judge_grade": "judge_grade (1-5 -> 0-1)", "char_f1": "char_f1"}
+CATEGORY_SUITES = ("mmlu", "scienceqa")  # subjects; other suites' labels are too fine to break down
+LM_EVAL_TASKS = {"arc_challenge": "arc_challenge", "hellaswag": "hellaswag", "gsm8k": "gsm8k"}
+
+
+def import_lm_eval(folder: Path) -> dict[str, dict[str, Any]]:
+    """lm-eval output (samples_<task>_*.jsonl) -> our suite -> {"records", "summary"} shape."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(folder).rglob("samples_*.jsonl")):
+        task = path.name[len("samples_"):].rsplit("_", 1)[0]
+        suite = "mmlu" if task.startswith("mmlu_") else LM_EVAL_TASKS.get(task)
+        if suite is None:
+            continue
+        entry = out.setdefault(suite, {"records": [], "summary": {"timings": {}, "source": "lm-eval"}})
+        for line in path.read_text(encoding="utf-8").splitlines():
+            s = json.loads(line)
+            record = {"index": len(entry["records"]) if suite == "mmlu" else s["doc_id"],
+                      "category": task[len("mmlu_"):] if suite == "mmlu" else ""}
+            if suite == "gsm8k":
+                record["correct_flexible"] = bool(s.get("exact_match", 0.0))
+            else:
+                record["correct"] = bool(s.get("acc", 0.0))
+                record["correct_norm"] = bool(s.get("acc_norm", s.get("acc", 0.0)))
+            entry["records"].append(record)
+    if not out:
+        raise ValueError(f"{folder}: no lm-evaluation-harness samples_*.jsonl of mmlu/arc/hellaswag/gsm8k found "
+                         "(run lm-eval with --log_samples).")
+    return out
+
+
+def load_any(folder: Path) -> dict[str, dict[str, Any]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Results folder {folder} does not exist.")
+    if list(folder.glob("*.summary.json")):
+        return load_results(folder)
+    return import_lm_eval(folder)
+
+
+def score_table(results: dict[str, Path]):
+    """One row per (label, suite): primary metric mean, 95% CI, n; plus per-category rows."""
+    import pandas as pd
+
+    rows, cats = [], []
+    for label, folder in results.items():
+        for suite, data in load_any(folder).items():
+            scores, binary, metric = item_scores(data["records"], suite)
+            s = summarize(list(scores.values()), binary)
+            if s["n"]:
+                rows.append({"label": label, "suite": suite, "metric": METRIC_NAME.get(metric, metric),
+                             "mean": s["mean"], "lo": max(0.0, s["ci95"][0]), "hi": min(1.0, s["ci95"][1]),
+                             "n": s["n"]})  # all primary metrics live in [0, 1]
+            by_cat: dict[str, list[float]] = {}
+            for r in data["records"] if suite in CATEGORY_SUITES else []:
+                if r.get("category") and r["index"] in scores:
+                    by_cat.setdefault(r["category"], []).append(scores[r["index"]])
+            cats += [{"label": label, "suite": suite, "category": c, "mean": sum(v) / len(v), "n": len(v)}
+                     for c, v in by_cat.items()]
+    return pd.DataFrame(rows), pd.DataFrame(cats)
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path.name
+
+
+def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, Path], tuner: Path | None,
+            results: dict[str, Path]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    made = []
+    labels = list(dict.fromkeys(scores["label"]))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * scores["suite"].nunique() + 2), 4.5))
+    suites = list(dict.fromkeys(scores["suite"]))
+    width = 0.8 / max(len(labels), 1)
+    for i, label in enumerate(labels):
+        sub = scores[scores["label"] == label].set_index("suite").reindex(suites)
+        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(suites))]
+        ax.bar(xs, sub["mean"], width, label=label,
+               yerr=[sub["mean"] - sub["lo"], sub["hi"] - sub["mean"]], capsize=3)
+    ax.set_xticks(range(len(suites)), suites, rotation=15)
+    ax.set_ylabel("score (primary metric)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Per-suite scores with 95% CI")
+    ax.legend(fontsize=8)
+    made.append(_save(fig, out / "scores.png"))
+
+    pivot = scores.pivot_table(index="suite", columns="label", values="mean")[labels]
+    fig, ax = plt.subplots(figsize=(1.4 * len(labels) + 3, 0.6 * len(pivot) + 2))
+    sns.heatmap(pivot, annot=True, fmt=".3f", cmap="viridis", vmin=0, vmax=1, ax=ax)
+    ax.set_title("Scores: suite x model/format")
+    made.append(_save(fig, out / "heatmap_scores.png"))
+
+    if degradation and degradation.get("vs_base"):
+        rows = [{"label": lab, "suite": r["suite"], "pct": r["degradation_pct"]}
+                for lab, d in degradation["vs_base"].items() for r in d["suites"] if r["degradation_pct"] is not None]
+        if rows:
+            import pandas as pd
+
+            deg = pd.DataFrame(rows).pivot_table(index="suite", columns="label", values="pct")
+            fig, ax = plt.subplots(figsize=(1.4 * deg.shape[1] + 3, 0.6 * len(deg) + 2))
+            sns.heatmap(deg, annot=True, fmt=".1f", cmap="RdYlGn_r", center=0, ax=ax)
+            ax.set_title("Degradation vs the base model, % ((base - model) / base)")
+            made.append(_save(fig, out / "heatmap_degradation.png"))
+
+    made += _judge_figure(results, out, plt, sns)
+    for suite in sorted(set(cats["suite"])) if len(cats) else []:
+        pc = cats[cats["suite"] == suite].pivot_table(index="category", columns="label", values="mean")
+        fig, ax = plt.subplots(figsize=(1.4 * pc.shape[1] + 4, 0.45 * len(pc) + 2))
+        sns.heatmap(pc, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax)
+        ax.set_title(f"{suite}: per category")
+        made.append(_save(fig, out / f"categories_{suite}.png"))
+    made += _training_figures(runs, tuner, out, plt)
+    return made
+
+
+def _judge_figure(results, out, plt, sns) -> list[str]:
+    import pandas as pd
+
+    rows = [{"label": label, "grade": r["judge_grade"]} for label, folder in results.items()
+            for r in load_any(folder).get("elyza_tasks_100", {}).get("records", []) if r.get("judge_grade")]
+    if not rows:
+        return []
+    data = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(1.5 * data["label"].nunique() + 3, 4))
+    sns.boxplot(data=data, x="label", y="grade", ax=ax, color="lightgray")
+    sns.stripplot(data=data, x="label", y="grade", ax=ax, alpha=0.6, jitter=0.2)
+    ax.set_ylim(0.5, 5.5)
+    ax.set_title("ELYZA-tasks-100 judge grades per item")
+    return [_save(fig, out / "judge_grades.png")]
+
+
+def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt) -> list[str]:
+    made = []
+    if runs:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        for label, run in runs.items():
+            traj = json.loads((run / "alpha_trajectory.json").read_text())["trajectory"]
+            a1.plot([t["step"] for t in traj], [t["blend_alpha"] for t in traj], label=label)
+            val = json.loads((run / "loss_curves.json").read_text())["validation"]
+            a2.plot([v["step"] for v in val], [v["eval_loss"] for v in val], marker="o", label=label)
+        a1.set(title="blend_alpha trajectory", xlabel="optimizer step", ylabel="blend_alpha")
+        a2.set(title="validation loss", xlabel="optimizer step", ylabel="loss")
+        a1.legend()
+        a2.legend()
+        made.append(_save(fig, out / "training.png"))
+    if tuner is not None and Path(tuner).is_file():
+        trials = json.loads(Path(tuner).read_text())["trials"]
+        if trials:
+            fig, ax = plt.subplots(figsize=(6, 4.5))
+            points = ax.scatter([t["k"] for t in trials], [t["midpoint"] for t in trials],
+                                c=[t["value"] for t in trials], cmap="viridis_r", s=60)
+            best = min(trials, key=lambda t: t["value"])
+            ax.scatter([best["k"]], [best["midpoint"]], marker="*", s=250, c="red", label="best")
+            fig.colorbar(points, label="proxy validation loss")
+            ax.set(xscale="log", xlabel="k (steepness, log scale)", ylabel="midpoint", title="Sigmoid tuner trials")
+            from matplotlib.ticker import ScalarFormatter
+
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(ScalarFormatter())
+            ax.legend()
+            made.append(_save(fig, out / "tuner_trials.png"))
+    return made
+
+
+def write_report(results: dict[str, Path], out: Path, *, decision: Path | None = None,
+                 degradation: Path | None = None, runs: dict[str, Path] | None = None,
+                 tuner: Path | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores, cats = score_table(results)
+    if scores.empty:
+        raise ValueError("No scored items in the given results; nothing to report.")
+    deg = json.loads(Path(degradation).read_text()) if degradation else None
+    made = figures(scores, cats, out, deg, runs or {}, tuner, results)
+    lines = ["# alpha-gate comparison report", ""]
+    if decision:
+        record = json.loads(Path(decision).read_text())
+        lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}", ""]
+    lines += ["## Scores (primary metric, 95% CI, computed from per-item records)", "",
+              "| model/format | suite | metric | score | 95% CI | n |", "|---|---|---|---|---|---|"]
+    for r in scores.itertuples():
+        lines.append(f"| {r.label} | {r.suite} | {r.metric} | {r.mean:.3f} | [{r.lo:.3f}, {r.hi:.3f}] | {r.n} |")
+    if deg:
+        lines += ["", "## Upload gates", ""]
+        for name, g in deg["gates"].items():
+            lines.append(f"- {name}: " + ("upload" if g["upload"] else "held back: " + "; ".join(g["reasons"])))
+    lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in made]
+    return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.config import DecisionSpec
+from tasks.degrade import analyze
+
+SPEC = DecisionSpec(bootstrap=300)
+
+
+def _write(folder, suite, correct):
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"index": i, "correct": bool(c), "correct_norm": bool(c)} for i, c in enumerate(correct)]
+    (folder / f"{suite}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / f"{suite}.summary.json").write_text(json.dumps({"timings": {}}))
+
+
+def _setup(tmp_path, variants: dict[str, dict[str, list[int]]]):
+    labels = {}
+    for label, suites in variants.items():
+        for suite, correct in suites.items():
+            _write(tmp_path / label.replace("/", "_"), suite, correct)
+        labels[label] = tmp_path / label.replace("/", "_")
+    return labels
+
+
+def test_degradation_rates_flags_and_gates(tmp_path):
+    good = [1] * 30 + [0] * 10
+    results = _setup(tmp_path, {
+        "base/bf16": {"mmlu": good, "arc_challenge": good},
+        "linear/bf16": {"mmlu": good, "arc_challenge": good},            # no loss
+        "linear/q4_k_m": {"mmlu": [0] * 30 + [0] * 10, "arc_challenge": good},  # mmlu collapses
+    })
+    report = analyze(results, SPEC)
+    bf16 = {r["suite"]: r for r in report["vs_base"]["linear/bf16"]["suites"]}
+    assert bf16["mmlu"]["degradation_pct"] == 0.0 and not bf16["mmlu"]["flagged"]
+    q4 = {r["suite"]: r for r in report["vs_bf16"]["linear/q4_k_m"]["suites"]}
+    assert q4["mmlu"]["degradation_pct"] == pytest.approx(100.0) and q4["mmlu"]["flagged"]
+    assert q4["mmlu"]["model_ci95"][0] == 0.0
+    assert report["gates"]["linear/bf16"] == {"upload": True, "reasons": []}
+    assert not report["gates"]["linear/q4_k_m"]["upload"]
+    assert any("lost" in r for r in report["gates"]["linear/q4_k_m"]["reasons"])
+
+
+def test_zero_base_score_has_no_rate(tmp_path):
+    results = _setup(tmp_path, {"base/bf16": {"mmlu": [0] * 10}, "linear/bf16": {"mmlu": [1] * 10}})
+    row = analyze(results, SPEC)["vs_base"]["linear/bf16"]["suites"][0]
+    assert row["degradation_pct"] is None and not row["flagged"]
+
+
+def test_base_results_are_required(tmp_path):
+    results = _setup(tmp_path, {"linear/bf16": {"mmlu": [1] * 4}})
+    with pytest.raises(ValueError, match="base/bf16"):
+        analyze(results, SPEC)
