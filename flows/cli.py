@@ -124,7 +124,8 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         if not sep or not label or not folder:
             raise ValueError(f"--results expects LABEL=DIR (e.g. linear=runs/eval/linear); got {item!r}")
         results[label] = Path(folder)
-    record = decide(results, spec, args.out)
+    record = decide(results, spec, args.out, exports=_labelled(args.exports, "--exports"),
+                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation)
     print(record["reason"])
     print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
     return 0
@@ -140,6 +141,31 @@ def _labelled(items: list[str], flag: str) -> dict[str, Path]:
             raise ValueError(f"{flag} expects LABEL=DIR or DIR; got {item!r}")
         out[label] = Path(folder)
     return out
+
+
+def _cmd_degrade(args: argparse.Namespace) -> int:
+    from tasks.config import DecisionSpec, load_config
+    from tasks.degrade import write_analysis
+
+    spec = load_config(args.config).decision if args.config else DecisionSpec()
+    report = write_analysis(_labelled(args.results, "--results"), spec, args.out)
+    for label, gate in report["gates"].items():
+        print(f"{label}: " + ("upload" if gate["upload"] else "held back: " + "; ".join(gate["reasons"])))
+    print(f"-> {Path(args.out) / 'degradation.json'}")
+    return 0
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from tasks.upload import upload
+
+    out = args.out or Path(args.decision).parent / "upload"
+    result = upload(args.decision, out, dry_run=True if args.dry_run else None)
+    if result["dry_run"]:
+        print(result["message"])
+    else:
+        for repo in result["repos"]:
+            print(f"{repo['repo_id']}: commit {repo['commit'] or 'unchanged'}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -210,8 +236,24 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--results", nargs=2, required=True, metavar="LABEL=DIR",
                      help="two result folders of `alphagate eval`, labelled")
     dec.add_argument("--config", type=Path, help="pipeline config whose `decision` section to use")
+    dec.add_argument("--exports", nargs="*", metavar="LABEL=DIR", help="export folders (for the upload)")
+    dec.add_argument("--runs", nargs="*", metavar="LABEL=DIR", help="training run folders (for the upload)")
+    dec.add_argument("--degradation", type=Path, help="degradation.json whose upload gates apply")
     dec.add_argument("--out", required=True, type=Path)
     dec.set_defaults(func=_cmd_decide)
+
+    deg = sub.add_parser("degrade", help="each variant vs the base model, each quantization vs its BF16; gates")
+    deg.add_argument("--results", nargs="+", required=True, metavar="MODEL/FORMAT=DIR",
+                     help="eval folders labelled e.g. base/bf16=... linear/q4_k_m=...")
+    deg.add_argument("--config", type=Path)
+    deg.add_argument("--out", required=True, type=Path)
+    deg.set_defaults(func=_cmd_degrade)
+
+    up = sub.add_parser("upload", help="upload the decided winner (BF16, Q8_0, Q4_K_M) to the Hub, or stage it")
+    up.add_argument("--decision", required=True, type=Path)
+    up.add_argument("--dry-run", action="store_true", help="stage exactly what would be uploaded; send nothing")
+    up.add_argument("--out", type=Path, help="staging folder (default: beside the decision, upload/)")
+    up.set_defaults(func=_cmd_upload)
 
     rep = sub.add_parser("report", help="figures + Markdown report over any set of result folders")
     rep.add_argument("--results", nargs="+", required=True, metavar="[LABEL=]DIR",
@@ -235,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("tune tell needs --k, --midpoint and --value")
     try:
         return args.func(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ModuleNotFoundError) as exc:
+    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ModuleNotFoundError, OSError) as exc:
         print(f"alphagate: error: {exc}", file=sys.stderr)
         return 2
 

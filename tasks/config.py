@@ -155,6 +155,18 @@ class DecisionSpec(Strict):
         return self
 
 
+class UploadSpec(Strict):
+    """Hub upload of the winner: <org>/<name>-bf16 (safetensors + BF16 GGUF), -q8_0, -q4_k_m."""
+
+    enabled: bool = False  # off: a dry run writes exactly what would be uploaded
+    org: str = Field("alphagate", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # default: the config's name
+    private: bool = False
+    endpoint: str | None = None  # a Hub mirror or stand-in; default: huggingface.co
+    token_secret_block: str | None = None  # Prefect Secret block holding the token, when HF_TOKEN is unset
+    formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"])
+
+
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     base_model: BaseModelSpec
@@ -167,6 +179,7 @@ class PipelineConfig(Strict):
     linear: LinearSpec = LinearSpec()
     export: ExportSpec = ExportSpec()
     decision: DecisionSpec = DecisionSpec()
+    upload: UploadSpec = UploadSpec()
     requires_gpu: bool = False
 
 
@@ -201,6 +214,13 @@ def _resolve_paths(config: PipelineConfig, root: Path) -> PipelineConfig:
     tuner = config.tuner.model_copy(update={"history_path": fix(config.tuner.history_path)})
     return config.model_copy(update={"base_model": base, "data": config.data.model_copy(update={"sources": sources}),
                                      "tuner": tuner})
+
+
+def hf_token_from_env() -> str | None:
+    """The Hub token from HF_TOKEN (the one other env var we read); never logged or written anywhere."""
+    import os
+
+    return os.environ.get("HF_TOKEN") or None
 
 
 def cache_root() -> Path:

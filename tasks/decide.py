@@ -129,14 +129,23 @@ def _bootstrap_diff(paired, suites, speed_a, speed_b, spec: DecisionSpec) -> tup
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
-def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = None) -> dict[str, Any]:
-    """Pick the winner of exactly two labelled result folders; write decision.json/.md when out_dir is given."""
+def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = None, *,
+           exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None,
+           degradation: Path | None = None) -> dict[str, Any]:
+    """Pick the winner of exactly two labelled result folders; write decision.json/.md when out_dir is given.
+
+    ``exports``/``runs`` (label -> export folder / training run folder) are recorded so that
+    `alphagate upload --decision FILE` finds what to publish; ``degradation`` adds the upload gates."""
     if len(results) != 2:
         raise ValueError(f"decide compares exactly two models; got {sorted(results)}.")
     (name_a, dir_a), (name_b, dir_b) = sorted(results.items())
     loaded = {name_a: load_results(dir_a), name_b: load_results(dir_b)}
     missing = sorted(s for s in spec.required_suites if any(s not in r for r in loaded.values()))
-    record: dict[str, Any] = {"models": [name_a, name_b], "missing_required": missing}
+    record: dict[str, Any] = {"models": [name_a, name_b], "missing_required": missing,
+                              "results": {k: str(Path(v).resolve()) for k, v in results.items()},
+                              "exports": {k: str(Path(v).resolve()) for k, v in (exports or {}).items()},
+                              "runs": {k: str(Path(v).resolve()) for k, v in (runs or {}).items()},
+                              "degradation": str(Path(degradation).resolve()) if degradation else None}
     if missing:
         record.update(winner=None, upload=False, significant=False,
                       reason=f"Required suite(s) {missing} are missing, so no winner is picked.")

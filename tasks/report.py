@@ -137,6 +137,15 @@ def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, P
         ax.set_title(f"{suite}: per category")
         made.append(_save(fig, out / f"categories_{suite}.png"))
     made += _training_figures(runs, tuner, out, plt)
+    if len(labels) > 2:  # several result folders in the order given (e.g. nightly runs): a trend per suite
+        fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(labels) + 3), 4.5))
+        for suite in suites:
+            sub = scores[scores["suite"] == suite].set_index("label").reindex(labels)
+            ax.plot(range(len(labels)), sub["mean"], marker="o", label=suite)
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+        ax.set(ylim=(0, 1), ylabel="score (primary metric)", title="Trend across the given results, in order")
+        ax.legend(fontsize=8)
+        made.append(_save(fig, out / "trend.png"))
     return made
 
 
@@ -207,6 +216,10 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
               "| model/format | suite | metric | score | 95% CI | n |", "|---|---|---|---|---|---|"]
     for r in scores.itertuples():
         lines.append(f"| {r.label} | {r.suite} | {r.metric} | {r.mean:.3f} | [{r.lo:.3f}, {r.hi:.3f}] | {r.n} |")
+    if len(cats):
+        lines += ["", "## Per category", "", "| model/format | suite | category | score | n |", "|---|---|---|---|---|"]
+        lines += [f"| {r.label} | {r.suite} | {r.category} | {r.mean:.3f} | {r.n} |"
+                  for r in cats.sort_values(["suite", "category", "label"]).itertuples()]
     if deg:
         lines += ["", "## Upload gates", ""]
         for name, g in deg["gates"].items():

@@ -49,11 +49,11 @@ def test_report_with_every_figure(fixture_results, tmp_path):
                           degradation=tmp_path / "d/degradation.json", runs={"linear": run}, tuner=tuner)
     text = report.read_text()
     for name in ("scores.png", "heatmap_scores.png", "heatmap_degradation.png", "judge_grades.png",
-                 "categories_mmlu.png", "training.png", "tuner_trials.png"):
+                 "categories_mmlu.png", "training.png", "tuner_trials.png", "trend.png"):
         assert (tmp_path / "r" / name).stat().st_size > 5000, name
         assert f"![{name}]({name})" in text
     assert "## Decision" in text and "## Upload gates" in text and "| linear/bf16 | mmlu | acc |" in text
-    assert "reasoning" not in text
+    assert "reasoning" not in text and "| linear/bf16 | mmlu | algebra |" in text
 
 
 def test_lm_eval_output_is_read(tmp_path):

@@ -1,0 +1,189 @@
+"""Upload the winner to the Hugging Face Hub as three repos, or stage a dry run.
+
+<org>/<name>-bf16 holds the merged safetensors and the BF16 GGUF; -q8_0 and -q4_k_m hold their GGUF.
+Order of work: the token and write access are checked first (seconds, not after hours); every file is
+verified locally (sha256 against the export manifest, GGUFs loaded and asked a question) before the
+first byte is sent; each repo is one upload_folder commit, and huggingface_hub skips the commit when
+nothing changed, so a rerun creates no new commits. The token is never logged or written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tasks.cards import card
+from tasks.config import PipelineConfig, UploadSpec, hf_token_from_env
+from tasks.store import atomic_write_json, atomic_write_text, read_json, sha256_file
+
+logger = logging.getLogger(__name__)
+SUFFIX = {"bf16": "bf16", "q8_0": "q8_0", "q4_k_m": "q4_k_m"}
+
+
+class UploadRefusedError(RuntimeError):
+    """The decision, a gate or a check says this must not be uploaded."""
+
+
+def resolve_token(spec: UploadSpec) -> str | None:
+    token = hf_token_from_env()
+    if token or not spec.token_secret_block:
+        return token
+    try:
+        from prefect.blocks.system import Secret
+    except ImportError:
+        raise RuntimeError(f"upload.token_secret_block={spec.token_secret_block!r} needs Prefect installed "
+                           "(or set HF_TOKEN).") from None
+    return Secret.load(spec.token_secret_block).get()
+
+
+def check_access(api, namespace: str) -> str:
+    """whoami + write role + the namespace is the user or one of its orgs; returns the user name."""
+    me = api.whoami()
+    role = me.get("auth", {}).get("accessToken", {}).get("role")
+    owners = {me["name"]} | {o["name"] for o in me.get("orgs", [])}
+    if role not in ("write", "fineGrained"):
+        raise UploadRefusedError(f"The Hub token for {me['name']} has role {role!r}; uploading needs a write token.")
+    if namespace not in owners:
+        raise UploadRefusedError(f"{me['name']} cannot write to {namespace!r} (can write to {sorted(owners)}); "
+                            "fix upload.org.")
+    return me["name"]
+
+
+def preflight(spec: UploadSpec) -> str | None:
+    """At the start of a run with upload enabled: token present, valid, and allowed to write to upload.org.
+    Returns the Hub user name (None when upload is disabled)."""
+    if not spec.enabled:
+        return None
+    token = resolve_token(spec)
+    if not token:
+        raise UploadRefusedError("upload.enabled is true but no Hub token was found: set HF_TOKEN or "
+                                 "upload.token_secret_block, or disable upload for a dry run.")
+    from huggingface_hub import HfApi
+
+    return check_access(HfApi(endpoint=spec.endpoint, token=token), spec.org)
+
+
+def _scores_for(label: str, fmt: str, decision: dict) -> dict[str, tuple[str, float]]:
+    """Measured scores of this exact model/format: BF16 from the decision, quantizations from degradation."""
+    if fmt == "bf16" and decision.get("suites"):
+        side = "a" if decision["models"][0] == label else "b"
+        return {r["suite"]: (r["metric"], r[side]) for r in decision["suites"] if r[side] is not None}
+    if decision.get("degradation") and Path(decision["degradation"]).is_file():
+        rows = read_json(decision["degradation"]).get("vs_base", {}).get(f"{label}/{fmt}", {}).get("suites", [])
+        return {r["suite"]: (r["metric"], r["b"]) for r in rows}
+    return {}
+
+
+def plan(decision_path: Path, spec: UploadSpec | None = None) -> dict[str, Any]:
+    """What would be uploaded: repos, files (with sha256 from the export manifest), cards."""
+    decision = read_json(decision_path)
+    if not decision.get("upload"):
+        raise UploadRefusedError(f"The decision says not to upload: {decision.get('reason')}")
+    winner = decision["winner"]
+    export_dir, run_dir = Path(decision["exports"].get(winner, "")), Path(decision["runs"].get(winner, ""))
+    if not (export_dir / "manifest.json").is_file() or not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"The decision does not locate {winner}'s export (manifest.json) and training run "
+                                "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
+    manifest, run = read_json(export_dir / "manifest.json"), read_json(run_dir / "run.json")
+    config = PipelineConfig.model_validate(run["config"])
+    spec = spec or config.upload
+    gates = read_json(decision["degradation"])["gates"] if decision.get("degradation") else {}
+    files_by_fmt = {f["format"]: f for f in manifest["files"]}
+    repos = []
+    for fmt in spec.formats:
+        gate = gates.get(f"{winner}/{fmt}")
+        if gate is not None and not gate["upload"]:
+            logger.warning("%s/%s held back by the upload gates: %s", winner, fmt, "; ".join(gate["reasons"]))
+            continue
+        entry = files_by_fmt[fmt]
+        files = [{"path": entry["path"], "source": str(export_dir / entry["path"]), "sha256": entry["sha256"],
+                  "format": fmt}]
+        if fmt == "bf16":  # the merged safetensors ("BF16") beside the BF16 GGUF
+            merged = export_dir / manifest["merged_dir"]
+            files += [{"path": p.name, "source": str(p), "sha256": manifest["merged_sha256"].get(p.name),
+                       "format": "safetensors"} for p in sorted(merged.iterdir()) if p.is_file()]
+        repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
+        body = card(repo=repo, fmt=fmt, base_model=config.base_model.hub_id or config.base_model.name,
+                    license=config.base_model.license, schedule=run["schedule"], decision=decision,
+                    scores=_scores_for(winner, fmt, decision), files=[f["path"] for f in files],
+                    think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags))
+        repos.append({"repo_id": repo, "format": fmt, "files": files, "card": body})
+    if not repos:
+        raise UploadRefusedError("Every format was held back by the upload gates; nothing to upload.")
+    return {"winner": winner, "private": spec.private, "repos": repos, "prompt": config.export.answer_prompt}
+
+
+def verify_locally(the_plan: dict[str, Any]) -> None:
+    """sha256 of every file against the export manifest, and a load test of every GGUF; raise on any failure."""
+    from tasks.gguf_verify import verify
+
+    for repo in the_plan["repos"]:
+        for f in repo["files"]:
+            source = Path(f["source"])
+            if not source.is_file():
+                raise FileNotFoundError(f"{repo['repo_id']}: {source} is gone; re-run the export.")
+            if f["sha256"] is not None and sha256_file(source) != f["sha256"]:
+                raise UploadRefusedError(f"{repo['repo_id']}: {source.name} does not match the export manifest's "
+                                         "sha256; the file changed after export. Re-run the export.")
+            if source.suffix == ".gguf":
+                verify(source, f["format"], the_plan["prompt"])
+
+
+def stage(the_plan: dict[str, Any], out_dir: Path) -> Path:
+    """Exactly what would be uploaded: one folder per repo (files linked, README.md card), plus plan.json."""
+    out_dir = Path(out_dir)
+    for repo in the_plan["repos"]:
+        folder = out_dir / repo["repo_id"].replace("/", "__")
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in repo["files"]:
+            link = folder / f["path"]
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            os.symlink(Path(f["source"]).resolve(), link)
+        atomic_write_text(folder / "README.md", repo["card"])
+    summary = {"winner": the_plan["winner"], "repos": [{"repo_id": r["repo_id"], "folder": r["repo_id"].replace(
+        "/", "__"), "files": [{k: f[k] for k in ("path", "sha256")} for f in r["files"]] + [{"path": "README.md"}]}
+        for r in the_plan["repos"]]}
+    atomic_write_json(out_dir / "plan.json", summary)
+    return out_dir
+
+
+def upload(decision_path: Path, out_dir: Path, *, dry_run: bool | None = None,
+           spec: UploadSpec | None = None) -> dict[str, Any]:
+    the_plan = plan(decision_path, spec)
+    run_spec = spec or PipelineConfig.model_validate(
+        read_json(Path(read_json(decision_path)["runs"][the_plan["winner"]]) / "run.json")["config"]).upload
+    token = resolve_token(run_spec)
+    dry = (not run_spec.enabled) if dry_run is None else dry_run
+    if not dry and not token:
+        raise UploadRefusedError("Uploading needs a Hub token: set HF_TOKEN or upload.token_secret_block "
+                            "(or run with --dry-run).")
+    api = None
+    if not dry:
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=run_spec.endpoint, token=token)
+        check_access(api, run_spec.org)  # before anything slow (the flow also calls preflight() at its start)
+    verify_locally(the_plan)
+    staged = stage(the_plan, out_dir)
+    if dry:
+        how = (f"Dry run: {len(the_plan['repos'])} repo(s) staged in {staged}. To publish, set HF_TOKEN (a write "
+               f"token for {run_spec.org}) and run: alphagate upload --decision {decision_path}")
+        atomic_write_text(staged / "HOW_TO_PUBLISH.txt", how + "\n")
+        return {"dry_run": True, "staged": str(staged), "repos": [r["repo_id"] for r in the_plan["repos"]],
+                "message": how}
+    results = []
+    for repo in the_plan["repos"]:
+        api.create_repo(repo["repo_id"], private=the_plan["private"], exist_ok=True)
+        info = api.upload_folder(repo_id=repo["repo_id"], folder_path=staged / repo["repo_id"].replace("/", "__"),
+                                 commit_message=f"alpha-gate: {the_plan['winner']} {repo['format']}")
+        results.append({"repo_id": repo["repo_id"], "commit": getattr(info, "oid", None) if info else None})
+    atomic_write_json(staged / "uploaded.json", {"repos": results})
+    return {"dry_run": False, "staged": str(staged), "repos": results}
+
+
+def describe(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2)

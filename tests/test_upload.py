@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.config import UploadSpec
+from tasks.export import export_model
+from tasks.train import train_variant
+from tasks.upload import UploadRefusedError, upload
+from tests.conftest import tiny_pipeline_config
+from tests.hub_standin import HubStandIn
+
+TOKEN = "hf_standin_SECRET_do_not_leak_123"
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_base_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("up")
+    run = root / "linear"
+    train_variant(tiny_pipeline_config(tiny_base_dir), "linear", run, cache_dir=root / "cache")
+    export_model(run, root / "export-linear")
+    return root
+
+
+def _decision(root: Path, upload_ok=True, degradation=None) -> Path:
+    record = {"models": ["linear", "sigmoid-bayes"], "winner": "linear", "upload": upload_ok,
+              "reason": "linear beats sigmoid-bayes by 0.1 composite points (95% CI [0.05, 0.15]), significant.",
+              "suites": [{"suite": "mmlu", "metric": "correct", "a": 0.5, "b": 0.4, "p_holm": 0.01}],
+              "exports": {"linear": str(root / "export-linear")}, "runs": {"linear": str(root / "linear")},
+              "degradation": str(degradation) if degradation else None}
+    path = root / f"decision-{upload_ok}-{bool(degradation)}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the stand-in speaks LFS, not Xet
+    with HubStandIn(TOKEN) as server:
+        yield server
+
+
+def _all_text(folder: Path) -> str:
+    return "".join(p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_dry_run_writes_exactly_what_would_be_uploaded(exported, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    result = upload(_decision(exported), tmp_path / "stage")
+    assert result["dry_run"] and result["repos"] == ["alphagate/tiny-bf16", "alphagate/tiny-q8_0",
+                                                     "alphagate/tiny-q4_k_m"]
+    bf16 = tmp_path / "stage" / "alphagate__tiny-bf16"
+    assert sorted(p.name for p in bf16.iterdir()) == ["README.md", "config.json", "generation_config.json",
+                                                      "model.safetensors", "tiny-linear-BF16.gguf",
+                                                      "tokenizer.json", "tokenizer_config.json"] or \
+        {"README.md", "model.safetensors", "tiny-linear-BF16.gguf"} <= {p.name for p in bf16.iterdir()}
+    card = (bf16 / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "apache-2.0" and "model-index" in meta and "alpha-gate" in meta["tags"]
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.5
+    assert "Llama(model_path=" in card and "linear, blend_alpha from 0.0 to 1" in card
+    assert "alphagate upload --decision" in (tmp_path / "stage" / "HOW_TO_PUBLISH.txt").read_text()
+
+
+def test_upload_round_trip_idempotence_and_no_token_leak(exported, tmp_path, hub, monkeypatch, caplog, capsys):
+    from huggingface_hub import hf_hub_download
+
+    from tasks.store import sha256_file
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    caplog.set_level(logging.DEBUG)
+    spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
+    decision = _decision(exported)
+    result = upload(decision, tmp_path / "stage", spec=spec)
+    assert not result["dry_run"] and len(hub.state.repos) == 3
+    commits = {r: len(c) for r, c in hub.state.commits.items()}
+    for repo in hub.state.repos:
+        files = hub.state.repos[repo]
+        gguf = next(p for p in files if p.endswith(".gguf"))
+        local = hf_hub_download(repo, gguf, endpoint=hub.endpoint, token=TOKEN, cache_dir=tmp_path / "dl")
+        manifest = json.loads((exported / "export-linear" / "manifest.json").read_text())
+        expected = next(f["sha256"] for f in manifest["files"] if f["path"] == gguf)
+        assert sha256_file(local) == expected  # arrived intact
+        assert "README.md" in files
+    assert "model.safetensors" in hub.state.repos["alphagate-org/tiny-bf16"]
+    assert len(hub.state.cards) >= 3 and all(c["license"] == "apache-2.0" for c in hub.state.cards)
+    upload(decision, tmp_path / "stage", spec=spec)  # unchanged content: no new commit
+    assert {r: len(c) for r, c in hub.state.commits.items()} == commits
+    outputs = _all_text(tmp_path) + caplog.text + "".join(capsys.readouterr())
+    assert TOKEN not in outputs and TOKEN not in json.dumps(hub.state.cards)
+
+
+def test_checks_happen_before_the_first_byte(exported, tmp_path, hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
+    with pytest.raises(Exception, match="Invalid user token|401"):
+        upload(_decision(exported), tmp_path / "s", spec=spec)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with pytest.raises(UploadRefusedError, match="cannot write to 'someone-else'"):
+        upload(_decision(exported), tmp_path / "s", spec=spec.model_copy(update={"org": "someone-else"}))
+    assert not [r for r in hub.state.requests if r[0] in ("POST", "PUT") and "whoami" not in r[1]]
+
+
+def test_preflight(hub, monkeypatch):
+    from tasks.upload import preflight
+
+    spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert preflight(spec) == "tester" and preflight(spec.model_copy(update={"enabled": False})) is None
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(UploadRefusedError, match="no Hub token"):
+        preflight(spec)
+
+
+def test_refusals(exported, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(UploadRefusedError, match="decision says not to upload"):
+        upload(_decision(exported, upload_ok=False), tmp_path / "a")
+    with pytest.raises(UploadRefusedError, match="needs a Hub token"):
+        upload(_decision(exported), tmp_path / "b", dry_run=False)
+    gates = tmp_path / "deg.json"
+    gates.write_text(json.dumps({"vs_base": {}, "gates": {"linear/q4_k_m": {"upload": False, "reasons": ["lost 9%"]}}}))
+    result = upload(_decision(exported, degradation=gates), tmp_path / "c")
+    assert "alphagate/tiny-q4_k_m" not in result["repos"] and len(result["repos"]) == 2
+
+
+def test_a_changed_file_is_refused_before_upload(exported, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    copy = tmp_path / "root"
+    shutil.copytree(exported / "export-linear", copy / "export-linear")
+    shutil.copytree(exported / "linear", copy / "linear")
+    gguf = copy / "export-linear" / "tiny-linear-Q8_0.gguf"
+    gguf.write_bytes(gguf.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(UploadRefusedError, match="does not match the export manifest"):
+        upload(_decision(copy), tmp_path / "stage")
