@@ -26,9 +26,13 @@ def _ci(values: np.ndarray, binary: bool, seed: int) -> list[float] | None:
         from statsmodels.stats.proportion import proportion_confint
 
         return [float(x) for x in proportion_confint(int(values.sum()), len(values), method="wilson")]
-    rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(2000)]
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    if np.all(values == values[0]):
+        return [float(values[0]), float(values[0])]  # no spread: the bootstrap distribution is a point
+    from scipy.stats import bootstrap
+
+    res = bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def against(reference: dict, model: dict, spec: DecisionSpec) -> dict[str, Any]:

@@ -94,6 +94,7 @@ def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, P
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    sns.set_theme(style="whitegrid", context="notebook")
     made = []
     labels = list(dict.fromkeys(scores["label"]))
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * scores["suite"].nunique() + 2), 4.5))

@@ -44,6 +44,16 @@ def test_degradation_rates_flags_and_gates(tmp_path):
     assert any("lost" in r for r in report["gates"]["linear/q4_k_m"]["reasons"])
 
 
+def test_bootstrap_ci_for_graded_means(tmp_path):
+    import numpy as np
+
+    from tasks.degrade import _ci
+
+    lo, hi = _ci(np.array([0.2, 0.4, 0.6, 0.8, 1.0] * 4), binary=False, seed=0)
+    assert lo < 0.6 < hi and 0.3 < lo and hi < 0.9
+    assert _ci(np.array([0.5, 0.5]), binary=False, seed=0) == [0.5, 0.5]
+
+
 def test_zero_base_score_has_no_rate(tmp_path):
     results = _setup(tmp_path, {"base/bf16": {"mmlu": [0] * 10}, "linear/bf16": {"mmlu": [1] * 10}})
     row = analyze(results, SPEC)["vs_base"]["linear/bf16"]["suites"][0]
