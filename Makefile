@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
 
-.PHONY: install test lint bench-gates bench-train bench-engine clean
+.PHONY: install demo test lint bench-gates bench-train bench-engine clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The main job: the whole comparison flow on the embedded default (CPU, offline, no token; upload is a dry run).
+demo: $(STAMP)
+	$(BIN)/alphagate run --config configs/demo.yaml --out runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

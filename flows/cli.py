@@ -168,11 +168,26 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flows.compare import CompareParams, compare
+
+    fields = {k: v for k, v in vars(args).items() if k in CompareParams.model_fields and v is not None}
+    params = CompareParams(**fields)
+    from tasks.config import load_config
+
+    load_config(params.config)  # validate before any work: a bad config fails here, naming the field
+    result = compare(params)
+    print(f"report:   {result['report']}")
+    print(f"decision: {Path(params.out) / 'decision' / 'decision.json'}  ({result['decision']})")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from tasks.report import write_report
 
     path = write_report(_labelled(args.results, "--results"), args.out, decision=args.decision,
-                        degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner)
+                        degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner,
+                        trend=args.trend)
     print(f"report: {path}")
     return 0
 
@@ -255,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--out", type=Path, help="staging folder (default: beside the decision, upload/)")
     up.set_defaults(func=_cmd_upload)
 
+    run = sub.add_parser("run", help="the whole comparison as a Prefect flow (data, trainings, export, benchmarks, "
+                                     "decision, upload or dry run, report)")
+    run.add_argument("--config", default="configs/demo.yaml")
+    run.add_argument("--out", default="runs/demo")
+    run.add_argument("--cache", default="runs/cache")
+    run.add_argument("--suites", nargs="+")
+    run.add_argument("--formats", nargs="+")
+    run.add_argument("--data", help="'sample' (default), 'shared', 'hub' or a file")
+    run.add_argument("--limit", type=int)
+    run.add_argument("--judge")
+    run.add_argument("--upload", action="store_true", default=None, help="really upload (else a dry run)")
+    run.set_defaults(func=_cmd_run)
+
     rep = sub.add_parser("report", help="figures + Markdown report over any set of result folders")
     rep.add_argument("--results", nargs="+", required=True, metavar="[LABEL=]DIR",
                      help="our eval folders or lm-evaluation-harness output (results_*.json + samples_*.jsonl); "
@@ -263,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--degradation", type=Path)
     rep.add_argument("--runs", nargs="*", metavar="LABEL=RUN_DIR", help="training runs (alpha and loss curves)")
     rep.add_argument("--tuner", type=Path, help="tuner history JSON")
+    rep.add_argument("--trend", action="store_true", help="the results are successive runs: plot a trend")
     rep.add_argument("--out", required=True, type=Path)
     rep.set_defaults(func=_cmd_report)
     return parser

@@ -87,7 +87,7 @@ def _save(fig, path: Path) -> str:
 
 
 def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, Path], tuner: Path | None,
-            results: dict[str, Path]) -> list[str]:
+            results: dict[str, Path], trend: bool = False) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +109,7 @@ def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, P
     ax.set_ylabel("score (primary metric)")
     ax.set_ylim(0, 1)
     ax.set_title("Per-suite scores with 95% CI")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     made.append(_save(fig, out / "scores.png"))
 
     pivot = scores.pivot_table(index="suite", columns="label", values="mean")[labels]
@@ -138,7 +138,7 @@ def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, P
         ax.set_title(f"{suite}: per category")
         made.append(_save(fig, out / f"categories_{suite}.png"))
     made += _training_figures(runs, tuner, out, plt)
-    if len(labels) > 2:  # several result folders in the order given (e.g. nightly runs): a trend per suite
+    if trend and len(labels) > 1:  # result folders of successive runs, in the order given: a trend per suite
         fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(labels) + 3), 4.5))
         for suite in suites:
             sub = scores[scores["suite"] == suite].set_index("label").reindex(labels)
@@ -201,14 +201,14 @@ def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt)
 
 def write_report(results: dict[str, Path], out: Path, *, decision: Path | None = None,
                  degradation: Path | None = None, runs: dict[str, Path] | None = None,
-                 tuner: Path | None = None) -> Path:
+                 tuner: Path | None = None, trend: bool = False) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scores, cats = score_table(results)
     if scores.empty:
         raise ValueError("No scored items in the given results; nothing to report.")
     deg = json.loads(Path(degradation).read_text()) if degradation else None
-    made = figures(scores, cats, out, deg, runs or {}, tuner, results)
+    made = figures(scores, cats, out, deg, runs or {}, tuner, results, trend)
     lines = ["# alpha-gate comparison report", ""]
     if decision:
         record = json.loads(Path(decision).read_text())

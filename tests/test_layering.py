@@ -61,3 +61,10 @@ def test_importing_flows_and_the_cli_does_not_load_torch():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
+
+
+def test_the_flow_module_imports_prefect_but_no_model_code():
+    code = ("import sys, flows.compare\n"
+            "print(','.join(m for m in ('torch', 'transformers', 'llama_cpp', 'peft', 'trl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""

@@ -46,7 +46,7 @@ def test_report_with_every_figure(fixture_results, tmp_path):
     tuner.write_text(json.dumps({"trials": [{"k": 2.0, "midpoint": 0.3, "value": 1.2},
                                             {"k": 9.0, "midpoint": 0.6, "value": 1.1}]}))
     report = write_report(fixture_results, tmp_path / "r", decision=tmp_path / "d/decision.json",
-                          degradation=tmp_path / "d/degradation.json", runs={"linear": run}, tuner=tuner)
+                          degradation=tmp_path / "d/degradation.json", runs={"linear": run}, tuner=tuner, trend=True)
     text = report.read_text()
     for name in ("scores.png", "heatmap_scores.png", "heatmap_degradation.png", "judge_grades.png",
                  "categories_mmlu.png", "training.png", "tuner_trials.png", "trend.png"):

@@ -53,7 +53,7 @@ REMINDER = ("形式が読み取れませんでした。理由を一文で書き�
             "最後の行に「点数: N」（Nは1から5の整数）とだけ書いてください。")
 # Constrained decoding for small local judges: one line of reason, then the grade line, nothing else.
 GRADE_GRAMMAR = r'''root ::= reason "\n点数: " [1-5]
-reason ::= [^\n]{1,300}'''
+reason ::= [^\n]+'''
 GRADE = re.compile(r"(?:点数|評価|スコア|Score|score)\s*[:：]\s*([1-5])(?!\d)")
 
 

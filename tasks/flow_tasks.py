@@ -1,0 +1,179 @@
+"""Prefect @task entry points for the pipeline stages (the plain functions live in their own modules).
+
+Caching: a task's cache key hashes its inputs, the content hashes of the files its inputs point at
+(run.json / manifest.json / the GGUF / a suite's YAML ...) and the source of the library code the task
+calls — not only the task's own body (Prefect's TASK_SOURCE sees just that). Changing one suite's YAML
+changes only that suite's evaluation keys. Results persist, so a rerun after success runs no task body.
+Tasks pass small references (paths + sha256), never models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+ROOT = Path(__file__).resolve().parents[1]
+# stage -> the library code whose change must invalidate the stage's cache
+CODE = {
+    "data": ["tasks/data.py", "tasks/pii.py", "tasks/config.py", "tasks/resources/sft"],
+    "train": ["alpha_gate", "tasks/train.py", "tasks/tune.py", "tasks/train_outputs.py", "tasks/base_model.py",
+              "tasks/unsloth_backend.py", "tasks/data.py", "tasks/config.py"],
+    "export": ["alpha_gate", "tasks/export.py", "tasks/converter.py", "tasks/gguf_verify.py", "tasks/base_model.py"],
+    "eval": ["tasks/bench/engine.py", "tasks/bench/runner.py", "tasks/bench/metrics.py", "tasks/bench/suites.py",
+             "tasks/bench/judge.py", "tasks/bench/vision.py"],
+    "decide": ["tasks/decide.py", "tasks/degrade.py", "tasks/config.py"],
+    "report": ["tasks/report.py", "tasks/decide.py", "tasks/bench/metrics.py"],
+}
+
+
+def code_version(stage: str) -> str:
+    digest = hashlib.sha256()
+    for entry in CODE[stage]:
+        path = ROOT / entry
+        for f in sorted(path.rglob("*") if path.is_dir() else [path]):
+            if f.is_file() and f.suffix in (".py", ".jsonl", ".jinja", ".yaml"):
+                digest.update(f.relative_to(ROOT).as_posix().encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def _file_digest(value: str) -> str | None:
+    """Content hash of what an *input* path points at: a file, or a finished stage folder's marker(s)."""
+    path = Path(value)
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    markers = [path / m for m in ("run.json", "manifest.json", "data_manifest.json", "config.json")]
+    markers += sorted(path.glob("*.summary.json")) if path.is_dir() else []
+    found = [m for m in markers if m.is_file()]
+    return hashlib.sha256(b"".join(m.read_bytes() for m in found)).hexdigest() if found else None
+
+
+def cache_key(stage: str, inputs: tuple[str, ...] = ()):
+    """``inputs``: the parameters that are input paths (or dicts of them) whose content the key hashes.
+    Output folders are deliberately not hashed: their content is what the task produces."""
+
+    def key(context, parameters: dict[str, Any]) -> str:
+        payload = json.dumps(parameters, sort_keys=True, default=str)
+        files = {}
+        for name in inputs:
+            value = parameters.get(name)
+            if isinstance(value, dict):
+                files[name] = {k: _file_digest(v) for k, v in sorted(value.items())}
+            elif value is not None:
+                files[name] = _file_digest(str(value))
+        extra = ""
+        if stage == "eval":  # only this suite's definition, so editing one suite reruns only that suite
+            extra = hashlib.sha256((ROOT / "configs/suites" / f"{parameters['suite']}.yaml").read_bytes()).hexdigest()
+        return hashlib.sha256(f"{stage}|{payload}|{json.dumps(files, sort_keys=True)}|{code_version(stage)}|{extra}"
+                              .encode()).hexdigest()
+
+    return key
+
+
+def _ref(path: Path, marker: str) -> dict[str, str]:
+    return {"path": str(path), "sha256": hashlib.sha256((path / marker).read_bytes()).hexdigest()}
+
+
+@task(cache_key_fn=cache_key("data", ("config_path",)), persist_result=True, retries=1)
+def prepare_data_task(config_path: str, out_dir: str) -> dict[str, str]:
+    from tasks.config import load_config
+    from tasks.data import prepare_data
+
+    prepare_data(load_config(config_path).data, Path(out_dir))
+    return _ref(Path(out_dir), "data_manifest.json")
+
+
+@task(cache_key_fn=cache_key("train", ("config_path",)), persist_result=True, retries=1)
+def base_model_task(config_path: str, cache_dir: str) -> dict[str, str]:
+    from tasks.base_model import prepare_base_model
+    from tasks.config import load_config
+
+    path = prepare_base_model(load_config(config_path).base_model, Path(cache_dir))
+    return _ref(path, "config.json")
+
+
+# accelerate keeps process-global state: two Trainers in threads of one process corrupt it. Trainings in
+# one process run one at a time; parallel trainings need separate processes (Dask workers, work pools).
+_TRAIN_LOCK = threading.Lock()
+
+
+@task(cache_key_fn=cache_key("train", ("config_path", "data_dir")), persist_result=True, retries=1)
+def train_task(config_path: str, variant: str, out_dir: str, data_dir: str, cache_dir: str) -> dict[str, str]:
+    from prefect.concurrency.sync import concurrency
+
+    from tasks.config import load_config
+    from tasks.train import train_variant
+
+    with _TRAIN_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
+        train_variant(load_config(config_path), variant, Path(out_dir), cache_dir=Path(cache_dir),
+                      data_dir=Path(data_dir))
+    return _ref(Path(out_dir), "run.json")
+
+
+@task(cache_key_fn=cache_key("export", ("model_dir",)), persist_result=True, retries=1)
+def export_task(model_dir: str, out_dir: str, formats: list[str], name: str | None = None) -> dict[str, Any]:
+    from tasks.export import export_model
+
+    manifest = export_model(Path(model_dir), Path(out_dir), formats, name=name)
+    return {**_ref(Path(out_dir), "manifest.json"),
+            "files": {f["format"]: str(Path(out_dir) / f["path"]) for f in manifest["files"]}}
+
+
+@task(cache_key_fn=cache_key("eval", ("gguf", "judge", "data")), persist_result=True, retries=2,
+      retry_delay_seconds=[2, 10])
+def eval_task(gguf: str, suite: str, out_dir: str, data: str | None, limit: int | None,
+              judge: str | None) -> dict[str, str]:
+    from tasks.bench.runner import RunOptions, run_suite
+
+    judge_spec = None
+    if judge:
+        from tasks.bench.judge import load_judge_spec
+
+        judge_spec = load_judge_spec(judge)
+    run_suite(Path(gguf), suite, Path(out_dir), RunOptions(data=data, limit=limit, judge=judge_spec))
+    return {"path": str(out_dir), "suite": suite,
+            "sha256": hashlib.sha256((Path(out_dir) / f"{suite}.summary.json").read_bytes()).hexdigest()}
+
+
+@task(cache_key_fn=cache_key("decide", ("config_path", "results", "exports", "runs", "degradation")),
+      persist_result=True)
+def decide_task(config_path: str, results: dict[str, str], exports: dict[str, str], runs: dict[str, str],
+                degradation: str | None, out_dir: str) -> dict[str, Any]:
+    from tasks.config import load_config
+    from tasks.decide import decide
+
+    spec = load_config(config_path).decision
+    return decide({k: Path(v) for k, v in results.items()}, spec, Path(out_dir),
+                  exports={k: Path(v) for k, v in exports.items()}, runs={k: Path(v) for k, v in runs.items()},
+                  degradation=Path(degradation) if degradation else None)
+
+
+@task(cache_key_fn=cache_key("decide", ("config_path", "results")), persist_result=True)
+def degrade_task(config_path: str, results: dict[str, str], out_dir: str) -> str:
+    from tasks.config import load_config
+    from tasks.degrade import write_analysis
+
+    write_analysis({k: Path(v) for k, v in results.items()}, load_config(config_path).decision, Path(out_dir))
+    return str(Path(out_dir) / "degradation.json")
+
+
+@task(cache_key_fn=cache_key("report", ("results", "decision", "degradation", "runs", "tuner")),
+      persist_result=True)
+def report_task(results: dict[str, str], out_dir: str, decision: str, degradation: str,
+                runs: dict[str, str], tuner: str | None) -> str:
+    from tasks.report import write_report
+
+    return str(write_report({k: Path(v) for k, v in results.items()}, Path(out_dir), decision=Path(decision),
+                            degradation=Path(degradation), runs={k: Path(v) for k, v in runs.items()},
+                            tuner=Path(tuner) if tuner and Path(tuner).is_file() else None))
+
+
+@task
+def upload_task(decision: str, out_dir: str, dry_run: bool) -> dict[str, Any]:
+    from tasks.upload import upload
+
+    return upload(Path(decision), Path(out_dir), dry_run=True if dry_run else None)

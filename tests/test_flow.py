@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("prefect")
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def _config(tmp_path, tiny_base_dir):
+    path = tmp_path / "smoke.yaml"
+    path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
+                    "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
+                    "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
+                    "decision: {bootstrap: 200}\n")
+    return path
+
+
+@pytest.mark.slow
+def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, monkeypatch):
+    import tasks.train
+    from flows.compare import CompareParams, compare
+
+    params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),
+                           cache=str(tmp_path / "cache"), suites=["mmlu", "gsm8k"], formats=["bf16", "q8_0"],
+                           limit=2)
+    result = compare(params)
+    run = tmp_path / "run"
+    assert (run / "decision" / "decision.json").is_file() and (run / "report" / "report.md").is_file()
+    assert (run / "eval" / "base-q8_0" / "gsm8k.summary.json").is_file()  # the untouched base is evaluated too
+    assert result["evaluations"] == 3 * 2 * 2
+    calls = []
+    real = tasks.train.train_variant
+    monkeypatch.setattr(tasks.train, "train_variant", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    compare(params)
+    assert calls == []  # cached: no training body ran the second time
