@@ -1,4 +1,4 @@
-# Set-up is part of every target: on a fresh machine `make test` (or `make demo`, once the flows land)
+# Set-up is part of every target: on a fresh machine `make demo` or `make test` alone does everything:
 # creates .venv, installs the CPU torch wheel first (a looser spec would pull CUDA), then the project.
 PY ?= python3
 VENV ?= .venv
