@@ -18,6 +18,11 @@ from typing import Any
 from prefect import task
 
 ROOT = Path(__file__).resolve().parents[1]
+# torch/transformers work is not thread-safe within one process: accelerate keeps global state (two Trainers
+# in threads corrupt it) and from_pretrained's meta-device initialisation races ("Cannot copy out of meta
+# tensor"). Model loading, training and export therefore run one at a time per process; parallel trainings need
+# separate processes (Dask workers, work pools). llama.cpp evaluations do not take this lock.
+_MODEL_LOCK = threading.Lock()
 # stage -> the library code whose change must invalidate the stage's cache
 CODE = {
     "data": ["tasks/data.py", "tasks/pii.py", "tasks/config.py", "tasks/resources/sft"],
@@ -92,13 +97,10 @@ def base_model_task(config_path: str, cache_dir: str) -> dict[str, str]:
     from tasks.base_model import prepare_base_model
     from tasks.config import load_config
 
-    path = prepare_base_model(load_config(config_path).base_model, Path(cache_dir))
+    with _MODEL_LOCK:
+        path = prepare_base_model(load_config(config_path).base_model, Path(cache_dir))
     return _ref(path, "config.json")
 
-
-# accelerate keeps process-global state: two Trainers in threads of one process corrupt it. Trainings in
-# one process run one at a time; parallel trainings need separate processes (Dask workers, work pools).
-_TRAIN_LOCK = threading.Lock()
 
 
 @task(cache_key_fn=cache_key("train", ("config_path", "data_dir")), persist_result=True, retries=1)
@@ -108,7 +110,7 @@ def train_task(config_path: str, variant: str, out_dir: str, data_dir: str, cach
     from tasks.config import load_config
     from tasks.train import train_variant
 
-    with _TRAIN_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
+    with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
         train_variant(load_config(config_path), variant, Path(out_dir), cache_dir=Path(cache_dir),
                       data_dir=Path(data_dir))
     return _ref(Path(out_dir), "run.json")
@@ -118,7 +120,8 @@ def train_task(config_path: str, variant: str, out_dir: str, data_dir: str, cach
 def export_task(model_dir: str, out_dir: str, formats: list[str], name: str | None = None) -> dict[str, Any]:
     from tasks.export import export_model
 
-    manifest = export_model(Path(model_dir), Path(out_dir), formats, name=name)
+    with _MODEL_LOCK:
+        manifest = export_model(Path(model_dir), Path(out_dir), formats, name=name)
     return {**_ref(Path(out_dir), "manifest.json"),
             "files": {f["format"]: str(Path(out_dir) / f["path"]) for f in manifest["files"]}}
 

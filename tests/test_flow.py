@@ -40,3 +40,31 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     monkeypatch.setattr(tasks.train, "train_variant", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     compare(params)
     assert calls == []  # cached: no training body ran the second time
+
+
+@pytest.mark.slow
+def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(harness, tiny_base_dir, tmp_path,
+                                                                               monkeypatch):
+    import json
+
+    import tasks.bench.runner as runner
+    from flows.compare import CompareParams, compare
+
+    real, calls = runner.run_suite, []
+
+    def flaky(gguf, suite, out_dir, opts=None):  # the test double: gsm8k fails once, hellaswag always
+        calls.append(suite)
+        if suite == "hellaswag" or (suite == "gsm8k" and calls.count("gsm8k") == 1):
+            raise RuntimeError(f"injected failure in {suite}")
+        return real(gguf, suite, out_dir, opts)
+
+    monkeypatch.setattr(runner, "run_suite", flaky)
+    params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),
+                           cache=str(tmp_path / "cache"), suites=["mmlu", "gsm8k", "hellaswag"], formats=["bf16"],
+                           limit=2)
+    compare(params)
+    assert calls.count("mmlu") == 3  # once per model: never retried
+    assert calls.count("gsm8k") == 3 + 1  # one model's gsm8k failed once and was retried alone
+    assert calls.count("hellaswag") == 3 * 3  # retried twice per model, then given up
+    decision = json.loads((tmp_path / "run" / "decision" / "decision.json").read_text())
+    assert {r["suite"] for r in decision["suites"]} == {"mmlu", "gsm8k"}  # decided on the complete suites
