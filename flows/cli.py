@@ -113,34 +113,31 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_decide(args: argparse.Namespace) -> int:
-    from tasks.config import DecisionSpec, load_config
-    from tasks.decide import decide
-
-    spec = load_config(args.config).decision if args.config else DecisionSpec()
-    results = {}
-    for item in args.results:
-        label, sep, folder = item.partition("=")
-        if not sep or not label or not folder:
-            raise ValueError(f"--results expects LABEL=DIR (e.g. linear=runs/eval/linear); got {item!r}")
-        results[label] = Path(folder)
-    record = decide(results, spec, args.out, exports=_labelled(args.exports, "--exports"),
-                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation)
-    print(record["reason"])
-    print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
-    return 0
-
-
-def _labelled(items: list[str], flag: str) -> dict[str, Path]:
+def _labelled(items: list[str], flag: str, require_label: bool = False) -> dict[str, Path]:
     out = {}
     for item in items or []:
         label, sep, folder = item.partition("=")
+        if not sep and require_label:
+            raise ValueError(f"{flag} expects LABEL=DIR (e.g. linear=runs/eval/linear); got {item!r}")
         if not sep:  # a bare folder: its name is its label
             label, folder = Path(item).name, item
         if not label or not folder:
             raise ValueError(f"{flag} expects LABEL=DIR or DIR; got {item!r}")
         out[label] = Path(folder)
     return out
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from tasks.config import DecisionSpec, load_config
+    from tasks.decide import decide
+
+    spec = load_config(args.config).decision if args.config else DecisionSpec()
+    results = _labelled(args.results, "--results", require_label=True)
+    record = decide(results, spec, args.out, exports=_labelled(args.exports, "--exports"),
+                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation)
+    print(record["reason"])
+    print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
+    return 0
 
 
 def _cmd_degrade(args: argparse.Namespace) -> int:

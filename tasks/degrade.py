@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.bench.metrics import summarize
 from tasks.config import DecisionSpec
 from tasks.decide import compare, item_scores, load_results
 from tasks.store import atomic_write_json
@@ -23,9 +24,7 @@ def _ci(values: np.ndarray, binary: bool, seed: int) -> list[float] | None:
     if len(values) == 0:
         return None
     if binary:
-        from statsmodels.stats.proportion import proportion_confint
-
-        return [float(x) for x in proportion_confint(int(values.sum()), len(values), method="wilson")]
+        return summarize(values.tolist(), binary=True)["ci95"]  # Wilson, as everywhere else
     if np.all(values == values[0]):
         return [float(values[0]), float(values[0])]  # no spread: the bootstrap distribution is a point
     from scipy.stats import bootstrap

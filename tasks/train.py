@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -218,8 +219,6 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, cache_
                                                 run_id or str(out_dir.resolve()))
     with staging_dir(out_dir) as tmp:
         summary = fit(config, base_dir, data_dir, schedule, config.train.max_steps, tmp / "scratch", out=tmp)
-        import shutil
-
         shutil.rmtree(tmp / "scratch", ignore_errors=True)
         write_run_record(tmp, config, variant, summary, extra)
     return read_json(out_dir / "run.json")

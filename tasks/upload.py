@@ -9,7 +9,6 @@ nothing changed, so a rerun creates no new commits. The token is never logged or
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -113,7 +112,8 @@ def plan(decision_path: Path, spec: UploadSpec | None = None) -> dict[str, Any]:
         repos.append({"repo_id": repo, "format": fmt, "files": files, "card": body})
     if not repos:
         raise UploadRefusedError("Every format was held back by the upload gates; nothing to upload.")
-    return {"winner": winner, "private": spec.private, "repos": repos, "prompt": config.export.answer_prompt}
+    return {"winner": winner, "spec": spec, "private": spec.private, "repos": repos,
+            "prompt": config.export.answer_prompt}
 
 
 def verify_locally(the_plan: dict[str, Any]) -> None:
@@ -154,8 +154,7 @@ def stage(the_plan: dict[str, Any], out_dir: Path) -> Path:
 def upload(decision_path: Path, out_dir: Path, *, dry_run: bool | None = None,
            spec: UploadSpec | None = None) -> dict[str, Any]:
     the_plan = plan(decision_path, spec)
-    run_spec = spec or PipelineConfig.model_validate(
-        read_json(Path(read_json(decision_path)["runs"][the_plan["winner"]]) / "run.json")["config"]).upload
+    run_spec = the_plan["spec"]
     token = resolve_token(run_spec)
     dry = (not run_spec.enabled) if dry_run is None else dry_run
     if not dry and not token:
@@ -183,7 +182,3 @@ def upload(decision_path: Path, out_dir: Path, *, dry_run: bool | None = None,
         results.append({"repo_id": repo["repo_id"], "commit": getattr(info, "oid", None) if info else None})
     atomic_write_json(staged / "uploaded.json", {"repos": results})
     return {"dry_run": False, "staged": str(staged), "repos": results}
-
-
-def describe(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2)
