@@ -78,6 +78,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dpo(args: argparse.Namespace) -> int:
+    from tasks.dpo import train_dpo
+
+    spec = None
+    if args.config:
+        from tasks.config import load_config
+
+        spec = load_config(args.config).dpo
+    record = train_dpo(args.run, args.out, spec=spec, extra_benchmark_dirs=args.exclude_benchmarks)
+    d = record["dpo"]
+    print(f"{record['variant']}: {d['pairs']['pairs']} pairs from {d['pairs']['questions']} training questions "
+          f"({d['pairs']}), final DPO loss {d['final_loss']}, reward accuracy {d['final_reward_accuracy']} -> "
+          f"{args.out}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from tasks.export import export_model
 
@@ -222,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="the variant's run folder (written atomically)")
     train.add_argument("--cache", type=Path, help="base-model cache (default: $ALPHAGATE_CACHE or ~/.cache/alphagate)")
     train.set_defaults(func=_cmd_train)
+
+    dpo = sub.add_parser("dpo", help="optional DPO stage on a finished SFT run, on pairs of its own answers")
+    dpo.add_argument("--run", required=True, type=Path, help="the SFT run folder (alphagate train --out)")
+    dpo.add_argument("--out", required=True, type=Path, help="the new run folder, e.g. runs/x/linear+dpo")
+    dpo.add_argument("--config", help="take the dpo section from this config (default: the run's own config)")
+    dpo.add_argument("--exclude-benchmarks", nargs="*", type=Path, default=[], metavar="DIR",
+                     help="folders of benchmark JSONL whose questions must never become training pairs "
+                          "(the bundled samples always are)")
+    dpo.set_defaults(func=_cmd_dpo)
 
     export = sub.add_parser("export", help="merge + fold + GGUF (BF16, Q8_0, Q4_K_M), verified")
     export.add_argument("--model", required=True, type=Path, help="a training run folder or a transformers folder")

@@ -167,6 +167,45 @@ class UploadSpec(Strict):
     formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"])
 
 
+class DPOSpec(Strict):
+    """Optional preference stage after SFT (tasks/dpo.py): off unless enabled."""
+
+    enabled: bool = False
+    samples_per_question: int = Field(4, ge=2, le=64)
+    temperature: float = Field(0.9, gt=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(160, ge=8)
+    beta: float = Field(0.1, gt=0.0)
+    learning_rate: float = Field(5e-5, gt=0.0)
+    max_steps: int = Field(10, ge=1)
+    batch_size: int = Field(2, ge=1)
+    min_pairs: int = Field(2, ge=1, description="fewer pairs than this: the stage fails with a clear error")
+
+
+class OrchestrationSpec(Strict):
+    """Where the flow's work runs. Defaults: everything in this process (two evaluation threads), results in
+    Prefect's local result folder."""
+
+    eval_runner: Literal["threads", "dask"] = "threads"
+    eval_workers: int = Field(2, ge=1, le=64)
+    # dask: the scheduler to send the benchmark fan-out to ("tcp://host:8786"); None starts a LocalCluster of
+    # eval_workers processes for the run
+    dask_address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$")
+    # "<flow name>/<deployment name>" of the alphagate-train flow on a GPU work pool (deployments/prefect.yaml);
+    # None trains in this process. The worker must see the same paths (a shared filesystem).
+    train_deployment: str | None = Field(None, pattern=r"^[^/\s]+/[^/\s]+$")
+    # where Prefect persists task results (the cache): a local folder, or an fsspec URL (s3://bucket/prefix,
+    # gs://..., memory://...) for shared caching across machines; None: Prefect's default local folder
+    result_storage: str | None = None
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self):
+        if self.dask_address and self.eval_runner != "dask":
+            raise ValueError(f"dask_address is set ({self.dask_address}) but eval_runner is {self.eval_runner!r}; "
+                             "set eval_runner: dask to use it")
+        return self
+
+
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     base_model: BaseModelSpec
@@ -180,6 +219,8 @@ class PipelineConfig(Strict):
     export: ExportSpec = ExportSpec()
     decision: DecisionSpec = DecisionSpec()
     upload: UploadSpec = UploadSpec()
+    dpo: DPOSpec = DPOSpec()
+    orchestration: OrchestrationSpec = OrchestrationSpec()
     requires_gpu: bool = False
 
 

@@ -111,7 +111,7 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec) -> dict[str, A
     comp_a = composite({s: paired[s][0].mean() for s in suites}, speed_a, spec)
     comp_b = composite({s: paired[s][1].mean() for s in suites}, speed_b, spec)
     lo, hi = _bootstrap_diff(paired, suites, speed_a, speed_b, spec)
-    return {"suites": rows, "composite_a": comp_a, "composite_b": comp_b, "diff": comp_a - comp_b,
+    return {"suites": rows, "composite_a": float(comp_a), "composite_b": float(comp_b), "diff": float(comp_a - comp_b),
             "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b}
 
 
@@ -131,17 +131,23 @@ def _bootstrap_diff(paired, suites, speed_a, speed_b, spec: DecisionSpec) -> tup
 
 def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = None, *,
            exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None,
-           degradation: Path | None = None) -> dict[str, Any]:
+           degradation: Path | None = None, expected_suites: list[str] | None = None) -> dict[str, Any]:
     """Pick the winner of exactly two labelled result folders; write decision.json/.md when out_dir is given.
 
     ``exports``/``runs`` (label -> export folder / training run folder) are recorded so that
-    `alphagate upload --decision FILE` finds what to publish; ``degradation`` adds the upload gates."""
+    `alphagate upload --decision FILE` finds what to publish; ``degradation`` adds the upload gates.
+    ``expected_suites``: what the run meant to evaluate; any of them not complete for both models is named
+    in the record (``missing_suites``) and in the reason; a missing *required* suite means no winner."""
     if len(results) != 2:
         raise ValueError(f"decide compares exactly two models; got {sorted(results)}.")
     (name_a, dir_a), (name_b, dir_b) = sorted(results.items())
     loaded = {name_a: load_results(dir_a), name_b: load_results(dir_b)}
     missing = sorted(s for s in spec.required_suites if any(s not in r for r in loaded.values()))
+    absent = {s: sorted(m for m, r in loaded.items() if s not in r)
+              for s in sorted(set(expected_suites or []) | set(spec.required_suites))}
+    absent = {s: models for s, models in absent.items() if models}
     record: dict[str, Any] = {"models": [name_a, name_b], "missing_required": missing,
+                              "missing_suites": absent,
                               "results": {k: str(Path(v).resolve()) for k, v in results.items()},
                               "exports": {k: str(Path(v).resolve()) for k, v in (exports or {}).items()},
                               "runs": {k: str(Path(v).resolve()) for k, v in (runs or {}).items()},
@@ -164,9 +170,12 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
                      "but the difference is not significant (CI includes 0 or no suite survives Holm)"
                      + ("; the rule uploads the better one anyway." if upload else "; the rule is: no upload.")))
         record.update(cmp, winner=winner if cmp["diff"] != 0 else None, margin=margin, margin_ci95=ci,
-                      significant=significant, upload=upload and cmp["diff"] != 0, reason=reason)
+                      significant=bool(significant), upload=bool(upload and cmp["diff"] != 0), reason=reason)
         if cmp["diff"] == 0:
             record["reason"] = "The two models score exactly the same composite: a tie, so nothing is uploaded."
+        if absent:
+            record["reason"] += (" Decided on the complete suites only; missing: "
+                                 + "; ".join(f"{s} (for {', '.join(m)})" for s, m in absent.items()) + ".")
     if out_dir is not None:
         atomic_write_json(Path(out_dir) / "decision.json", record)
         atomic_write_text(Path(out_dir) / "decision.md", decision_markdown(record))
@@ -176,6 +185,9 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
 def decision_markdown(record: dict[str, Any]) -> str:
     lines = ["# Decision", "", f"**{record['reason']}**", "",
              f"Upload: {'yes' if record['upload'] else 'no'}", ""]
+    if record.get("missing_suites"):
+        lines += ["Missing suites (failed or not run): "
+                  + ", ".join(f"{s} ({', '.join(m)})" for s, m in record["missing_suites"].items()), ""]
     if record.get("suites"):
         a, b = record["models"]
         lines += [f"| suite | metric | n | {a} | {b} | test | p | p (Holm) | significant |",

@@ -31,6 +31,8 @@ CODE = {
     "export": ["alpha_gate", "tasks/export.py", "tasks/converter.py", "tasks/gguf_verify.py", "tasks/base_model.py"],
     "eval": ["tasks/bench/engine.py", "tasks/bench/runner.py", "tasks/bench/metrics.py", "tasks/bench/suites.py",
              "tasks/bench/judge.py", "tasks/bench/vision.py"],
+    "dpo": ["alpha_gate", "tasks/dpo.py", "tasks/export.py", "tasks/base_model.py", "tasks/data.py",
+            "tasks/config.py", "tasks/train_outputs.py", "tasks/bench/metrics.py", "tasks/bench/samples"],
     "decide": ["tasks/decide.py", "tasks/degrade.py", "tasks/config.py"],
     "report": ["tasks/report.py", "tasks/decide.py", "tasks/bench/metrics.py"],
 }
@@ -79,6 +81,24 @@ def cache_key(stage: str, inputs: tuple[str, ...] = ()):
     return key
 
 
+def _artifact(kind: str, key: str, payload, description: str) -> None:
+    """A table/markdown artifact for the UI; an artifact that cannot be written never fails the task."""
+    import re
+
+    from prefect import artifacts
+
+    key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100]  # Prefect: lowercase letters, digits, dashes
+    try:
+        if kind == "table":
+            artifacts.create_table_artifact(payload, key=key, description=description)
+        else:
+            artifacts.create_markdown_artifact(payload, key=key, description=description)
+    except Exception as exc:  # noqa: BLE001
+        from prefect import get_run_logger
+
+        get_run_logger().warning("could not write the %s artifact %s: %s", kind, key, exc)
+
+
 def _ref(path: Path, marker: str) -> dict[str, str]:
     return {"path": str(path), "sha256": hashlib.sha256((path / marker).read_bytes()).hexdigest()}
 
@@ -103,7 +123,7 @@ def base_model_task(config_path: str, cache_dir: str) -> dict[str, str]:
 
 
 
-@task(cache_key_fn=cache_key("train", ("config_path", "data_dir")), persist_result=True, retries=1)
+@task(cache_key_fn=cache_key("train", ("config_path", "data_dir")), persist_result=True, retries=1, log_prints=False)
 def train_task(config_path: str, variant: str, out_dir: str, data_dir: str, cache_dir: str) -> dict[str, str]:
     from prefect.concurrency.sync import concurrency
 
@@ -113,6 +133,16 @@ def train_task(config_path: str, variant: str, out_dir: str, data_dir: str, cach
     with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
         train_variant(load_config(config_path), variant, Path(out_dir), cache_dir=Path(cache_dir),
                       data_dir=Path(data_dir))
+    return _ref(Path(out_dir), "run.json")
+
+
+@task(cache_key_fn=cache_key("dpo", ("parent_dir",)), persist_result=True, retries=1, log_prints=False)
+def dpo_task(parent_dir: str, out_dir: str) -> dict[str, str]:
+    """The optional preference stage on top of a finished SFT run (config.dpo.enabled)."""
+    from tasks.dpo import train_dpo
+
+    with _MODEL_LOCK:
+        train_dpo(Path(parent_dir), Path(out_dir))
     return _ref(Path(out_dir), "run.json")
 
 
@@ -137,7 +167,11 @@ def eval_task(gguf: str, suite: str, out_dir: str, data: str | None, limit: int 
         from tasks.bench.judge import load_judge_spec
 
         judge_spec = load_judge_spec(judge)
-    run_suite(Path(gguf), suite, Path(out_dir), RunOptions(data=data, limit=limit, judge=judge_spec))
+    summary = run_suite(Path(gguf), suite, Path(out_dir), RunOptions(data=data, limit=limit, judge=judge_spec))
+    rows = [{"metric": name, "mean": m["mean"], "ci95_low": (m["ci95"] or [None, None])[0],
+             "ci95_high": (m["ci95"] or [None, None])[1], "n": m["n"]} for name, m in summary["metrics"].items()]
+    _artifact("table", f"eval-{Path(out_dir).name}-{suite}", rows,
+              f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped")
     return {"path": str(out_dir), "suite": suite,
             "sha256": hashlib.sha256((Path(out_dir) / f"{suite}.summary.json").read_bytes()).hexdigest()}
 
@@ -145,14 +179,21 @@ def eval_task(gguf: str, suite: str, out_dir: str, data: str | None, limit: int 
 @task(cache_key_fn=cache_key("decide", ("config_path", "results", "exports", "runs", "degradation")),
       persist_result=True)
 def decide_task(config_path: str, results: dict[str, str], exports: dict[str, str], runs: dict[str, str],
-                degradation: str | None, out_dir: str) -> dict[str, Any]:
+                degradation: str | None, out_dir: str, expected_suites: list[str] | None = None) -> dict[str, Any]:
     from tasks.config import load_config
-    from tasks.decide import decide
+    from tasks.decide import decide, decision_markdown
 
     spec = load_config(config_path).decision
-    return decide({k: Path(v) for k, v in results.items()}, spec, Path(out_dir),
-                  exports={k: Path(v) for k, v in exports.items()}, runs={k: Path(v) for k, v in runs.items()},
-                  degradation=Path(degradation) if degradation else None)
+    record = decide({k: Path(v) for k, v in results.items()}, spec, Path(out_dir),
+                    exports={k: Path(v) for k, v in exports.items()}, runs={k: Path(v) for k, v in runs.items()},
+                    degradation=Path(degradation) if degradation else None, expected_suites=expected_suites)
+    _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
+    if record.get("suites"):
+        _artifact("table", "alphagate-decision-suites",
+                  [{k: r[k] for k in ("suite", "metric", "n_paired", "a", "b", "test", "p_value", "p_holm",
+                                      "significant")} for r in record["suites"]],
+                  f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
+    return record
 
 
 @task(cache_key_fn=cache_key("decide", ("config_path", "results")), persist_result=True)
@@ -170,9 +211,64 @@ def report_task(results: dict[str, str], out_dir: str, decision: str, degradatio
                 runs: dict[str, str], tuner: str | None) -> str:
     from tasks.report import write_report
 
-    return str(write_report({k: Path(v) for k, v in results.items()}, Path(out_dir), decision=Path(decision),
-                            degradation=Path(degradation), runs={k: Path(v) for k, v in runs.items()},
-                            tuner=Path(tuner) if tuner and Path(tuner).is_file() else None))
+    path = write_report({k: Path(v) for k, v in results.items()}, Path(out_dir), decision=Path(decision),
+                        degradation=Path(degradation), runs={k: Path(v) for k, v in runs.items()},
+                        tuner=Path(tuner) if tuner and Path(tuner).is_file() else None)
+    _artifact("markdown", "alphagate-report", f"Report: `{Path(path).resolve()}`\n\n"
+              + Path(path).read_text(encoding="utf-8"), "the comparison report (figures beside it on disk)")
+    return str(path)
+
+
+@task(cache_key_fn=cache_key("train", ("config_path", "data_dir")), persist_result=True)
+def remote_train_task(deployment: str, config_path: str, variant: str, out_dir: str, data_dir: str,
+                      cache_dir: str) -> dict[str, str]:
+    """Train on a work pool (a GPU one): run the alphagate-train deployment and wait for it. The worker writes
+    into ``out_dir``, so it must see the same filesystem; paths are passed absolute."""
+    from prefect.deployments import run_deployment
+
+    absolute = {"config_path": str(Path(config_path).resolve()), "variant": variant,
+                "out_dir": str(Path(out_dir).resolve()), "data_dir": str(Path(data_dir).resolve()),
+                "cache_dir": str(Path(cache_dir).resolve())}
+    run = run_deployment(deployment, parameters=absolute, timeout=None)
+    if run.state is None or not run.state.is_completed():
+        raise RuntimeError(f"Training {variant} on deployment {deployment} ended {run.state and run.state.name}: "
+                           f"see flow run {run.id} in the UI; rerun the comparison to retry it.")
+    if not (Path(out_dir) / "run.json").is_file():
+        raise FileNotFoundError(f"Deployment {deployment} finished but {Path(out_dir).resolve()}/run.json is not "
+                                "here: the worker must write to a filesystem this process sees (a shared mount).")
+    return _ref(Path(out_dir), "run.json")
+
+
+def result_storage(spec: str | None):
+    """orchestration.result_storage -> what Flow.with_options(result_storage=...) takes: None (Prefect's
+    default folder), a local Path, or the slug of a saved RemoteFileSystem block for an fsspec URL."""
+    if spec is None:
+        return None
+    if "://" not in spec:
+        return Path(spec).expanduser().resolve()
+    from prefect.filesystems import RemoteFileSystem
+
+    name = "alphagate-results-" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+    RemoteFileSystem(basepath=spec.rstrip("/")).save(name, overwrite=True)  # remote workers load it by slug
+    return f"remote-file-system/{name}"
+
+
+def eval_task_runner(orchestration):
+    """The task runner of the benchmark fan-out: threads here, or Dask (a scheduler address, or a LocalCluster
+    of ``eval_workers`` single-threaded processes started for the run)."""
+    if orchestration.eval_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=orchestration.eval_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        raise ImportError("orchestration.eval_runner is 'dask' but prefect-dask is not installed: "
+                          "pip install prefect-dask (it is a dependency of this project).") from exc
+    if orchestration.dask_address:
+        return DaskTaskRunner(address=orchestration.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": orchestration.eval_workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
 
 
 @task

@@ -199,6 +199,34 @@ def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt)
     return made
 
 
+def _dpo_section(results: dict[str, Path]) -> list[str]:
+    """Each "<variant>+dpo" model beside its SFT parent: paired per-suite differences and tests."""
+    from tasks.config import DecisionSpec
+    from tasks.decide import compare, load_results
+
+    lines = []
+    for label, folder in sorted(results.items()):
+        model, _, fmt = label.partition("/")
+        parent = results.get(f"{model[:-len('+dpo')]}/{fmt}") if model.endswith("+dpo") else None
+        if parent is None:
+            continue
+        a, b = load_results(Path(folder)), load_results(Path(parent))
+        if not set(a) & set(b):
+            continue
+        cmp = compare(a, b, DecisionSpec())
+        if not lines:
+            lines = ["", "## DPO beside its SFT parent (paired, same items)", "",
+                     "| model/format | suite | metric | n | DPO | SFT parent | change | test | p (Holm) |",
+                     "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in cmp["suites"] if r["n_paired"]):
+            lines.append(f"| {label} | {r['suite']} | {r['metric']} | {r['n_paired']} | {r['a']:.3f} | {r['b']:.3f} "
+                         f"| {r['a'] - r['b']:+.3f} | {r['test']} | {r['p_holm']:.3g} |")
+        lo, hi = cmp["diff_ci95"]
+        lines.append(f"| {label} | composite | | | {cmp['composite_a']:.4f} | {cmp['composite_b']:.4f} | "
+                     f"{cmp['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | paired bootstrap | |")
+    return lines
+
+
 def write_report(results: dict[str, Path], out: Path, *, decision: Path | None = None,
                  degradation: Path | None = None, runs: dict[str, Path] | None = None,
                  tuner: Path | None = None, trend: bool = False) -> Path:
@@ -221,6 +249,7 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
         lines += ["", "## Per category", "", "| model/format | suite | category | score | n |", "|---|---|---|---|---|"]
         lines += [f"| {r.label} | {r.suite} | {r.category} | {r.mean:.3f} | {r.n} |"
                   for r in cats.sort_values(["suite", "category", "label"]).itertuples()]
+    lines += _dpo_section(results)
     if deg:
         lines += ["", "## Upload gates", ""]
         for name, g in deg["gates"].items():

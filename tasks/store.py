@@ -49,6 +49,9 @@ def staging_dir(final: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``final`` in one rename."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # what a killed earlier attempt left behind (one writer per target: the flow runs a stage once at a time)
+    for stale in [*final.parent.glob(f".{final.name}.partial-*"), *final.parent.glob(f".{final.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

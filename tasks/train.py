@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig
+from tasks.progress import Progress
 from tasks.store import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -129,8 +130,18 @@ def _optimizer(model, config: PipelineConfig):
     ])
 
 
+def _progress_callback(progress):
+    from transformers import TrainerCallback
+
+    class StepProgress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            progress.update()
+
+    return StepProgress()
+
+
 def fit(config: PipelineConfig, base_dir: Path, data_dir: Path, schedule, max_steps: int,
-        scratch: Path, out: Path | None = None) -> dict[str, Any]:
+        scratch: Path, out: Path | None = None, label: str = "training") -> dict[str, Any]:
     """One training run; writes the run's artifacts into ``out`` when given. Returns its summary."""
     import torch
     from transformers import set_seed
@@ -153,12 +164,15 @@ def fit(config: PipelineConfig, base_dir: Path, data_dir: Path, schedule, max_st
                      report_to=[], seed=t.seed, data_seed=t.seed, use_cpu=not cuda, bf16=cuda and t.bf16_on_gpu,
                      max_length=t.max_length, dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=True)
     trainer_cls = make_trainer_class()
+    progress = Progress(max_steps, f"{label}: steps")
     trainer = trainer_cls(model=model, args=args, train_dataset=load_split(data_dir, "train"),
                           eval_dataset=load_split(data_dir, "validation"), processing_class=tokenizer,
-                          callbacks=[callback], optimizers=(_optimizer(model, config), None),
-                          alpha_callback=callback, pet_scale=config.pet.scale)
+                          callbacks=[callback, _progress_callback(progress)],
+                          optimizers=(_optimizer(model, config), None), alpha_callback=callback,
+                          pet_scale=config.pet.scale)
     start = time.perf_counter()
-    trainer.train()
+    with progress:
+        trainer.train()
     seconds = time.perf_counter() - start
     final_eval = trainer.evaluate()["eval_loss"]
     if not math.isfinite(final_eval):
@@ -186,6 +200,14 @@ def write_run_record(out: Path, config: PipelineConfig, variant: str, summary: d
                                          "config": config.model_dump(mode="json")})
 
 
+TRAINING_SECTIONS = ("base_model", "data", "lora", "gates", "pet", "train", "tuner", "linear")
+
+
+def _training_part(config: dict) -> dict:
+    """The config sections that change what a training produces (not export, decision, upload, ...)."""
+    return {k: config.get(k) for k in TRAINING_SECTIONS}
+
+
 def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, cache_dir: Path,
                   data_dir: Path | None = None, run_id: str | None = None) -> dict[str, Any]:
     """Train one variant into ``out_dir`` (atomically). A finished ``out_dir`` is returned as is."""
@@ -204,8 +226,12 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, cache_
                            "run it on a GPU machine or use configs/demo.yaml on CPU.")
     out_dir = Path(out_dir)
     if is_complete(out_dir, "run.json"):
-        logger.info("%s already trained in %s; reusing it", variant, out_dir)
-        return read_json(out_dir / "run.json")
+        previous = read_json(out_dir / "run.json")
+        if _training_part(previous.get("config", {})) == _training_part(config.model_dump(mode="json")):
+            logger.info("%s already trained in %s with this config; reusing it", variant, out_dir)
+            return previous
+        logger.warning("%s in %s was trained with a different config; training again (replaced atomically)",
+                       variant, out_dir)
     base_dir = prepare_base_model(config.base_model, cache_dir)
     data_dir = Path(data_dir) if data_dir is not None else out_dir.parent / "data"
     data = prepare_data(config.data, data_dir)
@@ -218,7 +244,8 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, cache_
         schedule, extra["tuner"] = tune_sigmoid(config, base_dir, data_dir, history,
                                                 run_id or str(out_dir.resolve()))
     with staging_dir(out_dir) as tmp:
-        summary = fit(config, base_dir, data_dir, schedule, config.train.max_steps, tmp / "scratch", out=tmp)
+        summary = fit(config, base_dir, data_dir, schedule, config.train.max_steps, tmp / "scratch", out=tmp,
+                      label=variant)
         shutil.rmtree(tmp / "scratch", ignore_errors=True)
         write_run_record(tmp, config, variant, summary, extra)
     return read_json(out_dir / "run.json")

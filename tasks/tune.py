@@ -37,7 +37,8 @@ def tune_sigmoid(config: PipelineConfig, base_dir: Path, data_dir: Path, history
     for i in range(len(done), config.tuner.n_trials):
         schedule = tuner.ask()
         with tempfile.TemporaryDirectory(prefix="alphagate-proxy-") as scratch:
-            result = fit(config, base_dir, data_dir, schedule, config.tuner.proxy_steps, Path(scratch))
+            result = fit(config, base_dir, data_dir, schedule, config.tuner.proxy_steps, Path(scratch),
+                         label=f"tuner trial {i + 1}/{config.tuner.n_trials}")
         tuner.tell(schedule, result["final_eval_loss"],
                    meta={"run_id": run_id, "trial": i, "proxy_steps": config.tuner.proxy_steps,
                          "seconds": result["train_seconds"]})

@@ -83,6 +83,19 @@ def test_missing_required_suite_refuses(tmp_path):
     spec = SPEC.model_copy(update={"required_suites": ["mmlu", "elyza_tasks_100"]})
     record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, spec)
     assert record["winner"] is None and record["missing_required"] == ["elyza_tasks_100"]
+    assert record["missing_suites"] == {"elyza_tasks_100": ["a", "b"]}
+
+
+def test_missing_optional_suites_are_named_and_the_rest_decides(tmp_path):
+    _write(tmp_path / "a", "mmlu", _mc([1] * 30))
+    _write(tmp_path / "b", "mmlu", _mc([0] * 30))
+    _write(tmp_path / "a", "gsm8k", _mc([1] * 5))  # b's gsm8k failed for good
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, tmp_path / "out",
+                    expected_suites=["mmlu", "gsm8k", "hellaswag"])
+    assert record["winner"] == "a" and [r["suite"] for r in record["suites"]] == ["mmlu"]
+    assert record["missing_suites"] == {"gsm8k": ["b"], "hellaswag": ["a", "b"]}
+    assert "missing: gsm8k (for b); hellaswag (for a, b)" in record["reason"]
+    assert "Missing suites" in (tmp_path / "out" / "decision.md").read_text()
 
 
 def test_judge_failures_drop_out_of_the_pair(tmp_path):

@@ -13,12 +13,12 @@ def harness():
         yield
 
 
-def _config(tmp_path, tiny_base_dir):
-    path = tmp_path / "smoke.yaml"
+def _config(tmp_path, tiny_base_dir, required: str = "[]", name: str = "smoke.yaml"):
+    path = tmp_path / name
     path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
                     "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
                     "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
-                    "decision: {bootstrap: 200}\n")
+                    f"decision: {{bootstrap: 200, required_suites: {required}}}\n")
     return path
 
 
@@ -34,7 +34,13 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     run = tmp_path / "run"
     assert (run / "decision" / "decision.json").is_file() and (run / "report" / "report.md").is_file()
     assert (run / "eval" / "base-q8_0" / "gsm8k.summary.json").is_file()  # the untouched base is evaluated too
-    assert result["evaluations"] == 3 * 2 * 2
+    assert result["evaluations"] == 3 * 2 * 2 and result["failed_evaluations"] == []
+    from tests.test_orchestration import _artifacts
+
+    assert {"alphagate-decision", "alphagate-report"} <= {a.key for a in _artifacts("markdown")}
+    tables = {a.key for a in _artifacts("table")}
+    assert "eval-base-q8-0-gsm8k" in tables and "alphagate-decision-suites" in tables
+    assert len([a for a in _artifacts("progress") if a.data == 100.0]) >= 3 + 3 * 2 * 2  # 3 trainings, 12 suites
     calls = []
     real = tasks.train.train_variant
     monkeypatch.setattr(tasks.train, "train_variant", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
@@ -68,3 +74,13 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
     assert calls.count("hellaswag") == 3 * 3  # retried twice per model, then given up
     decision = json.loads((tmp_path / "run" / "decision" / "decision.json").read_text())
     assert {r["suite"] for r in decision["suites"]} == {"mmlu", "gsm8k"}  # decided on the complete suites
+    assert decision["missing_suites"] == {"hellaswag": ["linear", "sigmoid-bayes"]}
+    assert "missing: hellaswag" in decision["reason"]
+
+    # the same run with hellaswag required: no winner (only the decision and the dead suite run again)
+    strict = params.model_copy(update={"config": str(_config(tmp_path, tiny_base_dir, "[hellaswag]", "strict.yaml"))})
+    calls.clear()
+    compare(strict)
+    decision = json.loads((tmp_path / "run" / "decision" / "decision.json").read_text())
+    assert decision["winner"] is None and not decision["upload"] and decision["missing_required"] == ["hellaswag"]
+    assert "Required suite(s) ['hellaswag'] are missing" in decision["reason"]

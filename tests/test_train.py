@@ -49,6 +49,10 @@ def test_linear_variant_trains_and_writes_everything(tiny_base_dir, tmp_path):
     stamp = (out / "run.json").stat().st_mtime_ns
     assert train_variant(config, "linear", out, cache_dir=tmp_path / "cache") == run  # finished: reused
     assert (out / "run.json").stat().st_mtime_ns == stamp
+    decided = config.model_copy(update={"decision": config.decision.model_copy(update={"bootstrap": 500})})
+    assert train_variant(decided, "linear", out, cache_dir=tmp_path / "cache") == run  # not a training change
+    longer = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 4})})
+    assert train_variant(longer, "linear", out, cache_dir=tmp_path / "cache")["steps"] == 4  # trained again
 
 
 def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path):

@@ -13,6 +13,7 @@ import jinja2
 
 from tasks.bench.metrics import char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
 from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data
+from tasks.progress import Progress
 from tasks.store import atomic_write_json, atomic_write_text, is_complete, read_json, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -153,9 +154,9 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
 
         judge = Judge(opts.judge)
     records = []
-    with Engine(gguf, n_ctx=opts.n_ctx) as engine:
+    with Engine(gguf, n_ctx=opts.n_ctx) as engine, Progress(len(docs), f"{suite.name} on {gguf.name}") as progress:
         engine.reset_timings()
-        for doc in docs:
+        for doc in progress.iterate(docs):
             context = build_context(suite, doc, docs, num_fewshot)
             base = {"index": doc["index"], "prompt_sha256": _sha(context)}
             if suite.category_field:

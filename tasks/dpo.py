@@ -1,0 +1,252 @@
+"""Optional preference stage after SFT: DPO on pairs the SFT model's own answers provide.
+
+For each *training-split* question whose reference final answer is checkable (exactly one number, GSM8K
+style, or a multiple-choice letter) the SFT model (LoRA + gates at their final blend_alpha) samples n answers;
+a correct and an incorrect one make a (chosen, rejected) pair. Questions without such a pair, without a
+checkable answer, or whose text appears among the benchmark items are skipped and counted.
+
+trl's DPOTrainer then trains the SFT LoRA further (its frozen copy, the "ref" adapter trl adds, is the
+reference model), with the base frozen and the gates frozen at the final blend_alpha. The output folder has
+the layout of a training run (adapter/, gates.safetensors, run.json with variant "<variant>+dpo"), so export,
+evaluation and the report treat it like any other model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks.config import PipelineConfig
+from tasks.store import atomic_write_json, atomic_write_text, is_complete, read_json, staging_dir
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+CHOICE = re.compile(r"^\(?([A-E])\)?[.):]?$")
+
+
+def _final(text: str, config: PipelineConfig) -> str:
+    from tasks.bench.metrics import split_thinking
+
+    return split_thinking(text, config.data.think_tags, config.data.final_tags)[0]
+
+
+def _number(text: str) -> str | None:
+    found = NUMBER.findall(text.replace("，", ","))
+    if not found:
+        return None
+    value = found[-1].replace(",", "")
+    return value.rstrip("0").rstrip(".") if "." in value else value
+
+
+def checkable(reference_final: str) -> tuple[str, str] | None:
+    """('choice', 'B') or ('number', '105'), or None when the answer cannot be checked automatically."""
+    text = reference_final.strip()
+    if m := CHOICE.match(text):
+        return "choice", m.group(1)
+    numbers = NUMBER.findall(text)
+    if len(numbers) == 1 and not re.search(r"\d\s*[:/]\s*\d", text):  # a time or ratio is not one number
+        return "number", _number(text)
+    return None
+
+
+def is_correct(kind: str, expected: str, answer_final: str) -> bool:
+    if kind == "choice":
+        m = re.search(r"\b([A-E])\b", answer_final)
+        return bool(m) and m.group(1) == expected
+    return _number(answer_final) == expected
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def benchmark_texts(extra_dirs: list[Path] | None = None) -> set[str]:
+    """Normalised question-like strings (20+ characters) of every benchmark item we ship or were given."""
+    files = sorted((ROOT / "tasks/bench/samples").glob("*.jsonl"))
+    for d in extra_dirs or []:
+        files += sorted(Path(d).glob("*.jsonl"))
+    texts: set[str] = set()
+
+    def walk(value):
+        if isinstance(value, str) and len(value) >= 20:
+            texts.add(_norm(value))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                walk(json.loads(line))
+    return texts
+
+
+def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[str]], n: int,
+                config: PipelineConfig, exclude: set[str], seed: int = 0) -> tuple[list[dict], dict[str, int]]:
+    """records: the training split's chat records. ``sample(prompt_messages, n)`` returns n completions."""
+    rng = random.Random(seed)
+    counts = {"questions": len(records), "pairs": 0, "not_checkable": 0, "benchmark_overlap": 0,
+              "all_correct": 0, "none_correct": 0}
+    pairs = []
+    for record in records:
+        question = " ".join(m["content"] for m in record["prompt"] if m["role"] == "user")
+        if _norm(question) in exclude:
+            counts["benchmark_overlap"] += 1
+            continue
+        target = checkable(_final(record["completion"][0]["content"], config))
+        if target is None:
+            counts["not_checkable"] += 1
+            continue
+        answers = sample(record["prompt"], n)
+        graded = [(a, is_correct(*target, _final(a, config))) for a in answers]
+        good = [a for a, ok in graded if ok]
+        bad = [a for a, ok in graded if not ok]
+        if not good or not bad:
+            counts["all_correct" if good else "none_correct"] += 1
+            continue
+        pairs.append({"prompt": record["prompt"], "chosen": [{"role": "assistant", "content": rng.choice(good)}],
+                      "rejected": [{"role": "assistant", "content": rng.choice(bad)}],
+                      "expected": target[1], "n_correct": len(good), "n_sampled": len(answers)})
+        counts["pairs"] += 1
+    return pairs, counts
+
+
+def load_sft_model(run_dir: Path, trainable: bool):
+    """The SFT model of a run: base (fp32) + its LoRA + its gates at the final blend_alpha (gates frozen)."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from alpha_gate.so8 import attach_so8_gates, get_so8_gates, load_gate_state_dict, set_blend_alpha
+    from tasks.base_model import load_tokenizer
+
+    run = read_json(run_dir / "run.json")
+    config = PipelineConfig.model_validate(run["config"])
+    base_dir = Path(run["base_model"]["dir"])
+    if not (base_dir / "config.json").is_file():
+        raise FileNotFoundError(f"The run's base model {base_dir} is gone; re-run `alphagate train` to rebuild it.")
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, run_dir / "adapter", is_trainable=trainable)
+    attach_so8_gates(model, config.gates.layers)
+    load_gate_state_dict(model, load_file(str(run_dir / "gates.safetensors")))
+    set_blend_alpha(model, run["final_blend_alpha"])
+    for gate in get_so8_gates(model):
+        gate.requires_grad_(False)  # kept at the final alpha and rotation
+    tokenizer = load_tokenizer(base_dir, config.base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, run, config
+
+
+def make_sampler(model, tokenizer, max_new_tokens: int, temperature: float, top_p: float, seed: int):
+    """Real sampling with transformers' generate: n completions of a chat prompt."""
+    import torch
+
+    generator_seed = [seed]
+
+    def sample(prompt: list[dict], n: int) -> list[str]:
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)
+        torch.manual_seed(generator_seed[0])
+        generator_seed[0] += 1
+        with torch.no_grad():
+            out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
+                                 max_new_tokens=max_new_tokens, num_return_sequences=n,
+                                 pad_token_id=tokenizer.pad_token_id)
+        start = ids["input_ids"].shape[1]
+        return [tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
+
+    return sample
+
+
+def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable | None = None,
+              extra_benchmark_dirs: list[Path] | None = None) -> dict[str, Any]:
+    """DPO on top of the SFT run in ``parent_dir``; writes a run folder into ``out_dir`` (atomically).
+    ``spec``: a DPOSpec (default: the run config's ``dpo`` section). ``sampler``: replaces generation
+    (tests); default: the SFT model's own sampled answers."""
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    from alpha_gate.so8 import get_so8_gates
+    from tasks.data import load_split
+    from tasks.train_outputs import loss_curves
+
+    parent_dir, out_dir = Path(parent_dir), Path(out_dir)
+    if not is_complete(parent_dir, "run.json"):
+        raise FileNotFoundError(f"{parent_dir} is not a finished training run (no run.json); train the variant "
+                                "first (`alphagate train`).")
+    if is_complete(out_dir, "run.json"):
+        return read_json(out_dir / "run.json")
+    model, tokenizer, parent, config = load_sft_model(parent_dir, trainable=True)
+    spec = spec or config.dpo
+    set_seed(config.train.seed)
+    data_dir = Path(parent["data"]["dir"])
+    records = [dict(r) for r in load_split(data_dir, "train")]  # the training split only
+    sample = sampler or make_sampler(model, tokenizer, spec.max_new_tokens, spec.temperature, spec.top_p,
+                                     config.train.seed)
+    start = time.perf_counter()
+    model.eval()
+    pairs, counts = build_pairs(records, sample, spec.samples_per_question, config,
+                                benchmark_texts(extra_benchmark_dirs), seed=config.train.seed)
+    sampling_seconds = time.perf_counter() - start
+    logger.info("DPO pairs for %s: %s", parent["variant"], counts)
+    if len(pairs) < spec.min_pairs:
+        raise ValueError(f"Only {len(pairs)} preference pair(s) from {counts['questions']} training questions "
+                         f"(needed dpo.min_pairs = {spec.min_pairs}; {counts}). Sample more answers "
+                         "(dpo.samples_per_question), raise dpo.temperature, or train the SFT model longer.")
+    model.train()
+    cuda = torch.cuda.is_available()
+    with staging_dir(out_dir) as tmp:
+        args = DPOConfig(output_dir=str(tmp / "scratch"), max_steps=spec.max_steps, beta=spec.beta,
+                         per_device_train_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                         lr_scheduler_type="linear", logging_steps=1, save_strategy="no", report_to=[],
+                         seed=config.train.seed, data_seed=config.train.seed, use_cpu=not cuda,
+                         bf16=cuda and config.train.bf16_on_gpu, max_length=config.train.max_length,
+                         disable_tqdm=True, dataloader_num_workers=0)
+        dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        t0 = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - t0
+        if "ref" in model.peft_config:
+            model.delete_adapter("ref")  # trl's frozen reference copy: not part of the result
+        shutil.rmtree(tmp / "scratch", ignore_errors=True)
+        from safetensors.torch import save_file
+
+        from alpha_gate.so8 import gate_state_dict
+
+        model.save_pretrained(tmp / "adapter")
+        save_file(gate_state_dict(model), str(tmp / "gates.safetensors"),
+                  metadata={"blend_alpha": repr(parent["final_blend_alpha"])})
+        assert all(not g.requires_grad for gate in get_so8_gates(model) for g in gate.parameters())
+        history = trainer.state.log_history
+        atomic_write_json(tmp / "dpo_log.json", history)
+        atomic_write_text(tmp / "pairs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+        for name in ("alpha_trajectory.json", "alpha_trajectory.csv"):  # the gates did not move: same trajectory
+            if (parent_dir / name).is_file():
+                shutil.copy2(parent_dir / name, tmp / name)
+        last = [row for row in history if "loss" in row]
+        summary = {**{k: v for k, v in parent.items() if k not in ("timings",)},
+                   "variant": f"{parent['variant']}+dpo", "parent": {"dir": str(parent_dir.resolve()),
+                                                                      "variant": parent["variant"]},
+                   "dpo": {**spec.model_dump(mode="json"), "pairs": counts,
+                           "sampling_seconds": round(sampling_seconds, 2), "train_seconds": round(train_seconds, 2),
+                           "final_loss": last[-1]["loss"] if last else None,
+                           "final_reward_accuracy": last[-1].get("rewards/accuracies") if last else None},
+                   "loss_curves": loss_curves(history)}
+        atomic_write_json(tmp / "run.json", summary)
+    return read_json(out_dir / "run.json")

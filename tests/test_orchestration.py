@@ -1,0 +1,264 @@
+"""Orchestration beyond the default: progress/table artifacts, result storage, the Dask fan-out, trainings on
+a work pool, and resuming after the whole process is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("prefect")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+def _artifacts(kind: str):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read():  # the raw filter call: this prefect's read_artifacts sends nulls its own server rejects
+        async with get_client() as client:
+            response = await client._client.post("/artifacts/filter", json={
+                "artifacts": {"type": {"any_": [kind]}}, "limit": 200, "offset": 0, "sort": "CREATED_DESC"})
+            return [SimpleNamespace(**a) for a in response.json()]
+
+    return asyncio.run(read())
+
+
+def test_progress_outside_prefect_counts_and_writes_no_artifact():
+    from tasks.progress import Progress
+
+    with Progress(3, "loop", console=False) as progress:
+        assert list(progress.iterate("abc")) == ["a", "b", "c"]
+    assert progress.done == 3 and progress.artifact_id is None
+
+
+def test_progress_inside_a_task_run_is_a_prefect_progress_artifact(harness):
+    from prefect import flow, task
+
+    from tasks.progress import Progress
+
+    @task
+    def loop() -> str:
+        with Progress(5, "items of a suite", min_interval=0.0) as progress:
+            for _ in progress.iterate(range(5)):
+                pass
+        return str(progress.artifact_id)
+
+    @flow
+    def run() -> str:
+        return loop()
+
+    artifact_id = run()
+    found = [a for a in _artifacts("progress") if str(a.id) == artifact_id]
+    assert found and found[0].data == 100.0 and "5/5" in found[0].description
+
+
+def test_result_storage_resolution(harness, tmp_path):
+    from prefect.filesystems import RemoteFileSystem
+
+    from tasks.flow_tasks import result_storage
+
+    assert result_storage(None) is None
+    assert result_storage(str(tmp_path / "results")) == (tmp_path / "results").resolve()
+    slug = result_storage("memory://alphagate-test/results")
+    block = RemoteFileSystem.load(slug.split("/", 1)[1])
+    assert block.basepath == "memory://alphagate-test/results"
+
+
+def test_a_flow_with_fsspec_result_storage_persists_results_there(harness, tmp_path):
+    import fsspec
+    from prefect import flow, task
+
+    from tasks.flow_tasks import result_storage
+
+    calls = []
+
+    @task(cache_key_fn=lambda ctx, params: f"alphagate-test-{params['x']}", persist_result=True)
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    @flow
+    def run(x: int) -> int:
+        return square(x)
+
+    url = f"memory://alphagate-{tmp_path.name}"
+    configured = run.with_options(result_storage=result_storage(url))
+    assert configured(7) == 49 and configured(7) == 49
+    assert calls == [7]  # the second run was served from the fsspec store
+    assert fsspec.filesystem("memory").exists(f"{url}/alphagate-test-7")
+
+
+def test_orchestration_config_errors_are_clear():
+    from pydantic import ValidationError
+
+    from tasks.config import OrchestrationSpec
+
+    with pytest.raises(ValidationError, match="set eval_runner: dask"):
+        OrchestrationSpec(dask_address="tcp://127.0.0.1:8786")
+    with pytest.raises(ValidationError, match="train_deployment"):
+        OrchestrationSpec(train_deployment="no-slash")
+
+
+def test_eval_task_runner_follows_the_config():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from tasks.config import OrchestrationSpec
+    from tasks.flow_tasks import eval_task_runner
+
+    threads = eval_task_runner(OrchestrationSpec(eval_workers=3))
+    assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
+    dask = eval_task_runner(OrchestrationSpec(eval_runner="dask", dask_address="tcp://127.0.0.1:8786"))
+    assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://127.0.0.1:8786"
+    local = eval_task_runner(OrchestrationSpec(eval_runner="dask", eval_workers=2))
+    assert local.address is None and local.cluster_kwargs["n_workers"] == 2
+
+
+@pytest.mark.slow
+def test_benchmark_fan_out_on_a_real_local_dask_cluster(harness, tiny_gguf, tmp_path):
+    from distributed import LocalCluster
+
+    from flows.compare import evaluate
+    from tasks.config import OrchestrationSpec
+    from tasks.flow_tasks import eval_task_runner
+
+    gguf, _ = tiny_gguf
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        runner = eval_task_runner(OrchestrationSpec(eval_runner="dask", dask_address=cluster.scheduler_address))
+        done = evaluate.with_options(task_runner=runner)({"tiny": {"bf16": str(gguf)}},
+                                                         ["mmlu", "arc_challenge", "hellaswag"],
+                                                         str(tmp_path / "eval"), "sample", 2, None)
+        from distributed import Client
+
+        with Client(cluster) as client:  # which eval tasks each worker process executed, from its own log
+            executed = client.run(lambda dask_worker: sorted({e[0] for e in dask_worker.state.log
+                                                              if str(e[0]).startswith("eval_task")}))
+        workers = {w.pid for w in cluster.scheduler.workers.values()}
+    assert done == {"tiny/bf16/mmlu": True, "tiny/bf16/arc_challenge": True, "tiny/bf16/hellaswag": True}
+    for suite in ("mmlu", "arc_challenge", "hellaswag"):
+        summary = json.loads((tmp_path / "eval" / "tiny-bf16" / f"{suite}.summary.json").read_text())
+        assert summary["scored"] == 2
+    assert len(workers) == 2 and os.getpid() not in workers  # separate worker processes did the work
+    assert sum(len(keys) for keys in executed.values()) == 3, executed  # every suite ran on a worker
+
+
+def test_prefect_yaml_has_a_gpu_training_deployment():
+    import yaml
+
+    from flows.compare import train
+
+    spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())
+    gpu = {d["name"]: d for d in spec["deployments"]}["gpu"]
+    path, func = gpu["entrypoint"].split(":")
+    assert (ROOT / path).is_file() and func == train.fn.__name__
+    assert gpu["work_pool"]["name"] == "alphagate-gpu"
+
+
+def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
+    import inspect
+
+    import prefect.deployments
+    from prefect.states import Completed, Failed
+
+    from flows.compare import train
+
+    calls = []
+
+    def run_deployment(name, parameters, timeout=None):
+        calls.append((name, parameters))
+        assert set(parameters) == set(inspect.signature(train.fn).parameters)  # exactly what the flow takes
+        assert all(Path(v).is_absolute() for k, v in parameters.items() if k != "variant")
+        if write:  # the worker's training writes the run folder on the shared filesystem
+            Path(parameters["out_dir"]).mkdir(parents=True)
+            (Path(parameters["out_dir"]) / "run.json").write_text(json.dumps({"variant": parameters["variant"]}))
+        return SimpleNamespace(id="run-1", state=Completed() if outcome == "ok" else Failed(message="boom"))
+
+    monkeypatch.setattr(prefect.deployments, "run_deployment", run_deployment)
+    return calls
+
+
+def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypatch, tmp_path):
+    from tasks.flow_tasks import remote_train_task
+
+    monkeypatch.chdir(tmp_path)
+    calls = _fake_deployment(monkeypatch, "ok")
+    ref = remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", "run/linear", "run/data", "cache")
+    assert calls[0][0] == "alphagate-train/gpu" and calls[0][1]["variant"] == "linear"
+    assert ref["path"] == "run/linear" and len(ref["sha256"]) == 64
+    _fake_deployment(monkeypatch, "failed")
+    with pytest.raises(RuntimeError, match="alphagate-train/gpu ended Failed"):
+        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", "run2/linear", "run/data", "cache")
+    _fake_deployment(monkeypatch, "ok", write=False)
+    with pytest.raises(FileNotFoundError, match="shared mount"):
+        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", "run3/linear", "run/data", "cache")
+
+
+def _smoke_config(tmp_path, tiny_base_dir) -> Path:
+    path = tmp_path / "smoke.yaml"
+    path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
+                    "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
+                    "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
+                    f"decision: {{bootstrap: 200}}\norchestration: {{result_storage: {tmp_path / 'results'}}}\n")
+    return path
+
+
+def _run_cli(tmp_path, config: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_LOGGING_LEVEL="WARNING")
+    cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(config), "--out", str(tmp_path / "run"),
+           "--cache", str(tmp_path / "cache"), "--suites", "mmlu", "arc_challenge", "--formats", "bf16",
+           "--limit", "2"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, text=True)
+
+
+@pytest.mark.slow
+def test_resume_after_the_process_is_killed_mid_run(tiny_base_dir, tmp_path):
+    config = _smoke_config(tmp_path, tiny_base_dir)
+    run = tmp_path / "run"
+    proc = _run_cli(tmp_path, config)
+    deadline = time.monotonic() + 600
+    while not (run / "linear" / "run.json").is_file():  # the first training has finished: kill mid-pipeline
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the first training never finished"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the flow, its threads and the ephemeral API server, all at once
+    proc.wait()
+    proc.stdout.close()
+    first = (run / "linear" / "run.json").read_bytes()
+    json.loads(first)  # a finished artifact is whole
+    for path in run.rglob("*.json"):  # nothing under a final name is half-written
+        json.loads(path.read_text())
+
+    proc = _run_cli(tmp_path, config)
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output
+    assert (run / "linear" / "run.json").read_bytes() == first  # what finished was not redone
+    decision = json.loads((run / "decision" / "decision.json").read_text())
+    assert {r["suite"] for r in decision["suites"]} == {"mmlu", "arc_challenge"}
+    assert not [p for p in run.rglob(".*") if ".partial-" in p.name or ".old-" in p.name or p.suffix == ".tmp"]
+    from tasks.store import sha256_file
+
+    for variant in ("linear", "sigmoid-bayes", "base"):
+        manifest = json.loads((run / f"export-{variant}" / "manifest.json").read_text())
+        for entry in manifest["files"]:  # every published file is the one its manifest describes
+            assert sha256_file(run / f"export-{variant}" / entry["path"]) == entry["sha256"]
