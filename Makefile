@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
 
-.PHONY: install demo test lint bench-gates bench-train bench-engine clean
+.PHONY: install demo test lint bench-gates bench-train bench-engine bench-serve clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-train: $(STAMP)
 
 bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -86,11 +86,27 @@ def _cmd_dpo(args: argparse.Namespace) -> int:
         from tasks.config import load_config
 
         spec = load_config(args.config).dpo
-    record = train_dpo(args.run, args.out, spec=spec, extra_benchmark_dirs=args.exclude_benchmarks)
+    record = train_dpo(args.run, args.out, spec=spec, gguf=args.gguf, extra_benchmark_dirs=args.exclude_benchmarks)
     d = record["dpo"]
     print(f"{record['variant']}: {d['pairs']['pairs']} pairs from {d['pairs']['questions']} training questions "
           f"({d['pairs']}), final DPO loss {d['final_loss']}, reward accuracy {d['final_reward_accuracy']} -> "
           f"{args.out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from tasks.serve import ServeSettings, serve
+
+    key = os.environ.get(args.api_key_env or "ALPHAGATE_API_KEY") or None
+    if args.api_key_env and not key:
+        raise SystemExit(f"--api-key-env {args.api_key_env}: that environment variable is not set.")
+    serve(ServeSettings(gguf=args.gguf, host=args.host, port=args.port, api_key=key, audit_log=args.audit_log,
+                        audit_include_text=args.audit_include_text, max_tokens_limit=args.max_tokens_limit,
+                        default_max_tokens=min(256, args.max_tokens_limit), n_ctx=args.n_ctx,
+                        max_body_bytes=args.max_body_bytes, prefill_think=args.prefill_think,
+                        model_name=args.model_name))
     return 0
 
 
@@ -243,10 +259,30 @@ def build_parser() -> argparse.ArgumentParser:
     dpo.add_argument("--run", required=True, type=Path, help="the SFT run folder (alphagate train --out)")
     dpo.add_argument("--out", required=True, type=Path, help="the new run folder, e.g. runs/x/linear+dpo")
     dpo.add_argument("--config", help="take the dpo section from this config (default: the run's own config)")
+    dpo.add_argument("--gguf", type=Path, help="sample with llama.cpp from the run's exported BF16 GGUF (much faster "
+                                               "on CPU); default: transformers generate on the SFT model")
     dpo.add_argument("--exclude-benchmarks", nargs="*", type=Path, default=[], metavar="DIR",
                      help="folders of benchmark JSONL whose questions must never become training pairs "
                           "(the bundled samples always are)")
     dpo.set_defaults(func=_cmd_dpo)
+
+    srv = sub.add_parser("serve", help="OpenAI-compatible /v1/chat/completions and /think on a GGUF; only the final "
+                                       "section of a thinking answer leaves the process")
+    srv.add_argument("--gguf", required=True, type=Path)
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; others need an API key)")
+    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--api-key-env", help="environment variable holding the API key (default ALPHAGATE_API_KEY; "
+                                           "required off loopback, enforced whenever set)")
+    srv.add_argument("--audit-log", type=Path, default=Path("runs/serve/audit.jsonl"))
+    srv.add_argument("--audit-include-text", action="store_true",
+                     help="also record the request messages in the audit log (never the reasoning)")
+    srv.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a request may ask for")
+    srv.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    srv.add_argument("--n-ctx", type=int, default=4096)
+    srv.add_argument("--prefill-think", action="store_true",
+                     help="open the assistant turn with the reasoning tag (for thinking-format models)")
+    srv.add_argument("--model-name", help="the model id reported to clients (default: the file name)")
+    srv.set_defaults(func=_cmd_serve)
 
     export = sub.add_parser("export", help="merge + fold + GGUF (BF16, Q8_0, Q4_K_M), verified")
     export.add_argument("--model", required=True, type=Path, help="a training run folder or a transformers folder")

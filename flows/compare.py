@@ -80,11 +80,14 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     else:
         trains = {v: train_task.submit(params.config, v, str(out / v), str(out / "data"), params.cache,
                                        wait_for=[data, base]) for v in VARIANTS}
-    if dpo:  # the optional preference stage: "<variant>+dpo", evaluated like any other model
-        trains.update({f"{v}+dpo": dpo_task.submit(str(out / v), str(out / f"{v}+dpo"), wait_for=[trains[v]])
-                       for v in VARIANTS})
     exports = {m: export_task.submit(str(out / m), str(out / f"export-{m}"), params.formats,
-                                     wait_for=[trains[m]]) for m in trains}
+                                     wait_for=[trains[m]]) for m in VARIANTS}
+    if dpo:  # the optional preference stage: "<variant>+dpo", sampled from the parent's BF16 GGUF
+        for v in VARIANTS:
+            tuned = f"{v}+dpo"
+            trains[tuned] = dpo_task.submit(str(out / v), str(out / tuned), exports[v].result()["files"]["bf16"])
+            exports[tuned] = export_task.submit(str(out / tuned), str(out / f"export-{tuned}"), params.formats,
+                                                wait_for=[trains[tuned]])
     exports["base"] = export_task.submit(base.result()["path"], str(out / "export-base"), params.formats,
                                          name="base")
     files = {model: ref.result()["files"] for model, ref in exports.items()}

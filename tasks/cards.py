@@ -52,5 +52,17 @@ def card(*, repo: str, fmt: str, base_model: str, license: str, schedule: dict[s
               'text = out["choices"][0]["message"]["content"]',
               f"# The model thinks in {think_tags[0]}…{think_tags[1]} and answers in {final_tags[0]}…{final_tags[1]}:",
               f'final = re.search(r"{re.escape(final_tags[0])}(.*?)({re.escape(final_tags[1])}|$)", text, re.S)',
-              "print(final.group(1).strip() if final else text)", "```", ""]
+              "print(final.group(1).strip() if final else text)", "```", "",
+              "## Serve it: OpenAI-compatible, the reasoning stays private", "",
+              "With this project installed (`pip install alpha-gate`, or `make demo` in its repository):", "",
+              "```bash", f"alphagate serve --gguf {gguf} --port 8080   # binds 127.0.0.1; an API key is required "
+              "elsewhere (ALPHAGATE_API_KEY)",
+              "curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\",
+              "  -d '{\"messages\": [{\"role\": \"user\", \"content\": \"What is 12 plus 30?\"}]}'",
+              "curl -s http://127.0.0.1:8080/think -H 'Content-Type: application/json' \\",
+              "  -d '{\"prompt\": \"What is 12 plus 30?\"}'", "```", "",
+              f"Both endpoints (and streaming, `\"stream\": true`) return only the final section: the text inside "
+              f"{final_tags[0]}…{final_tags[1]}, or everything outside {think_tags[0]}…{think_tags[1]} when the model "
+              "used no final tags. The reasoning never leaves the server; its SHA-256 and length go to an append-only "
+              "audit log (`--audit-log`, default runs/serve/audit.jsonl).", ""]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)

@@ -99,7 +99,10 @@ def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[st
     counts = {"questions": len(records), "pairs": 0, "not_checkable": 0, "benchmark_overlap": 0,
               "all_correct": 0, "none_correct": 0}
     pairs = []
-    for record in records:
+    from tasks.progress import Progress
+
+    progress = Progress(len(records), "DPO: sampling answers")
+    for record in progress.iterate(records):
         question = " ".join(m["content"] for m in record["prompt"] if m["role"] == "user")
         if _norm(question) in exclude:
             counts["benchmark_overlap"] += 1
@@ -119,6 +122,7 @@ def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[st
                       "rejected": [{"role": "assistant", "content": rng.choice(bad)}],
                       "expected": target[1], "n_correct": len(good), "n_sampled": len(answers)})
         counts["pairs"] += 1
+    progress.close()
     return pairs, counts
 
 
@@ -171,11 +175,33 @@ def make_sampler(model, tokenizer, max_new_tokens: int, temperature: float, top_
     return sample
 
 
+def make_gguf_sampler(gguf: Path, max_new_tokens: int, temperature: float, top_p: float, seed: int):
+    """Sampling from the SFT model's exported BF16 GGUF (merged, folded, parity-checked against the
+    transformers model) with llama.cpp: the same model, several times faster than generate() on a CPU."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(gguf), n_ctx=2048, verbose=False, seed=seed)
+    counter = [seed]
+
+    def sample(prompt: list[dict], n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            counter[0] += 1
+            r = llm.create_chat_completion(prompt, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                           seed=counter[0])
+            out.append(r["choices"][0]["message"]["content"] or "")
+        return out
+
+    sample.close = llm.close
+    return sample
+
+
 def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable | None = None,
-              extra_benchmark_dirs: list[Path] | None = None) -> dict[str, Any]:
+              gguf: Path | None = None, extra_benchmark_dirs: list[Path] | None = None) -> dict[str, Any]:
     """DPO on top of the SFT run in ``parent_dir``; writes a run folder into ``out_dir`` (atomically).
-    ``spec``: a DPOSpec (default: the run config's ``dpo`` section). ``sampler``: replaces generation
-    (tests); default: the SFT model's own sampled answers."""
+    ``spec``: a DPOSpec (default: the run config's ``dpo`` section). Answers are sampled from ``gguf`` (the
+    parent's exported BF16 GGUF) when given, else with transformers from the SFT model itself; ``sampler``
+    replaces both (tests)."""
     import torch
     from datasets import Dataset
     from transformers import set_seed
@@ -196,12 +222,22 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
     set_seed(config.train.seed)
     data_dir = Path(parent["data"]["dir"])
     records = [dict(r) for r in load_split(data_dir, "train")]  # the training split only
-    sample = sampler or make_sampler(model, tokenizer, spec.max_new_tokens, spec.temperature, spec.top_p,
-                                     config.train.seed)
+    if sampler is not None:
+        sample, sampled_with = sampler, "test double"
+    elif gguf is not None:
+        sample = make_gguf_sampler(Path(gguf), spec.max_new_tokens, spec.temperature, spec.top_p, config.train.seed)
+        sampled_with = f"llama.cpp: {Path(gguf).name}"
+    else:
+        sample = make_sampler(model, tokenizer, spec.max_new_tokens, spec.temperature, spec.top_p,
+                              config.train.seed)
+        sampled_with = "transformers generate"
     start = time.perf_counter()
     model.eval()
-    pairs, counts = build_pairs(records, sample, spec.samples_per_question, config,
-                                benchmark_texts(extra_benchmark_dirs), seed=config.train.seed)
+    try:
+        pairs, counts = build_pairs(records, sample, spec.samples_per_question, config,
+                                    benchmark_texts(extra_benchmark_dirs), seed=config.train.seed)
+    finally:
+        getattr(sample, "close", lambda: None)()
     sampling_seconds = time.perf_counter() - start
     logger.info("DPO pairs for %s: %s", parent["variant"], counts)
     if len(pairs) < spec.min_pairs:
@@ -243,7 +279,7 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
         summary = {**{k: v for k, v in parent.items() if k not in ("timings",)},
                    "variant": f"{parent['variant']}+dpo", "parent": {"dir": str(parent_dir.resolve()),
                                                                       "variant": parent["variant"]},
-                   "dpo": {**spec.model_dump(mode="json"), "pairs": counts,
+                   "dpo": {**spec.model_dump(mode="json"), "pairs": counts, "sampled_with": sampled_with,
                            "sampling_seconds": round(sampling_seconds, 2), "train_seconds": round(train_seconds, 2),
                            "final_loss": last[-1]["loss"] if last else None,
                            "final_reward_accuracy": last[-1].get("rewards/accuracies") if last else None},

@@ -136,13 +136,14 @@ def train_task(config_path: str, variant: str, out_dir: str, data_dir: str, cach
     return _ref(Path(out_dir), "run.json")
 
 
-@task(cache_key_fn=cache_key("dpo", ("parent_dir",)), persist_result=True, retries=1, log_prints=False)
-def dpo_task(parent_dir: str, out_dir: str) -> dict[str, str]:
-    """The optional preference stage on top of a finished SFT run (config.dpo.enabled)."""
+@task(cache_key_fn=cache_key("dpo", ("parent_dir", "gguf")), persist_result=True, retries=1, log_prints=False)
+def dpo_task(parent_dir: str, out_dir: str, gguf: str | None = None) -> dict[str, str]:
+    """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
+    from the parent's exported BF16 GGUF."""
     from tasks.dpo import train_dpo
 
     with _MODEL_LOCK:
-        train_dpo(Path(parent_dir), Path(out_dir))
+        train_dpo(Path(parent_dir), Path(out_dir), gguf=Path(gguf) if gguf else None)
     return _ref(Path(out_dir), "run.json")
 
 

@@ -65,6 +65,7 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(exported, tmp_path, monke
     assert meta["license"] == "apache-2.0" and "model-index" in meta and "alpha-gate" in meta["tags"]
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.5
     assert "Llama(model_path=" in card and "linear, blend_alpha from 0.0 to 1" in card
+    assert "alphagate serve --gguf" in card and "/think" in card  # how to serve it (issue 8)
     assert "alphagate upload --decision" in (tmp_path / "stage" / "HOW_TO_PUBLISH.txt").read_text()
 
 

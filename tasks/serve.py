@@ -1,0 +1,486 @@
+"""Serve a chosen GGUF: OpenAI-compatible /v1/chat/completions (streaming and not) and /think, both returning
+only the final section of a thinking-format answer. The reasoning never leaves the process.
+
+- The final section is what lies inside the final tags (<final>...</final>) when the model used them, else
+  everything outside the reasoning tags (<think>...</think>). One streaming filter (FinalSectionFilter) decides
+  this for both modes, so a streamed answer is exactly the non-streamed one; text outside the tags is held
+  back until the stream shows whether a final section follows, and a tag split across tokens is held back
+  until it is complete. Reasoning text is only hashed (SHA-256) and counted, for the audit log.
+- The audit log is append-only JSONL: time, request id, endpoint, model sha256, reasoning SHA-256 and length,
+  final-answer length, token counts, finish reason; prompt and reasoning text only when configured.
+- Loopback by default; any other bind address needs an API key (Bearer). Request bodies, messages and
+  max_tokens are bounded; malformed requests get a 4xx with a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request  # at module level: FastAPI resolves the (string) annotations from these globals
+
+log = logging.getLogger("alphagate.serve")
+
+
+class FinalSectionFilter:
+    """Feed generated text in any chunking; ``feed`` returns what may be shown now, ``finish`` the rest.
+    The reasoning (inside the think tags) is accumulated for hashing only."""
+
+    def __init__(self, think: tuple[str, str] = ("<think>", "</think>"),
+                 final: tuple[str, str] = ("<final>", "</final>")):
+        self.think, self.final = think, final
+        self.state = "outside"  # outside | think | final | done
+        self.pending = ""  # unparsed text (may hold the start of a tag)
+        self.held = ""  # outside text held back until we know whether a final section follows
+        self.saw_final = False
+        self._reasoning = hashlib.sha256()
+        self.reasoning_chars = 0
+
+    @property
+    def reasoning_sha256(self) -> str | None:
+        return self._reasoning.hexdigest() if self.reasoning_chars else None
+
+    def _reason(self, text: str) -> None:
+        self._reasoning.update(text.encode("utf-8"))
+        self.reasoning_chars += len(text)
+
+    @staticmethod
+    def _partial_tag_start(text: str, tags: tuple[str, ...]) -> int:
+        """Index where a possible (incomplete) tag begins at the end of ``text``; len(text) if none."""
+        for i in range(max(0, len(text) - max(len(t) for t in tags) + 1), len(text)):
+            if any(t.startswith(text[i:]) for t in tags):
+                return i
+        return len(text)
+
+    def feed(self, text: str) -> str:
+        self.pending += text
+        out = []
+        while self.pending:
+            if self.state == "done":
+                self.pending = ""
+                break
+            if self.state == "think":
+                end = self.pending.find(self.think[1])
+                if end < 0:
+                    cut = self._partial_tag_start(self.pending, (self.think[1],))
+                    self._reason(self.pending[:cut])
+                    self.pending = self.pending[cut:]
+                    break
+                self._reason(self.pending[:end])
+                self.pending = self.pending[end + len(self.think[1]):]
+                self.state = "outside"
+            elif self.state == "final":
+                end = self.pending.find(self.final[1])
+                if end < 0:
+                    cut = self._partial_tag_start(self.pending, (self.final[1],))
+                    out.append(self.pending[:cut])
+                    self.pending = self.pending[cut:]
+                    break
+                out.append(self.pending[:end])
+                self.pending = ""
+                self.state = "done"
+            else:  # outside: look for the next opening tag
+                starts = [(self.pending.find(t), t) for t in (self.think[0], self.final[0])]
+                starts = [(i, t) for i, t in starts if i >= 0]
+                if not starts:
+                    cut = self._partial_tag_start(self.pending, (self.think[0], self.final[0]))
+                    self.held += self.pending[:cut]
+                    self.pending = self.pending[cut:]
+                    break
+                i, tag = min(starts)
+                self.held += self.pending[:i]
+                self.pending = self.pending[i + len(tag):]
+                if tag == self.final[0]:
+                    self.saw_final, self.held, self.state = True, "", "final"
+                else:
+                    self.state = "think"
+        return "".join(out)
+
+    def finish(self) -> str:
+        """End of generation: an unclosed reasoning section stays private; held outside text is released
+        only when there was no final section."""
+        rest = ""
+        if self.state == "think":
+            self._reason(self.pending)
+        elif self.state == "final":
+            rest = self.pending
+        elif self.state == "outside":
+            self.held += self.pending
+        self.pending = ""
+        if not self.saw_final:
+            rest, self.held = self.held.strip(), ""
+        self.state = "done"
+        return rest
+
+
+def final_section(text: str, **tags) -> tuple[str, FinalSectionFilter]:
+    f = FinalSectionFilter(**tags)
+    return (f.feed(text) + f.finish()).strip(), f
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+@dataclass
+class ServeSettings:
+    gguf: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    audit_log: Path = Path("runs/serve/audit.jsonl")
+    audit_include_text: bool = False
+    max_body_bytes: int = 64 * 1024
+    max_tokens_limit: int = 1024
+    default_max_tokens: int = 256
+    max_messages: int = 64
+    n_ctx: int = 4096
+    prefill_think: bool = False  # start the assistant turn inside the reasoning section (thinking models)
+    think_tags: tuple[str, str] = ("<think>", "</think>")
+    final_tags: tuple[str, str] = ("<final>", "</final>")
+    model_name: str | None = None
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(s: ServeSettings) -> None:
+    if not Path(s.gguf).is_file():
+        raise FileNotFoundError(f"--gguf {s.gguf} does not exist; pass a GGUF file (e.g. an export's BF16 file).")
+    if not is_loopback(s.host) and not s.api_key:
+        raise ValueError(f"Refusing to bind {s.host}: off loopback an API key is required. Set ALPHAGATE_API_KEY "
+                         "(or --api-key-env NAME) or bind 127.0.0.1.")
+    if not 1 <= s.default_max_tokens <= s.max_tokens_limit:
+        raise ValueError(f"default max_tokens {s.default_max_tokens} must be within 1..{s.max_tokens_limit}.")
+
+
+class AuditLog:
+    """Append-only JSONL; one write per record, flushed and fsynced, under a lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _text_content(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" and
+                                         isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    raise RequestError(400, f"messages[{index}].content must be a string or a list of text parts "
+                            f"({{'type': 'text', 'text': ...}}); found {type(content).__name__}.",
+                       f"messages[{index}].content")
+
+
+def parse_messages(body: dict, settings: ServeSettings) -> list[dict[str, str]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "'messages' must be a non-empty list of {role, content} objects.", "messages")
+    if len(messages) > settings.max_messages:
+        raise RequestError(400, f"At most {settings.max_messages} messages per request; found {len(messages)}.",
+                           "messages")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise RequestError(400, f"messages[{i}] must be an object with role 'system', 'user' or 'assistant'; "
+                                    f"found {m.get('role') if isinstance(m, dict) else type(m).__name__!r}.",
+                               f"messages[{i}].role")
+        out.append({"role": m["role"], "content": _text_content(m.get("content"), i)})
+    return out
+
+
+def parse_sampling(body: dict, settings: ServeSettings) -> dict[str, Any]:
+    def number(name, lo, hi, default, kind=float):
+        value = body.get(name, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise RequestError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}; "
+                                    f"found {value!r}.", name)
+        if not lo <= value <= hi:
+            raise RequestError(400, f"'{name}' must be within [{lo}, {hi}]; found {value}.", name)
+        return kind(value)
+
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and isinstance(max_tokens, int) and max_tokens > settings.max_tokens_limit:
+        raise RequestError(400, f"max_tokens {max_tokens} exceeds this server's limit of "
+                                f"{settings.max_tokens_limit}.", "max_tokens")
+    body = {**body, "max_tokens": max_tokens}
+    if body.get("n", 1) != 1:
+        raise RequestError(400, "Only n = 1 is supported.", "n")
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and
+                                                           all(isinstance(s, str) for s in stop))):
+        raise RequestError(400, "'stop' must be a string or a list of at most 4 strings.", "stop")
+    if not isinstance(body.get("stream", False), bool):
+        raise RequestError(400, "'stream' must be true or false.", "stream")
+    return {"max_tokens": number("max_tokens", 1, settings.max_tokens_limit, settings.default_max_tokens, int),
+            "temperature": number("temperature", 0.0, 2.0, 0.0), "top_p": number("top_p", 0.0, 1.0, 1.0),
+            "seed": number("seed", -(2**31), 2**31 - 1, None, int) if body.get("seed") is not None else None,
+            "stop": [stop] if isinstance(stop, str) else list(stop or [])}
+
+
+class Generator:
+    """One llama.cpp model, one request at a time (llama.cpp contexts are not thread-safe)."""
+
+    def __init__(self, settings: ServeSettings):
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from tasks.store import sha256_file
+
+        self.settings = settings
+        threads = settings.threads or max(1, (os.cpu_count() or 2))
+        self.llm = Llama(str(settings.gguf), n_ctx=settings.n_ctx, n_threads=threads, n_threads_batch=threads,
+                         verbose=False)
+        self.model_sha256 = sha256_file(settings.gguf)
+        self.model_name = settings.model_name or Path(settings.gguf).stem
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{settings.gguf} has no tokenizer.chat_template; serve a GGUF exported by "
+                             "`alphagate export` (it embeds the chat template).")
+        model = self.llm._model
+        eos, bos = self.llm.token_eos(), self.llm.token_bos()
+        self.formatter = Jinja2ChatFormatter(template, model.token_get_text(eos) if eos != -1 else "",
+                                             model.token_get_text(bos) if bos != -1 else "")
+        self.lock = threading.Lock()
+
+    def prompt(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+        try:
+            rendered = self.formatter(messages=messages)
+        except Exception as exc:  # noqa: BLE001 - a template's raise_exception (e.g. role order)
+            raise RequestError(400, f"The model's chat template rejected these messages: {exc}", "messages") from None
+        prefill = self.settings.think_tags[0] if self.settings.prefill_think else ""
+        stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
+        return rendered.prompt + prefill, stops
+
+    def stream(self, messages, sampling) -> Iterator[tuple[str, dict]]:
+        """Yields (raw text piece, info); the last info has finish_reason and usage."""
+        prompt, template_stops = self.prompt(messages)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if len(tokens) + sampling["max_tokens"] > self.settings.n_ctx:
+            raise RequestError(400, f"The prompt is {len(tokens)} tokens; with max_tokens {sampling['max_tokens']} "
+                                    f"it exceeds the context of {self.settings.n_ctx}. Shorten the conversation.",
+                               "messages")
+        stop = list(dict.fromkeys(template_stops + sampling["stop"] + [self.settings.final_tags[1]]))
+        kwargs = dict(max_tokens=sampling["max_tokens"], temperature=sampling["temperature"],
+                      top_p=sampling["top_p"], stop=stop, stream=True)
+        if sampling["seed"] is not None:
+            kwargs["seed"] = sampling["seed"]
+        completion_tokens, finish = 0, None
+        with self.lock:
+            self.llm.reset()
+            if self.settings.prefill_think:
+                yield self.settings.think_tags[0], {}
+            for chunk in self.llm.create_completion(tokens, **kwargs):
+                choice = chunk["choices"][0]
+                completion_tokens += 1 if choice["text"] else 0
+                finish = choice.get("finish_reason") or finish
+                if choice["text"]:
+                    yield choice["text"], {}
+        yield "", {"finish_reason": finish or "stop",
+                   "usage": {"prompt_tokens": len(tokens), "completion_tokens": completion_tokens,
+                             "total_tokens": len(tokens) + completion_tokens}}
+
+
+def create_app(settings: ServeSettings, generator: Generator | None = None):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    check_settings(settings)
+    gen = generator or Generator(settings)
+    audit = AuditLog(settings.audit_log)
+    app = FastAPI(title="alpha-gate serve", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
+                            status_code=status)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if settings.api_key:
+            auth = request.headers.get("authorization", "")
+            given = auth[7:] if auth.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+                return error(401, "Missing or wrong API key: send 'Authorization: Bearer <key>'.", None,
+                             "authentication_error")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return error(413, f"The request body is larger than {settings.max_body_bytes} bytes.")
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - never a stack trace or generated text in a response
+            log.error("request failed: %s", type(exc).__name__)
+            return error(500, "Internal error while generating; see the server log.", None, "server_error")
+
+    async def read_body(request: Request) -> dict:
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > settings.max_body_bytes:
+                raise RequestError(413, f"The request body is larger than {settings.max_body_bytes} bytes.")
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(400, f"The body is not valid JSON ({exc.__class__.__name__} at byte "
+                                    f"{getattr(exc, 'pos', '?')}); send a JSON object.") from None
+        if not isinstance(body, dict):
+            raise RequestError(400, f"The body must be a JSON object; found {type(body).__name__}.")
+        return body
+
+    def record(request_id: str, endpoint: str, messages, f: FinalSectionFilter, answer: str, info: dict,
+               started: float, status: str) -> None:
+        entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "request_id": request_id,
+                 "endpoint": endpoint, "model_sha256": gen.model_sha256, "reasoning_sha256": f.reasoning_sha256,
+                 "reasoning_chars": f.reasoning_chars, "final_chars": len(answer), "status": status,
+                 "finish_reason": info.get("finish_reason"), "usage": info.get("usage"),
+                 "seconds": round(time.perf_counter() - started, 4)}
+        if settings.audit_include_text:
+            entry["prompt"] = messages
+        audit.write(entry)
+
+    def run(messages, sampling) -> tuple[str, FinalSectionFilter, dict]:
+        f = FinalSectionFilter(settings.think_tags, settings.final_tags)
+        shown, info = [], {}
+        for piece, meta in gen.stream(messages, sampling):
+            shown.append(f.feed(piece))
+            info.update(meta)
+        shown.append(f.finish())
+        return "".join(shown).strip(), f, info
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError):
+        return error(exc.status, exc.message, exc.param)
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "model": gen.model_name, "model_sha256": gen.model_sha256}
+
+    @app.get("/v1/models")
+    def models():
+        return {"object": "list", "data": [{"id": gen.model_name, "object": "model", "owned_by": "alphagate"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await read_body(request)
+        messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
+        request_id, created, started = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), time.perf_counter()
+        if not body.get("stream"):
+            from starlette.concurrency import run_in_threadpool
+
+            answer, f, info = await run_in_threadpool(run, messages, sampling)
+            record(request_id, "/v1/chat/completions", messages, f, answer, info, started, "ok")
+            return {"id": request_id, "object": "chat.completion", "created": created, "model": gen.model_name,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                 "finish_reason": info["finish_reason"]}], "usage": info["usage"]}
+        from starlette.concurrency import run_in_threadpool
+
+        pieces = gen.stream(messages, sampling)
+        # errors (a prompt that is too long) surface as a 4xx before the stream starts; generation runs off the
+        # event loop
+        first = await run_in_threadpool(next, pieces)
+
+        def chunk(delta: dict, finish=None) -> str:
+            return "data: " + json.dumps({"id": request_id, "object": "chat.completion.chunk", "created": created,
+                                          "model": gen.model_name, "choices": [{"index": 0, "delta": delta,
+                                                                                "finish_reason": finish}]},
+                                         ensure_ascii=False) + "\n\n"
+
+        def events():
+            f = FinalSectionFilter(settings.think_tags, settings.final_tags)
+            info, sent, status = {}, [], "ok"
+            yield chunk({"role": "assistant", "content": ""})
+            try:
+                for piece, meta in _chain(first, pieces):
+                    info.update(meta)
+                    visible = f.feed(piece)
+                    if visible:
+                        sent.append(visible)
+                        yield chunk({"content": visible})
+                tail = f.finish()
+                if tail:
+                    sent.append(tail)
+                    yield chunk({"content": tail})
+                yield chunk({}, info.get("finish_reason", "stop"))
+                yield "data: [DONE]\n\n"
+            except GeneratorExit:
+                status = "client_disconnected"
+                raise
+            finally:
+                pieces.close()
+                record(request_id, "/v1/chat/completions", messages, f, "".join(sent).strip(), info, started,
+                       status)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
+
+    @app.post("/think")
+    async def think(request: Request):
+        """{"prompt": "..."} or {"messages": [...]} (+ max_tokens, temperature, top_p, seed, stop) ->
+        {"id", "answer", "finish_reason", "usage", "reasoning_sha256", "reasoning_chars"}."""
+        body = await read_body(request)
+        if body.get("stream"):
+            raise RequestError(400, "/think does not stream; use /v1/chat/completions with stream: true.", "stream")
+        if "prompt" in body:
+            if not isinstance(body["prompt"], str) or not body["prompt"].strip():
+                raise RequestError(400, "'prompt' must be a non-empty string.", "prompt")
+            body = {**body, "messages": [{"role": "user", "content": body.pop("prompt")}]}
+        messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
+        request_id, started = f"think-{uuid.uuid4().hex}", time.perf_counter()
+        from starlette.concurrency import run_in_threadpool
+
+        answer, f, info = await run_in_threadpool(run, messages, sampling)
+        record(request_id, "/think", messages, f, answer, info, started, "ok")
+        return {"id": request_id, "model": gen.model_name, "answer": answer, "finish_reason": info["finish_reason"],
+                "usage": info["usage"], "reasoning_sha256": f.reasoning_sha256, "reasoning_chars": f.reasoning_chars}
+
+    app.state.generator = gen
+    return app
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def serve(settings: ServeSettings) -> None:
+    import uvicorn
+
+    app = create_app(settings)
+    log.warning("serving %s on http://%s:%d (audit log %s)", settings.gguf, settings.host, settings.port,
+                settings.audit_log)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
