@@ -178,9 +178,9 @@ def make_sampler(model, tokenizer, max_new_tokens: int, temperature: float, top_
 def make_gguf_sampler(gguf: Path, max_new_tokens: int, temperature: float, top_p: float, seed: int):
     """Sampling from the SFT model's exported BF16 GGUF (merged, folded, parity-checked against the
     transformers model) with llama.cpp: the same model, several times faster than generate() on a CPU."""
-    from llama_cpp import Llama
+    from tasks.llama_load import open_llama
 
-    llm = Llama(str(gguf), n_ctx=2048, verbose=False, seed=seed)
+    llm = open_llama(gguf, n_ctx=2048, verbose=False, seed=seed)
     counter = [seed]
 
     def sample(prompt: list[dict], n: int) -> list[str]:

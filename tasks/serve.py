@@ -258,15 +258,15 @@ class Generator:
     """One llama.cpp model, one request at a time (llama.cpp contexts are not thread-safe)."""
 
     def __init__(self, settings: ServeSettings):
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from tasks.llama_load import open_llama
         from tasks.store import sha256_file
 
         self.settings = settings
         threads = settings.threads or max(1, (os.cpu_count() or 2))
-        self.llm = Llama(str(settings.gguf), n_ctx=settings.n_ctx, n_threads=threads, n_threads_batch=threads,
-                         verbose=False)
+        self.llm = open_llama(settings.gguf, n_ctx=settings.n_ctx, n_threads=threads, n_threads_batch=threads,
+                              verbose=False)
         self.model_sha256 = sha256_file(settings.gguf)
         self.model_name = settings.model_name or Path(settings.gguf).stem
         template = self.llm.metadata.get("tokenizer.chat_template")

@@ -22,8 +22,8 @@ def test_builtin_set_prepares_a_deterministic_split(tmp_path):
     spec = DataSpec()
     manifest = prepare_data(spec, tmp_path / "a")
     counts = manifest["counts"]
-    assert counts["read"] == 40 and counts["train"] + counts["validation"] == 40
-    assert counts["validation"] == round(40 * spec.validation_fraction)
+    assert counts["read"] == 64 and counts["train"] + counts["validation"] == 64
+    assert counts["validation"] == round(64 * spec.validation_fraction)
     row = json.loads((tmp_path / "a/train.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert row["prompt"][-1]["role"] == "user" and row["completion"][0]["role"] == "assistant"
     text = row["completion"][0]["content"]

@@ -84,3 +84,38 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
     decision = json.loads((tmp_path / "run" / "decision" / "decision.json").read_text())
     assert decision["winner"] is None and not decision["upload"] and decision["missing_required"] == ["hellaswag"]
     assert "Required suite(s) ['hellaswag'] are missing" in decision["reason"]
+
+
+@pytest.mark.slow
+def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harness, tiny_base_dir, tmp_path,
+                                                                            monkeypatch):
+    import json
+
+    import tasks.dpo
+    from flows.compare import CompareParams, compare
+
+    config = tmp_path / "dpo.yaml"
+    config.write_text(_config(tmp_path, tiny_base_dir).read_text()
+                      + "dpo: {enabled: true, max_steps: 1, batch_size: 2, samples_per_question: 2}\n")
+    run = tmp_path / "run"
+    sampled_from = []
+
+    def gguf_sampler(gguf, *args):  # the test double at the model boundary: a random tiny model is never right
+        sampled_from.append(str(gguf))
+        rows = [json.loads(x) for x in (run / "data" / "train.jsonl").read_text().splitlines()]
+        gold = {r["prompt"][0]["content"]: r["completion"][0]["content"] for r in rows}
+        return lambda prompt, n: [gold[prompt[0]["content"]], "<think>x</think>\n<final>-1</final>"][:n]
+
+    monkeypatch.setattr(tasks.dpo, "make_gguf_sampler", gguf_sampler)
+    params = CompareParams(config=str(config), out=str(run), cache=str(tmp_path / "cache"), suites=["mmlu"],
+                           formats=["bf16"], limit=2)
+    result = compare(params)
+    assert sorted(sampled_from) == sorted(str(run / f"export-{v}" / f"smoke-{v}-BF16.gguf")
+                                          for v in ("linear", "sigmoid-bayes"))  # each parent's own export
+    for v in ("linear", "sigmoid-bayes"):
+        assert json.loads((run / f"{v}+dpo" / "run.json").read_text())["parent"]["variant"] == v
+        assert (run / "eval" / f"{v}+dpo-bf16" / "mmlu.summary.json").is_file()
+    assert result["evaluations"] == 5  # base, two variants, two DPO models
+    decision = json.loads((run / "decision" / "decision.json").read_text())
+    assert decision["models"] == ["linear", "sigmoid-bayes"]  # the research question is still SFT vs SFT
+    assert "DPO beside its SFT parent" in (run / "report" / "report.md").read_text()

@@ -40,7 +40,8 @@ class Engine:
     def __init__(self, path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512,
                  seed: int = 0):
         import llama_cpp._logger
-        from llama_cpp import Llama
+
+        from tasks.llama_load import open_llama
 
         llama_cpp._logger.logger.setLevel(logging.ERROR)
         self.path = Path(path)
@@ -49,9 +50,8 @@ class Engine:
         import os
 
         threads = n_threads or os.cpu_count() or 1  # llama-cpp-python defaults to half the cores
-        self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_batch,
-                         logits_all=False,
-                         verbose=False, seed=seed)
+        self.llm = open_llama(self.path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_batch,
+                              logits_all=False, verbose=False, seed=seed)
         self.n_ctx, self.n_batch, self.n_vocab = n_ctx, n_batch, self.llm.n_vocab()
         self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self._kv: list[int] = []  # tokens whose KV entries are in the cache, position by position

@@ -39,19 +39,24 @@ def _data_uri(image: Path | Any) -> str:
 
 class VisionScorer:
     def __init__(self, gguf: Path, mmproj: Path):
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import MTMDChatHandler
+
+        from tasks.llama_load import STDIO_LOCK, open_llama
 
         if not Path(mmproj).is_file():
             raise FileNotFoundError(f"mmproj {mmproj} does not exist.")
-        handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
-        self.llm = Llama(str(gguf), chat_handler=handler, n_ctx=4096, verbose=False)
+        with STDIO_LOCK:  # the handler swaps stdout/stderr too (tasks/llama_load.py)
+            handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+            self.llm = open_llama(gguf, chat_handler=handler, n_ctx=4096, verbose=False)
 
     def score(self, doc: dict, context: str, image) -> dict[str, Any]:
         content = [{"type": "image_url", "image_url": {"url": _data_uri(image)}},
                    {"type": "text", "text": context + " (answer with the option's letter)"}]
-        reply = self.llm.create_chat_completion([{"role": "user", "content": content}], max_tokens=8,
-                                                temperature=0.0)
+        from tasks.llama_load import STDIO_LOCK
+
+        with STDIO_LOCK:  # the multimodal handler swaps stdout/stderr while it embeds the image
+            reply = self.llm.create_chat_completion([{"role": "user", "content": content}], max_tokens=8,
+                                                    temperature=0.0)
         text = reply["choices"][0]["message"]["content"] or ""
         match = LETTER.search(text)
         pred = "ABCDE".index(match.group(1)) if match and "ABCDE".index(match.group(1)) < len(doc["choices"]) else None
