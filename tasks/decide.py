@@ -167,7 +167,9 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
         upload = significant or spec.on_not_significant == "upload_best"
         reason = (f"{winner} beats {loser} by {margin:.4f} composite points (95% CI [{ci[0]:.4f}, {ci[1]:.4f}]), "
                   + ("a significant difference." if significant else
-                     "but the difference is not significant (CI includes 0 or no suite survives Holm)"
+                     "but the difference is not significant ("
+                     + ("the CI includes 0" if ci[0] <= 0 else "the CI excludes 0, but no suite's paired test "
+                                                                "survives Holm") + ")"
                      + ("; the rule uploads the better one anyway." if upload else "; the rule is: no upload.")))
         record.update(cmp, winner=winner if cmp["diff"] != 0 else None, margin=margin, margin_ci95=ci,
                       significant=bool(significant), upload=bool(upload and cmp["diff"] != 0), reason=reason)
