@@ -166,9 +166,20 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     spec = load_config(args.config).decision if args.config else DecisionSpec()
     results = _labelled(args.results, "--results", require_label=True)
     record = decide(results, spec, args.out, exports=_labelled(args.exports, "--exports"),
-                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation)
+                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
     print(record["reason"])
     print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
+    return 0
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from tasks.bench.speed import measure_speed
+
+    record = measure_speed(_labelled(args.gguf, "--gguf", require_label=True), repeats=args.repeats,
+                           max_tokens=args.max_tokens, out=args.out)
+    for label, m in record["models"].items():
+        print(f"{label}: median {m['median']:.1f} tokens/s over {len(m['tokens_per_s'])} runs")
+    print(f"-> {args.out}")
     return 0
 
 
@@ -312,8 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--exports", nargs="*", metavar="LABEL=DIR", help="export folders (for the upload)")
     dec.add_argument("--runs", nargs="*", metavar="LABEL=DIR", help="training run folders (for the upload)")
     dec.add_argument("--degradation", type=Path, help="degradation.json whose upload gates apply")
+    dec.add_argument("--speed", type=Path, help="speed.json of `alphagate speed` for the speed term (default: the "
+                                                "evaluations' own timings, which are noisy under parallel load)")
     dec.add_argument("--out", required=True, type=Path)
     dec.set_defaults(func=_cmd_decide)
+
+    spd = sub.add_parser("speed", help="isolated, interleaved generation-speed benchmark of labelled GGUFs")
+    spd.add_argument("--gguf", nargs="+", required=True, metavar="LABEL=FILE")
+    spd.add_argument("--repeats", type=int, default=5)
+    spd.add_argument("--max-tokens", type=int, default=64)
+    spd.add_argument("--out", required=True, type=Path, help="speed.json to write")
+    spd.set_defaults(func=_cmd_speed)
 
     deg = sub.add_parser("degrade", help="each variant vs the base model, each quantization vs its BF16; gates")
     deg.add_argument("--results", nargs="+", required=True, metavar="MODEL/FORMAT=DIR",

@@ -1,7 +1,8 @@
 """The comparison flow: wiring only (no maths, no I/O, no torch).
 
 data -> the two trainings in parallel -> export (and the untouched base model) -> one evaluation task per
-(model, format, suite) -> degradation + decision -> conditional upload (a dry run unless enabled) -> report.
+(model, format, suite) -> degradation, an isolated speed benchmark, decision -> conditional upload (a dry run
+unless enabled) -> report.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tasks.flow_tasks import (
     prepare_data_task,
     remote_train_task,
     report_task,
+    speed_task,
     train_task,
     upload_task,
 )
@@ -94,9 +96,10 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     done = evaluate_flow(files, params.suites, str(out / "eval"), params.data, params.limit, params.judge)
     results = {f"{m}/{f}": str(out / "eval" / f"{m}-{f}") for m in files for f in params.formats}
     degradation = degrade_task(params.config, results, str(out / "decision"))  # reads the suites that completed
+    speed = speed_task({v: files[v]["bf16"] for v in VARIANTS}, str(out / "decision" / "speed.json"))
     decision = decide_task(params.config, {v: results[f"{v}/bf16"] for v in VARIANTS},
                            {v: str(out / f"export-{v}") for v in VARIANTS}, {v: str(out / v) for v in VARIANTS},
-                           degradation, str(out / "decision"), expected_suites=list(params.suites))
+                           degradation, str(out / "decision"), expected_suites=list(params.suites), speed=speed)
     upload = None
     if decision["upload"]:
         upload = upload_task(str(out / "decision" / "decision.json"), str(out / "upload"), not params.upload)

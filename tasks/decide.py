@@ -86,8 +86,28 @@ def paired_test(a: np.ndarray, b: np.ndarray, binary: bool) -> tuple[str, float]
     return "wilcoxon_signed_rank", float(wilcoxon(a, b, zero_method="wilcox").pvalue)
 
 
-def compare(results_a: dict, results_b: dict, spec: DecisionSpec) -> dict[str, Any]:
-    """Paired comparison of model A and B over the suites both completed."""
+def speed_from_benchmark(samples: tuple[list[float], list[float]], spec: DecisionSpec
+                         ) -> tuple[float, float, dict[str, Any]]:
+    """Speed scores from an isolated, repeated benchmark (tasks/bench/speed.py): Welch's t-test on the
+    tokens/s samples; when the difference is not significant both models get the pooled mean, so measurement
+    noise cannot move the composite."""
+    from scipy.stats import ttest_ind
+
+    a, b = (np.asarray(x, dtype=float) for x in samples)
+    p = float(ttest_ind(a, b, equal_var=False).pvalue) if np.std(a) + np.std(b) > 0 else float(a.mean() == b.mean())
+    p = 1.0 if np.isnan(p) else p
+    tied = p >= spec.alpha
+    pooled = float(np.concatenate([a, b]).mean())
+    rate_a, rate_b = (pooled, pooled) if tied else (float(a.mean()), float(b.mean()))
+    score = lambda rate: min(rate / spec.speed_reference_tok_s, 1.0)  # noqa: E731
+    return score(rate_a), score(rate_b), {"source": "isolated benchmark", "tok_s_a": a.tolist(),
+                                          "tok_s_b": b.tolist(), "p_value": p, "tied": bool(tied)}
+
+
+def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
+            speed: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
+    """Paired comparison of model A and B over the suites both completed. ``speed``: tokens/s samples of
+    A and B from tasks/bench/speed.py (else the evaluation timings are used)."""
     from statsmodels.stats.multitest import multipletests
 
     suites = sorted(set(results_a) & set(results_b))
@@ -107,12 +127,16 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec) -> dict[str, A
     adjusted = multipletests([r["p_value"] for r in rows], alpha=spec.alpha, method="holm")[1]
     for row, p_adj in zip(rows, adjusted, strict=True):
         row["p_holm"], row["significant"] = float(p_adj), bool(p_adj < spec.alpha)
-    speed_a, speed_b = speed_score(results_a, spec), speed_score(results_b, spec)
+    if speed is not None:
+        speed_a, speed_b, speed_info = speed_from_benchmark(speed, spec)
+    else:
+        speed_a, speed_b = speed_score(results_a, spec), speed_score(results_b, spec)
+        speed_info = {"source": "evaluation timings (measured under parallel load: noisy)"}
     comp_a = composite({s: paired[s][0].mean() for s in suites}, speed_a, spec)
     comp_b = composite({s: paired[s][1].mean() for s in suites}, speed_b, spec)
     lo, hi = _bootstrap_diff(paired, suites, speed_a, speed_b, spec)
     return {"suites": rows, "composite_a": float(comp_a), "composite_b": float(comp_b), "diff": float(comp_a - comp_b),
-            "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b}
+            "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
 
 
 def _bootstrap_diff(paired, suites, speed_a, speed_b, spec: DecisionSpec) -> tuple[float, float]:
@@ -131,13 +155,15 @@ def _bootstrap_diff(paired, suites, speed_a, speed_b, spec: DecisionSpec) -> tup
 
 def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = None, *,
            exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None,
-           degradation: Path | None = None, expected_suites: list[str] | None = None) -> dict[str, Any]:
+           degradation: Path | None = None, expected_suites: list[str] | None = None,
+           speed: Path | None = None) -> dict[str, Any]:
     """Pick the winner of exactly two labelled result folders; write decision.json/.md when out_dir is given.
 
     ``exports``/``runs`` (label -> export folder / training run folder) are recorded so that
     `alphagate upload --decision FILE` finds what to publish; ``degradation`` adds the upload gates.
     ``expected_suites``: what the run meant to evaluate; any of them not complete for both models is named
-    in the record (``missing_suites``) and in the reason; a missing *required* suite means no winner."""
+    in the record (``missing_suites``) and in the reason; a missing *required* suite means no winner.
+    ``speed``: a speed.json of tasks/bench/speed.py measuring both labels."""
     if len(results) != 2:
         raise ValueError(f"decide compares exactly two models; got {sorted(results)}.")
     (name_a, dir_a), (name_b, dir_b) = sorted(results.items())
@@ -156,7 +182,14 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
         record.update(winner=None, upload=False, significant=False,
                       reason=f"Required suite(s) {missing} are missing, so no winner is picked.")
     else:
-        cmp = compare(loaded[name_a], loaded[name_b], spec)
+        samples = None
+        if speed is not None:
+            models = json.loads(Path(speed).read_text(encoding="utf-8"))["models"]
+            if not {name_a, name_b} <= set(models):
+                raise ValueError(f"{speed} measures {sorted(models)}, not both of {[name_a, name_b]}; rerun the speed "
+                                 "benchmark on the two models being compared.")
+            samples = (models[name_a]["tokens_per_s"], models[name_b]["tokens_per_s"])
+        cmp = compare(loaded[name_a], loaded[name_b], spec, speed=samples)
         lo, hi = cmp["diff_ci95"]
         a_wins = cmp["diff"] > 0
         winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)

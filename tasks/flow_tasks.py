@@ -33,6 +33,7 @@ CODE = {
              "tasks/bench/judge.py", "tasks/bench/vision.py"],
     "dpo": ["alpha_gate", "tasks/dpo.py", "tasks/export.py", "tasks/base_model.py", "tasks/data.py",
             "tasks/config.py", "tasks/train_outputs.py", "tasks/bench/metrics.py", "tasks/bench/samples"],
+    "speed": ["tasks/bench/speed.py", "tasks/bench/engine.py"],
     "decide": ["tasks/decide.py", "tasks/degrade.py", "tasks/config.py"],
     "report": ["tasks/report.py", "tasks/decide.py", "tasks/bench/metrics.py"],
 }
@@ -177,17 +178,28 @@ def eval_task(gguf: str, suite: str, out_dir: str, data: str | None, limit: int 
             "sha256": hashlib.sha256((Path(out_dir) / f"{suite}.summary.json").read_bytes()).hexdigest()}
 
 
-@task(cache_key_fn=cache_key("decide", ("config_path", "results", "exports", "runs", "degradation")),
+@task(cache_key_fn=cache_key("speed", ("ggufs",)), persist_result=True, retries=1)
+def speed_task(ggufs: dict[str, str], out: str) -> str:
+    """The decision's speed samples, measured on their own (after the evaluations, nothing in parallel)."""
+    from tasks.bench.speed import measure_speed
+
+    measure_speed({k: Path(v) for k, v in ggufs.items()}, out=Path(out))
+    return out
+
+
+@task(cache_key_fn=cache_key("decide", ("config_path", "results", "exports", "runs", "degradation", "speed")),
       persist_result=True)
 def decide_task(config_path: str, results: dict[str, str], exports: dict[str, str], runs: dict[str, str],
-                degradation: str | None, out_dir: str, expected_suites: list[str] | None = None) -> dict[str, Any]:
+                degradation: str | None, out_dir: str, expected_suites: list[str] | None = None,
+                speed: str | None = None) -> dict[str, Any]:
     from tasks.config import load_config
     from tasks.decide import decide, decision_markdown
 
     spec = load_config(config_path).decision
     record = decide({k: Path(v) for k, v in results.items()}, spec, Path(out_dir),
                     exports={k: Path(v) for k, v in exports.items()}, runs={k: Path(v) for k, v in runs.items()},
-                    degradation=Path(degradation) if degradation else None, expected_suites=expected_suites)
+                    degradation=Path(degradation) if degradation else None, expected_suites=expected_suites,
+                    speed=Path(speed) if speed else None)
     _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
     if record.get("suites"):
         _artifact("table", "alphagate-decision-suites",

@@ -57,3 +57,17 @@ def test_engine_errors(smollm2_gguf, tmp_path):
             engine.loglikelihood(engine.tokenize("word " * 40), engine.tokenize(" end"))
         with pytest.raises(ValueError, match="non-empty"):
             engine.loglikelihood([], [1])
+
+
+def test_isolated_speed_benchmark_interleaves_and_records_samples(tiny_gguf, tmp_path):
+    import json
+
+    from tasks.bench.speed import measure_speed
+
+    gguf, _ = tiny_gguf
+    record = measure_speed({"a": gguf, "b": gguf}, repeats=2, max_tokens=8, out=tmp_path / "speed.json")
+    assert json.loads((tmp_path / "speed.json").read_text()) == record
+    for m in record["models"].values():
+        assert len(m["tokens_per_s"]) == 2 and all(v > 0 for v in m["tokens_per_s"])
+    with pytest.raises(ValueError, match="repeats"):
+        measure_speed({"a": gguf}, repeats=1)

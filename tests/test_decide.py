@@ -111,3 +111,25 @@ def test_judge_failures_drop_out_of_the_pair(tmp_path):
 def test_bad_weights_are_an_error():
     with pytest.raises(ValueError, match="decision.weights"):
         DecisionSpec(weights={"elyza": 1.0})
+
+
+def test_isolated_speed_samples_tie_unless_they_differ_significantly(tmp_path):
+    import json
+
+    from tasks.decide import speed_from_benchmark
+
+    noisy = ([101.0, 99.0, 100.5, 98.7, 100.2], [100.4, 98.9, 101.2, 99.6, 100.1])
+    a, b, info = speed_from_benchmark(noisy, SPEC)
+    assert info["tied"] and a == b  # measurement noise cannot move the composite
+    fast = ([80.0, 81.0, 79.5, 80.5, 80.2], [50.0, 51.0, 49.5, 50.5, 50.2])
+    a, b, info = speed_from_benchmark(fast, SPEC)
+    assert not info["tied"] and a > b and info["p_value"] < 0.05
+    _write(tmp_path / "a", "mmlu", _mc([1, 0] * 10))
+    _write(tmp_path / "b", "mmlu", _mc([1, 0] * 10))
+    speed = tmp_path / "speed.json"
+    speed.write_text(json.dumps({"models": {"a": {"tokens_per_s": noisy[0]}, "b": {"tokens_per_s": noisy[1]}}}))
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, speed=speed)
+    assert record["diff"] == 0 and record["winner"] is None and record["speed"]["source"] == "isolated benchmark"
+    speed.write_text(json.dumps({"models": {"a": {"tokens_per_s": noisy[0]}, "c": {"tokens_per_s": noisy[1]}}}))
+    with pytest.raises(ValueError, match="not both"):
+        decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, speed=speed)
