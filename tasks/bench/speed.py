@@ -23,17 +23,29 @@ def measure_speed(ggufs: dict[str, Path], repeats: int = 5, max_tokens: int = 64
         raise ValueError(f"repeats must be >= 2 (a spread is needed to compare speeds); got {repeats}.")
     engines = {label: Engine(Path(path), n_threads=threads) for label, path in sorted(ggufs.items())}
     samples: dict[str, list[float]] = {label: [] for label in engines}
+
+    def generate(engine, tokens: int) -> None:
+        # the model's own chat template, and end-of-sequence banned: every run generates exactly ``tokens``
+        # (a raw prompt made a chat-tuned model stop at once: 0 tokens, 0 tokens/s)
+        engine.llm.create_chat_completion([{"role": "user", "content": PROMPT}], max_tokens=tokens,
+                                          temperature=0.0, logit_bias={engine.llm.token_eos(): -100.0})
+
     try:
         for engine in engines.values():  # warm-up: page the weights in
-            engine.llm.create_completion(PROMPT, max_tokens=8, temperature=0.0)
+            generate(engine, 8)
         labels = list(engines)
         for r in range(repeats):
             for label in (labels if r % 2 == 0 else labels[::-1]):
                 engine = engines[label]
                 engine.llm.reset()
                 engine.reset_timings()
-                engine.llm.create_completion(PROMPT, max_tokens=max_tokens, temperature=0.0)
-                samples[label].append(engine.timings()["generation_tokens_per_s"])
+                generate(engine, max_tokens)
+                timings = engine.timings()
+                if timings["generated_tokens"] < max_tokens // 2 or timings["generation_tokens_per_s"] <= 0:
+                    raise RuntimeError(f"The speed run of {label} generated {timings['generated_tokens']} of "
+                                       f"{max_tokens} tokens; its chat template or stop tokens end generation "
+                                       "early, so no speed can be measured.")
+                samples[label].append(timings["generation_tokens_per_s"])
     finally:
         for engine in engines.values():
             engine.close()
