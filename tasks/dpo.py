@@ -127,25 +127,13 @@ def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[st
 
 
 def load_sft_model(run_dir: Path, trainable: bool):
-    """The SFT model of a run: base (fp32) + its LoRA + its gates at the final blend_alpha (gates frozen)."""
-    import torch
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
-    from alpha_gate.so8 import attach_so8_gates, get_so8_gates, load_gate_state_dict, set_blend_alpha
+    """The SFT model of a run (tasks/train_outputs.load_trained) with its gates frozen at the final
+    blend_alpha, and its tokenizer (a pad token set)."""
+    from alpha_gate.so8 import get_so8_gates
     from tasks.base_model import load_tokenizer
+    from tasks.train_outputs import load_trained
 
-    run = read_json(run_dir / "run.json")
-    config = PipelineConfig.model_validate(run["config"])
-    base_dir = Path(run["base_model"]["dir"])
-    if not (base_dir / "config.json").is_file():
-        raise FileNotFoundError(f"The run's base model {base_dir} is gone; re-run `alphagate train` to rebuild it.")
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, run_dir / "adapter", is_trainable=trainable)
-    attach_so8_gates(model, config.gates.layers)
-    load_gate_state_dict(model, load_file(str(run_dir / "gates.safetensors")))
-    set_blend_alpha(model, run["final_blend_alpha"])
+    model, run, config, base_dir = load_trained(run_dir, trainable=trainable)
     for gate in get_so8_gates(model):
         gate.requires_grad_(False)  # kept at the final alpha and rotation
     tokenizer = load_tokenizer(base_dir, config.base_model)
@@ -209,7 +197,7 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
 
     from alpha_gate.so8 import get_so8_gates
     from tasks.data import load_split
-    from tasks.train_outputs import loss_curves
+    from tasks.train_outputs import loss_curves, save_adapter_and_gates
 
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
     if not is_complete(parent_dir, "run.json"):
@@ -261,13 +249,7 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
         if "ref" in model.peft_config:
             model.delete_adapter("ref")  # trl's frozen reference copy: not part of the result
         shutil.rmtree(tmp / "scratch", ignore_errors=True)
-        from safetensors.torch import save_file
-
-        from alpha_gate.so8 import gate_state_dict
-
-        model.save_pretrained(tmp / "adapter")
-        save_file(gate_state_dict(model), str(tmp / "gates.safetensors"),
-                  metadata={"blend_alpha": repr(parent["final_blend_alpha"])})
+        save_adapter_and_gates(tmp, model, parent["final_blend_alpha"])
         assert all(not g.requires_grad for gate in get_so8_gates(model) for g in gate.parameters())
         history = trainer.state.log_history
         atomic_write_json(tmp / "dpo_log.json", history)
@@ -276,9 +258,8 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
             if (parent_dir / name).is_file():
                 shutil.copy2(parent_dir / name, tmp / name)
         last = [row for row in history if "loss" in row]
-        summary = {**{k: v for k, v in parent.items() if k not in ("timings",)},
-                   "variant": f"{parent['variant']}+dpo", "parent": {"dir": str(parent_dir.resolve()),
-                                                                      "variant": parent["variant"]},
+        summary = {**parent, "variant": f"{parent['variant']}+dpo",
+                   "parent": {"dir": str(parent_dir.resolve()), "variant": parent["variant"]},
                    "dpo": {**spec.model_dump(mode="json"), "pairs": counts, "sampled_with": sampled_with,
                            "sampling_seconds": round(sampling_seconds, 2), "train_seconds": round(train_seconds, 2),
                            "final_loss": last[-1]["loss"] if last else None,

@@ -24,23 +24,12 @@ SUFFIX = {"bf16": "BF16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
 def merge_and_fold(run_dir: Path, out: Path) -> tuple[PipelineConfig, str]:
     """Write the merged, folded bf16 model of a training run into ``out``; returns (config, variant)."""
     import torch
-    from peft import PeftModel
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
 
-    from alpha_gate.so8 import attach_so8_gates, fold_so8_gates, load_gate_state_dict, set_blend_alpha
+    from alpha_gate.so8 import fold_so8_gates
     from tasks.base_model import load_tokenizer
+    from tasks.train_outputs import load_trained
 
-    run = read_json(run_dir / "run.json")
-    config = PipelineConfig.model_validate(run["config"])
-    base_dir = Path(run["base_model"]["dir"])
-    if not (base_dir / "config.json").is_file():
-        raise FileNotFoundError(f"The run's base model {base_dir} is gone; re-run `alphagate train` to rebuild it.")
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)  # 16+-bit weights, never 4-bit
-    model = PeftModel.from_pretrained(model, run_dir / "adapter")
-    attach_so8_gates(model, config.gates.layers)
-    load_gate_state_dict(model, load_file(str(run_dir / "gates.safetensors")))
-    set_blend_alpha(model, run["final_blend_alpha"])
+    model, run, config, base_dir = load_trained(run_dir)
     merged = fold_so8_gates(model).merge_and_unload()  # fold first: it covers the LoRA input too
     merged.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
     load_tokenizer(base_dir, config.base_model).save_pretrained(out)

@@ -212,11 +212,10 @@ def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypat
 
 
 def _smoke_config(tmp_path, tiny_base_dir) -> Path:
-    path = tmp_path / "smoke.yaml"
-    path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
-                    "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
-                    "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
-                    f"decision: {{bootstrap: 200}}\norchestration: {{result_storage: {tmp_path / 'results'}}}\n")
+    from tests.test_flow import _config
+
+    path = _config(tmp_path, tiny_base_dir)
+    path.write_text(path.read_text() + f"orchestration: {{result_storage: {tmp_path / 'results'}}}\n")
     return path
 
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tasks.serve import FinalSectionFilter, ServeSettings, check_settings, final_section
+from tasks.final_section import FinalSectionFilter, final_section
+from tasks.serve import ServeSettings, check_settings
 
 CASES = [
     ("<think>secret plan 42</think>\n<final>The answer is 7.</final>", "The answer is 7.", "secret plan 42"),
