@@ -375,7 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Prefect waits 20 s by default for its ephemeral API server; on a fresh machine the first start migrates a new
+# SQLite database, which can take longer on 2 busy cores. A user's own setting wins.
+EPHEMERAL_STARTUP_TIMEOUT_S = "300"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "schedule" and args.points < 2:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -75,3 +76,13 @@ def test_decide_from_the_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "d")]) == 0
     assert "tie" in capsys.readouterr().out and (tmp_path / "d" / "decision.md").is_file()
     assert main(["decide", "--results", "oops", "x=y", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_gives_prefects_ephemeral_server_time_to_migrate_a_fresh_database(monkeypatch, capsys):
+    # Prefect's 20 s default is about what a first start (new SQLite database) takes on 2 cores: CI timed out on it
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", raising=False)
+    assert main(["schedule", "linear", "--points", "2"]) == 0
+    assert int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]) >= 120
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")  # a user's own setting wins
+    assert main(["schedule", "linear", "--points", "2"]) == 0
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45"

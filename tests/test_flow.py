@@ -9,7 +9,7 @@ pytest.importorskip("prefect")
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=300):  # a cold SQLite migration on a busy CI machine
         yield
 
 

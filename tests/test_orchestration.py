@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=300):  # a cold SQLite migration on a busy CI machine
         yield
 
 
@@ -222,7 +222,9 @@ def _smoke_config(tmp_path, tiny_base_dir) -> Path:
 def _run_cli(tmp_path, config: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_LOGGING_LEVEL="WARNING")
+               PREFECT_LOGGING_LEVEL="WARNING",
+               # a fresh PREFECT_HOME migrates a new SQLite database first: slow on a busy 2-core CI machine
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300")
     cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(config), "--out", str(tmp_path / "run"),
            "--cache", str(tmp_path / "cache"), "--suites", "mmlu", "arc_challenge", "--formats", "bf16",
            "--limit", "2"]
