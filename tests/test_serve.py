@@ -67,7 +67,7 @@ class Server:
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # the model loads at start-up; generous for a busy CI machine
         while not self.server.started:
             assert time.monotonic() < deadline
             time.sleep(0.05)
