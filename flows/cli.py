@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -95,8 +96,6 @@ def _cmd_dpo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import os
-
     from tasks.serve import ServeSettings, serve
 
     key = os.environ.get(args.api_key_env or "ALPHAGATE_API_KEY") or None
@@ -375,14 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Prefect waits 20 s by default for its ephemeral API server; on a fresh machine the first start migrates a new
-# SQLite database, which can take longer on 2 busy cores. A user's own setting wins.
+# Prefect waits 20 s for its ephemeral API server; a first start migrates a new SQLite database, slower on 2 cores
 EPHEMERAL_STARTUP_TIMEOUT_S = "300"
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
     parser = build_parser()
     args = parser.parse_args(argv)
