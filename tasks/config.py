@@ -49,6 +49,7 @@ class DataSource(Strict):
     path: Path | None = None  # jsonl
     hub_id: str | None = None  # hub
     hub_config: str | None = None
+    revision: str | None = Field(None, description="hub: a branch, tag or commit; resolved to a commit for the key")
     split: str = "train"
     fields: FieldMap = FieldMap()
     limit: int | None = Field(None, ge=1)

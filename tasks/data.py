@@ -17,7 +17,7 @@ from typing import Any
 
 from tasks.config import DataSource, DataSpec
 from tasks.pii import find_personal_data, mask_personal_data
-from tasks.store import atomic_write_json, is_complete, read_json, sha256_bytes, sha256_file, staging_dir
+from tasks.store import Ref, atomic_write_json, read_json, ref_of, seal, sha256_file, staging_dir, verified
 
 logger = logging.getLogger(__name__)
 MARKER = "data_manifest.json"
@@ -56,7 +56,7 @@ def _record(row: Any, source: DataSource, origin: str) -> Record:
                   _field(row, f.system, origin, required=False) if f.system else None, origin)
 
 
-def _rows(source: DataSource):
+def _rows(source: DataSource, commit: str | None = None):
     """(origin, raw row or BadRecordError) for every row of a source."""
     if source.kind in ("builtin", "jsonl"):
         path = source.path if source.kind == "jsonl" else BUILTIN / f"{source.name}.jsonl"
@@ -76,18 +76,19 @@ def _rows(source: DataSource):
     else:
         import datasets
 
-        rows = datasets.load_dataset(source.hub_id, source.hub_config, split=source.split)
+        rows = datasets.load_dataset(source.hub_id, source.hub_config, split=source.split, revision=commit)
         for i, row in enumerate(rows):
             yield f"{source.hub_id}[{source.split}]#{i}", row
 
 
-def read_records(spec: DataSpec) -> tuple[list[Record], dict[str, int], list[str]]:
+def read_records(spec: DataSpec, commits: dict[int, str | None] | None = None
+                 ) -> tuple[list[Record], dict[str, int], list[str]]:
     """All usable records, counts, and the messages of skipped bad records."""
     records, skipped = [], []
     counts = {"read": 0, "bad_skipped": 0, "pii_masked": 0, "pii_dropped": 0}
-    for source in spec.sources:
+    for number, source in enumerate(spec.sources):
         taken = 0
-        for origin, row in _rows(source):
+        for origin, row in _rows(source, (commits or {}).get(number)):
             if source.limit is not None and taken >= source.limit:
                 break
             counts["read"] += 1
@@ -148,12 +149,30 @@ def split_records(records: list[Record], fraction: float) -> tuple[list[Record],
     return [r for r in records if id(r) not in chosen], [r for r in records if id(r) in chosen]
 
 
-def _cache_key(spec: DataSpec) -> str:
-    hashes = []
+def data_inputs(spec: DataSpec) -> dict[str, Any]:
+    """What the prepared data depends on: the spec (paths replaced by the sha256 of the files they name) and, for
+    Hub sources, the commit the revision resolves to."""
+    from tasks.keys import hub_revision
+
+    sources = []
     for s in spec.sources:
-        path = s.path if s.kind == "jsonl" else BUILTIN / f"{s.name}.jsonl" if s.kind == "builtin" else None
-        hashes.append(sha256_file(path) if path is not None and path.is_file() else s.hub_id)
-    return sha256_bytes((spec.model_dump_json() + json.dumps(hashes) + Path(__file__).read_text()).encode())
+        entry = s.model_dump(mode="json", exclude={"path"})
+        if s.kind in ("builtin", "jsonl"):
+            path = s.path if s.kind == "jsonl" else BUILTIN / f"{s.name}.jsonl"
+            if not path.is_file():
+                raise FileNotFoundError(f"SFT data file {path} does not exist (check data.sources[].path).")
+            entry["sha256"] = sha256_file(path)
+        else:
+            entry["commit"] = hub_revision(s.hub_id, s.revision, "dataset")
+        sources.append(entry)
+    return {"spec": spec.model_dump(mode="json", exclude={"sources"}), "sources": sources}
+
+
+def data_key(spec: DataSpec) -> tuple[str, dict[str, Any]]:
+    from tasks.keys import stage_key
+
+    inputs = data_inputs(spec)
+    return stage_key("data", inputs), inputs
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -161,11 +180,12 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def prepare_data(spec: DataSpec, out_dir: Path) -> dict[str, Any]:
-    """Write train.jsonl / validation.jsonl (chat prompt/completion) and a manifest; resumes when done."""
-    key = _cache_key(spec)
-    if is_complete(out_dir, MARKER) and read_json(out_dir / MARKER).get("key") == key:
+    """Write train.jsonl / validation.jsonl (chat prompt/completion) and a manifest into ``out_dir``, reused only
+    when it already holds an intact output of the same key."""
+    key, inputs = data_key(spec)
+    if verified(out_dir, key):
         return read_json(out_dir / MARKER)
-    records, counts, skipped = read_records(spec)
+    records, counts, skipped = read_records(spec, {i: s.get("commit") for i, s in enumerate(inputs["sources"])})
     train, val = split_records(records, spec.validation_fraction)
     with staging_dir(out_dir) as tmp:
         _write_jsonl(tmp / "train.jsonl", [to_chat(r, spec) for r in train])
@@ -174,10 +194,16 @@ def prepare_data(spec: DataSpec, out_dir: Path) -> dict[str, Any]:
                     "skipped": skipped, "think_tags": list(spec.think_tags), "final_tags": list(spec.final_tags),
                     "files": {n: sha256_file(tmp / f"{n}.jsonl") for n in ("train", "validation")}}
         atomic_write_json(tmp / MARKER, manifest)
+        seal(tmp, "data", key, inputs)
     for kind in ("bad_skipped", "pii_masked", "pii_dropped"):
         if counts[kind]:
             logger.warning("SFT data: %d record(s) %s", counts[kind], kind.replace("_", " "))
     return manifest
+
+
+def data_ref(spec: DataSpec, out_dir: Path) -> Ref:
+    prepare_data(spec, out_dir)
+    return ref_of(out_dir)
 
 
 def load_split(data_dir: Path, split: str):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tasks.config import DecisionSpec
-from tasks.store import atomic_write_json, atomic_write_text
+from tasks.store import atomic_write_json, atomic_write_text, read_json
 
 CORE = ("mmlu", "gsm8k", "hellaswag", "arc_challenge")
 # suite -> (record field of its primary per-item score, binary?)
@@ -42,10 +42,46 @@ def load_results(folder: Path) -> dict[str, dict[str, Any]]:
     out = {}
     for summary_path in sorted(Path(folder).glob("*.summary.json")):
         suite = summary_path.name[: -len(".summary.json")]
-        lines = (folder / f"{suite}.jsonl").read_text(encoding="utf-8").splitlines()
-        out[suite] = {"records": [json.loads(x) for x in lines if x.strip()],
-                      "summary": json.loads(summary_path.read_text(encoding="utf-8"))}
+        records = Path(folder) / f"{suite}.jsonl"
+        try:
+            lines = records.read_text(encoding="utf-8").splitlines()
+            out[suite] = {"records": [json.loads(x) for x in lines if x.strip()], "summary": read_json(summary_path)}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{summary_path} has no per-item records beside it ({records.name}); "
+                                    "re-run that evaluation.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{records} is not valid UTF-8 JSON lines ({exc}); re-run that evaluation.") from None
     return out
+
+
+# what must be equal for two results of one suite to be compared item by item
+COMPARABLE = ("suite_version", "prompt_sha256", "num_fewshot", "data_sha256")
+
+
+def _identity(summary: dict[str, Any]) -> dict[str, Any]:
+    inputs = summary.get("inputs", {})
+    return {**{k: summary.get(k) for k in COMPARABLE}, "limit": inputs.get("limit"), "data": inputs.get("data")}
+
+
+def check_comparable(loaded: dict[str, dict], folders: dict[str, Path], expected_suites: list[str] | None) -> None:
+    """Refuse (a clear error) two sides that were not evaluated the same way: another suite version, prompt, shot
+    count, item set or limit for a suite both have, or, unless the run named the suites it expected (then absent
+    ones are reported as missing), different sets of suites. Deciding on the overlap alone would be a verdict
+    on a part the user did not ask about."""
+    (a, ra), (b, rb) = loaded.items()
+    if not set(ra) & set(rb):
+        raise ValueError(f"{a} ({folders[a]}) and {b} ({folders[b]}) have no suite in common ({sorted(ra)} vs "
+                         f"{sorted(rb)}): there is nothing to compare. Evaluate both on the same suites.")
+    if expected_suites is None and set(ra) != set(rb):
+        raise ValueError(f"{a} ({folders[a]}) has suites {sorted(ra)} but {b} ({folders[b]}) has {sorted(rb)}. "
+                         "Evaluate both on the same suites (or decide on folders holding the same set).")
+    for suite in sorted(set(ra) & set(rb)):
+        ia, ib = _identity(ra[suite]["summary"]), _identity(rb[suite]["summary"])
+        if ia != ib:
+            diff = {k: (ia[k], ib[k]) for k in ia if ia[k] != ib[k]}
+            raise ValueError(f"{suite} was not evaluated the same way for {a} and {b}: "
+                             + "; ".join(f"{k}: {x!r} vs {y!r}" for k, (x, y) in diff.items())
+                             + ". Re-evaluate both with the same suite version, data and limit.")
 
 
 def speed_score(results: dict[str, dict], spec: DecisionSpec) -> float:
@@ -168,6 +204,7 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
         raise ValueError(f"decide compares exactly two models; got {sorted(results)}.")
     (name_a, dir_a), (name_b, dir_b) = sorted(results.items())
     loaded = {name_a: load_results(dir_a), name_b: load_results(dir_b)}
+    check_comparable(loaded, results, expected_suites)
     missing = sorted(s for s in spec.required_suites if any(s not in r for r in loaded.values()))
     absent = {s: sorted(m for m, r in loaded.items() if s not in r)
               for s in sorted(set(expected_suites or []) | set(spec.required_suites))}

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.config import PipelineConfig
-from tasks.store import atomic_write_json, atomic_write_text, is_complete, read_json, staging_dir
+from tasks.config import DPOSpec, PipelineConfig
+from tasks.store import atomic_write_json, atomic_write_text, read_json, seal, staging_dir, verified
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,13 +200,15 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
     from tasks.train_outputs import loss_curves, save_adapter_and_gates
 
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
-    if not is_complete(parent_dir, "run.json"):
+    if not (parent_dir / "run.json").is_file():
         raise FileNotFoundError(f"{parent_dir} is not a finished training run (no run.json); train the variant "
                                 "first (`alphagate train`).")
-    if is_complete(out_dir, "run.json"):
+    spec = spec or DPOSpec.model_validate(read_json(parent_dir / "run.json")["config"].get("dpo", {}))
+    exclude = benchmark_texts(extra_benchmark_dirs)
+    key, inputs = dpo_key(parent_dir, spec, gguf, exclude, sampler)
+    if verified(out_dir, key):
         return read_json(out_dir / "run.json")
     model, tokenizer, parent, config = load_sft_model(parent_dir, trainable=True)
-    spec = spec or config.dpo
     set_seed(config.train.seed)
     data_dir = Path(parent["data"]["dir"])
     records = [dict(r) for r in load_split(data_dir, "train")]  # the training split only
@@ -223,7 +225,7 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
     model.eval()
     try:
         pairs, counts = build_pairs(records, sample, spec.samples_per_question, config,
-                                    benchmark_texts(extra_benchmark_dirs), seed=config.train.seed)
+                                    exclude, seed=config.train.seed)
     finally:
         getattr(sample, "close", lambda: None)()
     sampling_seconds = time.perf_counter() - start
@@ -258,7 +260,7 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
             if (parent_dir / name).is_file():
                 shutil.copy2(parent_dir / name, tmp / name)
         last = [row for row in history if "loss" in row]
-        summary = {**parent, "variant": f"{parent['variant']}+dpo",
+        summary = {**parent, "variant": f"{parent['variant']}+dpo", "key": key,
                    "parent": {"dir": str(parent_dir.resolve()), "variant": parent["variant"]},
                    "dpo": {**spec.model_dump(mode="json"), "pairs": counts, "sampled_with": sampled_with,
                            "sampling_seconds": round(sampling_seconds, 2), "train_seconds": round(train_seconds, 2),
@@ -266,4 +268,19 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
                            "final_reward_accuracy": last[-1].get("rewards/accuracies") if last else None},
                    "loss_curves": loss_curves(history)}
         atomic_write_json(tmp / "run.json", summary)
+        seal(tmp, "dpo", key, inputs)
     return read_json(out_dir / "run.json")
+
+
+def dpo_key(parent_dir: Path, spec: DPOSpec, gguf: Path | None, exclude: set[str],
+            sampler=None) -> tuple[str, dict[str, Any]]:
+    """The parent's content, where answers are sampled from (the GGUF's content), the dpo section of the *current*
+    config and the benchmark texts excluded from the pairs."""
+    from tasks.keys import stage_key
+    from tasks.store import folder_ref, sha256_bytes, sha256_file
+
+    inputs = {"parent": folder_ref(parent_dir).sha256, "dpo": spec.model_dump(mode="json"),
+              "sampler": "test double" if sampler is not None else
+              ({"gguf_sha256": sha256_file(gguf)} if gguf is not None else "transformers"),
+              "exclude_sha256": sha256_bytes("\n".join(sorted(exclude)).encode())}
+    return stage_key("dpo", inputs), inputs

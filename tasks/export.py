@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tasks.config import PipelineConfig
-from tasks.store import atomic_write_json, is_complete, read_json, sha256_file, staging_dir
+from tasks.config import ExportSpec, PipelineConfig
+from tasks.converter import convert
+from tasks.store import Ref, atomic_write_json, read_json, seal, sha256_file, staging_dir, verified
 
 logger = logging.getLogger(__name__)
 MARKER = "manifest.json"
@@ -56,14 +57,30 @@ def _check_formats(formats: list[str]) -> list[str]:
     return ["bf16"] + [f for f in ("q8_0", "q4_k_m") if f in formats]  # BF16 is the quantizations' source
 
 
-def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = None, *, name: str | None = None,
-                 parity_tolerance: float | None = None) -> dict[str, Any]:
-    """Export ``model_dir`` (a run folder or a transformers folder) into ``out_dir``; resumes when done."""
-    import torch
-    from transformers import AutoModelForCausalLM
+def export_key(model: Ref, formats: list[str], spec: ExportSpec, name: str) -> tuple[str, dict[str, Any]]:
+    """The export depends on the model's content (its ref), the exact format list, the export section and the
+    file-name stem; nothing else."""
+    from tasks.keys import stage_key
 
-    from tasks.converter import convert
-    from tasks.gguf_verify import check_parity, parity, verify
+    inputs = {"model": model.sha256, "formats": _check_formats(formats), "export": spec.model_dump(mode="json"),
+              "name": name}
+    return stage_key("export", inputs), inputs
+
+
+def default_name(model_dir: Path) -> str:
+    """<config name>-<variant> for a training run, the folder's name for a plain model folder."""
+    run = Path(model_dir) / "run.json"
+    if run.is_file():
+        record = read_json(run)
+        return f"{record['name']}-{record['variant']}"
+    return Path(model_dir).name
+
+
+def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = None, *, name: str | None = None,
+                 spec: ExportSpec | None = None) -> dict[str, Any]:
+    """Export ``model_dir`` (a run folder or a transformers folder) into ``out_dir``; an intact export of the same key
+    is reused, anything else is rebuilt and replaced in one rename."""
+    from tasks.store import folder_ref
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     is_run = (model_dir / "run.json").is_file()
@@ -71,42 +88,59 @@ def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = Non
         raise FileNotFoundError(f"{model_dir} is neither a training run (run.json) nor a transformers model "
                                 "folder (config.json).")
     wanted = _check_formats(formats or ["bf16", "q8_0", "q4_k_m"])
-    if is_complete(out_dir, MARKER):
-        manifest = read_json(out_dir / MARKER)
-        if set(wanted) <= {f["format"] for f in manifest["files"]}:
-            return manifest
+    spec = spec or ExportSpec()
+    name = name or default_name(model_dir)
+    key, inputs = export_key(folder_ref(model_dir), wanted, spec, name)
+    if verified(out_dir, key):
+        return read_json(out_dir / MARKER)
     with staging_dir(out_dir) as tmp:
         merged = tmp / "hf-bf16"
         if is_run:
-            config, variant = merge_and_fold(model_dir, merged)
-            name = name or f"{config.name}-{variant}"
-            tolerance, texts, prompt = (config.export.parity_tolerance, config.export.parity_texts,
-                                        config.export.answer_prompt)
+            merge_and_fold(model_dir, merged)
         else:
             _copy_as_bf16(model_dir, merged)
-            name = name or model_dir.name
-            defaults = PipelineConfig.model_fields["export"].default
-            tolerance, texts, prompt = defaults.parity_tolerance, defaults.parity_texts, defaults.answer_prompt
-        tolerance = parity_tolerance if parity_tolerance is not None else tolerance
         paths = {"bf16": tmp / f"{name}-BF16.gguf"}
         convert(merged, paths["bf16"], "bf16")
         for fmt in wanted[1:]:
             paths[fmt] = tmp / f"{name}-{SUFFIX[fmt]}.gguf"
             quantize(paths["bf16"], paths[fmt], fmt)
-        reference = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
-        files = []
-        for fmt in wanted:
-            report = {**verify(paths[fmt], fmt, prompt), "parity": parity(paths[fmt], reference, texts)}
-            if fmt == "bf16":
-                check_parity(report["parity"], tolerance, paths[fmt].name)
-            files.append({"format": fmt, "path": paths[fmt].name, "bytes": paths[fmt].stat().st_size,
-                          "sha256": sha256_file(paths[fmt]), "verification": report})
-        manifest = {"name": name, "source": str(model_dir), "kind": "run" if is_run else "model",
-                    "parity_tolerance": tolerance, "merged_dir": "hf-bf16",
+        files = _verify_files(paths, wanted, merged, model_dir if is_run else None, spec)
+        manifest = {"name": name, "key": key, "source": str(model_dir), "kind": "run" if is_run else "model",
+                    "parity_tolerance": spec.parity_tolerance, "merged_dir": "hf-bf16",
                     "merged_sha256": {p.name: sha256_file(p) for p in sorted(merged.glob("*.safetensors"))},
                     "files": files}
         atomic_write_json(tmp / MARKER, manifest)
+        seal(tmp, "export", key, inputs)
     return manifest
+
+
+def _verify_files(paths: dict[str, Path], wanted: list[str], merged: Path, run_dir: Path | None,
+                  spec: ExportSpec) -> list[dict[str, Any]]:
+    """Metadata + greedy answer per file, and log-prob parity against the merged model and, for a training run,
+    against the *gated* model itself (PEFT + gates at their final blend_alpha, nothing folded or merged), so an
+    error in the fold or the merge cannot pass: both must hold for BF16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tasks.gguf_verify import check_parity, parity, verify
+
+    reports = {fmt: verify(paths[fmt], fmt, spec.answer_prompt) for fmt in wanted}
+    reference = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    for fmt in wanted:
+        reports[fmt]["parity"] = parity(paths[fmt], reference, spec.parity_texts)
+    del reference
+    check_parity(reports["bf16"]["parity"], spec.parity_tolerance, paths["bf16"].name, "the merged model")
+    if run_dir is not None:
+        from tasks.train_outputs import load_trained
+
+        gated = load_trained(run_dir)[0].eval()
+        for fmt in wanted:
+            reports[fmt]["parity_gated"] = parity(paths[fmt], gated, spec.parity_texts)
+        del gated
+        check_parity(reports["bf16"]["parity_gated"], spec.parity_tolerance, paths["bf16"].name,
+                     "the trained (gated, unmerged) model")
+    return [{"format": fmt, "path": paths[fmt].name, "bytes": paths[fmt].stat().st_size,
+             "sha256": sha256_file(paths[fmt]), "verification": reports[fmt]} for fmt in wanted]
 
 
 def _copy_as_bf16(model_dir: Path, out: Path) -> None:

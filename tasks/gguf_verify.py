@@ -81,9 +81,9 @@ def verify(path: Path, fmt: str, prompt: str) -> dict[str, Any]:
             "completion_tokens": reply["usage"]["completion_tokens"], "empty_answer": not answer.strip(), "ok": True}
 
 
-def check_parity(result: dict[str, Any], tolerance: float, name: str) -> None:
+def check_parity(result: dict[str, Any], tolerance: float, name: str, against: str = "the merged model") -> None:
     mean = result["mean_abs_logprob_diff"]
     if not math.isfinite(mean) or mean > tolerance:
-        raise ValueError(f"{name}: BF16 GGUF log-probabilities differ from the merged transformers model by "
+        raise ValueError(f"{name}: BF16 GGUF log-probabilities differ from {against} (transformers) by "
                          f"{mean:.4f} nats per token on average (max {result['max_abs_logprob_diff']:.4f}), above "
                          f"export.parity_tolerance = {tolerance}. The conversion is wrong; nothing was published.")

@@ -1,8 +1,10 @@
-"""Artifact helpers: content hashes and atomic files and folders.
+"""The artifact store: content hashes, atomic files and folders, and stage outputs addressed by key.
 
 A stage writes into a hidden staging folder beside its target and renames it into place when complete,
-so a killed run never leaves a half-written result under the final name; a rerun finds either nothing
-or a finished result (marked by its manifest file) and resumes from there.
+so a killed run never leaves a half-written result under the final name. Every stage output carries a stamp
+(``_stage.json``, written last) naming its stage, the key of all its inputs and the sha256 of every file in it.
+An output is reused only when its stamp's key is the key asked for and every file still matches its sha256
+(``verified``); anything else is recomputed. Folder names never decide reuse.
 """
 
 from __future__ import annotations
@@ -11,16 +13,43 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from alpha_gate._io import atomic_write_json, atomic_write_text
 
 __all__ = ["atomic_write_json", "atomic_write_text", "sha256_file", "sha256_bytes", "staging_dir",
-           "is_complete", "read_json"]
+           "read_json", "Ref", "STAMP", "seal", "verified", "keyed_dir", "folder_ref", "ref_of",
+           "ResultsConflictError"]
+
+STAMP = "_stage.json"
+_MEMO: dict[tuple[str, int, int], str] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+class Ref(BaseModel):
+    """What stages hand each other: which stage made it, the key of its inputs, where it is, and the sha256 of its
+    stamp (which lists the sha256 of every file in it). ``files``: named files inside (e.g. format -> GGUF)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: str
+    key: str
+    path: str
+    sha256: str
+    files: dict[str, str] = {}
+
+    def file(self, name: str) -> Path:
+        return Path(self.path) / self.files[name]
+
+
+class ResultsConflictError(ValueError):
+    """A folder holds results whose key differs from the ones being written there."""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -28,20 +57,85 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
+    """Streamed (never the whole file in memory); memoised per (path, size, mtime) within the process."""
+    stat = os.stat(path)
+    memo_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    with _MEMO_LOCK:
+        if memo_key in _MEMO:
+            return _MEMO[memo_key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
+    with _MEMO_LOCK:
+        _MEMO[memo_key] = digest.hexdigest()
     return digest.hexdigest()
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's content; a corrupt or undecodable file is an error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({exc}); delete it and rerun the step that wrote it."
+                         ) from None
 
 
-def is_complete(folder: Path, marker: str) -> bool:
-    """A stage's folder counts as finished only when its marker (manifest) file is inside."""
-    return (folder / marker).is_file()
+def _files(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != STAMP}
+
+
+def seal(folder: Path, stage: str, key: str, inputs: dict[str, Any]) -> None:
+    """Write the stamp of a finished output (last, inside its staging folder)."""
+    atomic_write_json(Path(folder) / STAMP, {"stage": stage, "key": key, "inputs": inputs, "files": _files(folder)})
+
+
+def verified(folder: str | os.PathLike[str], key: str | None = None) -> Ref | None:
+    """The folder's Ref when it holds a complete output (of ``key``, when given) whose every file still matches its
+    stamp; None otherwise (missing, another key, a file changed or gone, extra files do not count)."""
+    folder = Path(folder)
+    stamp_path = folder / STAMP
+    if not stamp_path.is_file():
+        return None
+    try:
+        stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+        if key is not None and stamp.get("key") != key:
+            return None
+        for rel, digest in stamp["files"].items():
+            if not (folder / rel).is_file() or sha256_file(folder / rel) != digest:
+                return None
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+    return Ref(kind=stamp["stage"], key=stamp["key"], path=str(folder.resolve()),
+               sha256=sha256_file(stamp_path))
+
+
+def ref_of(folder: str | os.PathLike[str], **files: str) -> Ref:
+    """The Ref of a just-written output; an error if it is not complete and intact."""
+    ref = verified(folder)
+    if ref is None:
+        raise FileNotFoundError(f"{folder} is not a complete stage output (no intact {STAMP}).")
+    return ref.model_copy(update={"files": files}) if files else ref
+
+
+def folder_ref(folder: str | os.PathLike[str], kind: str = "folder") -> Ref:
+    """A Ref for any folder: its stamp when it is a stage output, else a content hash of every file in it (for a
+    user's own model folder, say)."""
+    folder = Path(folder)
+    ref = verified(folder)
+    if ref is not None:
+        return ref
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist or is not a folder.")
+    content = sha256_bytes(json.dumps(_files(folder), sort_keys=True).encode())
+    return Ref(kind=kind, key=content, path=str(folder.resolve()), sha256=content)
+
+
+def keyed_dir(root: str | os.PathLike[str], stage: str, key: str) -> Path:
+    """Where the output of ``stage`` with ``key`` lives under an artifact root: <root>/store/<stage>/<key[:24]>."""
+    return Path(root) / "store" / stage / key[:24]
 
 
 @contextmanager
@@ -52,7 +146,8 @@ def staging_dir(final: Path) -> Iterator[Path]:
     # what a killed earlier attempt left behind (one writer per target: the flow runs a stage once at a time)
     for stale in [*final.parent.glob(f".{final.name}.partial-*"), *final.parent.glob(f".{final.name}.old-*")]:
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.parent / f".{final.name}.partial-{uuid.uuid4().hex[:8]}"
+    # the owner's pid in the name: a later run removes staging folders of processes that are gone
+    tmp = final.parent / f".{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
@@ -60,9 +155,12 @@ def staging_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if final.exists():
+    if final.exists() or final.is_symlink():
         old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(final, old)
     os.replace(tmp, final)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)

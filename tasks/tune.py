@@ -30,7 +30,7 @@ def make_tuner(config: PipelineConfig, history_path: Path):
 def tune_sigmoid(config: PipelineConfig, base_dir: Path, data_dir: Path, history_path: Path,
                  run_id: str) -> tuple[Any, dict[str, Any]]:
     """Run the trials this run still owes (resuming), then return the best schedule and a summary."""
-    from tasks.train import fit
+    from tasks.fit import fit
 
     tuner = make_tuner(config, history_path)
     done = [t for t in tuner.trials if t.meta.get("run_id") == run_id]

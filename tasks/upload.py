@@ -76,8 +76,9 @@ def _scores_for(label: str, fmt: str, decision: dict) -> dict[str, tuple[str, fl
     return {}
 
 
-def plan(decision_path: Path, spec: UploadSpec | None = None) -> dict[str, Any]:
-    """What would be uploaded: repos, files (with sha256 from the export manifest), cards."""
+def plan(decision_path: Path, config: PipelineConfig) -> dict[str, Any]:
+    """What would be uploaded: repos, files (with sha256 from the export manifest), cards. ``config`` is the
+    *current* run's config (its upload section, names and tags): never the one recorded at training time."""
     decision = read_json(decision_path)
     if not decision.get("upload"):
         raise UploadRefusedError(f"The decision says not to upload: {decision.get('reason')}")
@@ -87,8 +88,7 @@ def plan(decision_path: Path, spec: UploadSpec | None = None) -> dict[str, Any]:
         raise FileNotFoundError(f"The decision does not locate {winner}'s export (manifest.json) and training run "
                                 "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
     manifest, run = read_json(export_dir / "manifest.json"), read_json(run_dir / "run.json")
-    config = PipelineConfig.model_validate(run["config"])
-    spec = spec or config.upload
+    spec = config.upload
     gates = read_json(decision["degradation"])["gates"] if decision.get("degradation") else {}
     files_by_fmt = {f["format"]: f for f in manifest["files"]}
     repos = []
@@ -151,9 +151,9 @@ def stage(the_plan: dict[str, Any], out_dir: Path) -> Path:
     return out_dir
 
 
-def upload(decision_path: Path, out_dir: Path, *, dry_run: bool | None = None,
-           spec: UploadSpec | None = None) -> dict[str, Any]:
-    the_plan = plan(decision_path, spec)
+def upload(decision_path: Path, out_dir: Path, config: PipelineConfig, *,
+           dry_run: bool | None = None) -> dict[str, Any]:
+    the_plan = plan(decision_path, config)
     run_spec = the_plan["spec"]
     token = resolve_token(run_spec)
     dry = (not run_spec.enabled) if dry_run is None else dry_run

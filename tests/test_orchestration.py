@@ -72,7 +72,7 @@ def test_progress_inside_a_task_run_is_a_prefect_progress_artifact(harness):
 def test_result_storage_resolution(harness, tmp_path):
     from prefect.filesystems import RemoteFileSystem
 
-    from tasks.flow_tasks import result_storage
+    from flows.stages import result_storage
 
     assert result_storage(None) is None
     assert result_storage(str(tmp_path / "results")) == (tmp_path / "results").resolve()
@@ -85,7 +85,7 @@ def test_a_flow_with_fsspec_result_storage_persists_results_there(harness, tmp_p
     import fsspec
     from prefect import flow, task
 
-    from tasks.flow_tasks import result_storage
+    from flows.stages import result_storage
 
     calls = []
 
@@ -120,8 +120,8 @@ def test_eval_task_runner_follows_the_config():
     from prefect.task_runners import ThreadPoolTaskRunner
     from prefect_dask import DaskTaskRunner
 
+    from flows.stages import eval_task_runner
     from tasks.config import OrchestrationSpec
-    from tasks.flow_tasks import eval_task_runner
 
     threads = eval_task_runner(OrchestrationSpec(eval_workers=3))
     assert isinstance(threads, ThreadPoolTaskRunner) and threads._max_workers == 3
@@ -136,8 +136,8 @@ def test_benchmark_fan_out_on_a_real_local_dask_cluster(harness, tiny_gguf, tmp_
     from distributed import LocalCluster
 
     from flows.compare import evaluate
+    from flows.stages import eval_task_runner
     from tasks.config import OrchestrationSpec
-    from tasks.flow_tasks import eval_task_runner
 
     gguf, _ = tiny_gguf
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -196,7 +196,7 @@ def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
 
 
 def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypatch, tmp_path):
-    from tasks.flow_tasks import remote_train_task
+    from flows.stages import remote_train_task
 
     monkeypatch.chdir(tmp_path)
     calls = _fake_deployment(monkeypatch, "ok")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,18 @@ from typing import Any
 import jinja2
 
 from tasks.bench.metrics import char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
-from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data
+from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data, suite_path
 from tasks.progress import Progress
-from tasks.store import atomic_write_json, atomic_write_text, is_complete, read_json, sha256_file
+from tasks.store import (
+    ResultsConflictError,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    seal,
+    sha256_file,
+    staging_dir,
+    verified,
+)
 
 logger = logging.getLogger(__name__)
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -125,29 +135,110 @@ def summarize_records(suite: SuiteSpec, records: list[dict]) -> dict[str, Any]:
     return out
 
 
-def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | None = None) -> dict[str, Any]:
-    """Evaluate ``gguf`` on a suite; writes OUT/NAME.jsonl and OUT/NAME.summary.json; resumes when done."""
+def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any]:
+    """Everything a suite's results depend on: the model file's content, the suite's YAML (version and prompt hash
+    beside it, for people), the items' content (bundled, shared or local file sha256; Hub commit), how many items
+    and shots, and the judge (its spec and its model file's sha256) or mmproj where the suite uses one."""
+    from tasks.keys import hub_revision
+
+    source = resolve_data(suite, opts.data)
+    if isinstance(source, Path):
+        data = {"kind": "file", "name": source.name, "sha256": sha256_file(source)}
+    else:
+        data = {"kind": "hub", "hub_id": suite.dataset.hub_id, "config": suite.dataset.hub_config,
+                "split": suite.dataset.split,
+                "commit": hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset")}
+    judge = None
+    if opts.judge is not None and "judge_grade" in suite.metrics:
+        judge = opts.judge.model_dump(mode="json", exclude={"path"})
+        if opts.judge.path is not None:
+            judge["model_sha256"] = sha256_file(opts.judge.path)
+    mmproj = None
+    if opts.mmproj is not None and suite.process_docs == "scienceqa":
+        mmproj = {"sha256": sha256_file(opts.mmproj), "image_root": str(opts.image_root)}
+    return {"model_sha256": sha256_file(gguf), "suite": suite.name, "suite_version": suite.version,
+            "suite_yaml_sha256": sha256_file(suite_path(suite.name)), "prompt_sha256": suite.prompt_hash(),
+            "num_fewshot": suite.num_fewshot if opts.num_fewshot is None else opts.num_fewshot,
+            "limit": opts.limit, "data": data, "judge": judge, "mmproj": mmproj,
+            "n_ctx": opts.n_ctx, "keep_reasoning": opts.keep_reasoning,
+            "tags": [list(opts.think_tags), list(opts.final_tags)]}
+
+
+def eval_key(gguf: Path, suite_name: str, opts: RunOptions) -> tuple[str, dict[str, Any]]:
+    from tasks.keys import stage_key
+
+    if not Path(gguf).is_file():
+        raise FileNotFoundError(f"GGUF {gguf} does not exist.")
+    inputs = eval_inputs(Path(gguf), load_suite(suite_name), opts)
+    return stage_key("eval", inputs), inputs
+
+
+def _reusable(out_dir: Path, suite: str, key: str, replace: bool) -> dict[str, Any] | None:
+    """An earlier result of this key in ``out_dir`` (intact), or None; results of *another* key are refused unless
+    ``replace`` (they would be lost)."""
+    summary_path, records_path = out_dir / f"{suite}.summary.json", out_dir / f"{suite}.jsonl"
+    if not summary_path.is_file():
+        return None
+    summary = read_json(summary_path)
+    if summary.get("key") == key:
+        if records_path.is_file() and sha256_file(records_path) == summary.get("records_sha256"):
+            return summary
+        return None  # same inputs, damaged records: recompute
+    if replace:
+        return None
+    theirs = summary.get("inputs", {})
+    raise ResultsConflictError(
+        f"{out_dir} already holds {suite} results of other inputs (model sha256 "
+        f"{str(theirs.get('model_sha256', summary.get('model_sha256')))[:12]}…, suite version "
+        f"{theirs.get('suite_version', summary.get('suite_version'))}, data "
+        f"{theirs.get('data', summary.get('data'))}); writing here would replace them. Use another --out, or "
+        "--replace to overwrite them.")
+
+
+def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | None = None, *,
+              replace: bool = False, stage_folder: bool = False) -> dict[str, Any]:
+    """Evaluate ``gguf`` on a suite; writes OUT/NAME.jsonl and OUT/NAME.summary.json. An intact result of the same
+    key is reused; a result of other inputs is refused unless ``replace``. ``stage_folder``: ``out_dir`` belongs to
+    this one result (the flow's keyed store): it is written as a whole and sealed with its key."""
+    opts = opts or RunOptions()
+    gguf, out_dir = Path(gguf), Path(out_dir)
+    key, inputs = eval_key(gguf, suite_name, opts)
+    if stage_folder:
+        if verified(out_dir, key):
+            return read_json(out_dir / f"{suite_name}.summary.json")
+        with staging_dir(out_dir) as tmp:
+            summary = _evaluate(gguf, suite_name, tmp, opts, key, inputs)
+            seal(tmp, "eval", key, inputs)
+        return summary
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; results need a folder.")
+    if (previous := _reusable(out_dir, suite_name, key, replace)) is not None:
+        return previous
+    _check_writable(out_dir)
+    return _evaluate(gguf, suite_name, out_dir, opts, key, inputs)
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Before the evaluation, not after it: an unwritable --out would waste the whole run."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(f"Cannot write results into {out_dir} ({exc.strerror}); choose a writable --out."
+                              ) from None
+
+
+def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key: str,
+              inputs: dict[str, Any]) -> dict[str, Any]:
     from tasks.bench.engine import Engine
     from tasks.bench.vision import VisionScorer, image_path
 
-    opts = opts or RunOptions()
     suite = load_suite(suite_name)
-    gguf, out_dir = Path(gguf), Path(out_dir)
-    if not gguf.is_file():
-        raise FileNotFoundError(f"GGUF {gguf} does not exist.")
     source = resolve_data(suite, opts.data)
     docs = load_docs(suite, opts.data, opts.limit)
-    num_fewshot = suite.num_fewshot if opts.num_fewshot is None else opts.num_fewshot
-    key = {"model_sha256": sha256_file(gguf), "suite": suite.name, "suite_version": suite.version,
-           "prompt_sha256": suite.prompt_hash(), "num_fewshot": num_fewshot, "limit": opts.limit,
-           "data": str(source), "data_sha256": sha256_file(source) if isinstance(source, Path) else source,
-           # only what can change this suite's results: a judge matters to ELYZA, an mmproj to ScienceQA
-           "judge": (opts.judge.model_dump(mode="json") if opts.judge is not None and "judge_grade" in suite.metrics
-                     else None),
-           "mmproj": str(opts.mmproj) if opts.mmproj and suite.process_docs == "scienceqa" else None}
-    summary_path = out_dir / f"{suite.name}.summary.json"
-    if is_complete(out_dir, summary_path.name) and read_json(summary_path).get("key") == key:
-        return read_json(summary_path)
+    num_fewshot = inputs["num_fewshot"]
     judge = vision = None
     if opts.judge is not None and "judge_grade" in suite.metrics:
         from tasks.bench.judge import Judge
@@ -179,12 +270,13 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
         judge.close()
     if vision is not None:
         vision.close()
-    summary = {"key": key, "suite": suite.name, "suite_version": suite.version, "prompt_sha256": key["prompt_sha256"],
-               "model": str(gguf), "model_sha256": key["model_sha256"], "num_fewshot": num_fewshot,
-               "data": str(source), "judge": judge.describe() if judge else None, "timings": timings,
-               **summarize_records(suite, records)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / f"{suite.name}.jsonl",
-                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    atomic_write_json(summary_path, summary)  # last: its presence marks the suite as done
+    records_path = atomic_write_text(out_dir / f"{suite.name}.jsonl",
+                                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    summary = {"key": key, "inputs": inputs, "suite": suite.name, "suite_version": suite.version,
+               "prompt_sha256": inputs["prompt_sha256"], "model": str(gguf), "model_sha256": inputs["model_sha256"],
+               "num_fewshot": num_fewshot, "data": str(source), "data_sha256": inputs["data"].get("sha256"),
+               "judge": judge.describe() if judge else None, "timings": timings,
+               "records_sha256": sha256_file(records_path), **summarize_records(suite, records)}
+    atomic_write_json(out_dir / f"{suite.name}.summary.json", summary)  # last: its presence marks the suite as done
     return summary

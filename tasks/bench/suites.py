@@ -34,6 +34,7 @@ class DatasetSpec(BaseModel):
     hub_id: str
     hub_config: str | None = None
     split: str
+    revision: str | None = None  # a branch, tag or commit of hub_id; resolved to a commit for cache keys
     sample: str
     shared: str | None = None
 
@@ -70,6 +71,10 @@ class SuiteSpec(BaseModel):
         keys = ("description", "doc_to_text", "doc_to_choice", "choices_field", "target_delimiter",
                 "fewshot_delimiter", "fewshot_target", "num_fewshot", "process_docs", "generation")
         return hashlib.sha256(json.dumps(self.model_dump(include=set(keys)), sort_keys=True).encode()).hexdigest()
+
+
+def suite_path(name: str) -> Path:
+    return SUITES_DIR / f"{name}.yaml"
 
 
 def suite_names() -> list[str]:
@@ -206,7 +211,11 @@ def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | Non
     if source == "hub":
         import datasets
 
-        rows = datasets.load_dataset(suite.dataset.hub_id, suite.dataset.hub_config, split=suite.dataset.split)
+        from tasks.keys import hub_revision
+
+        commit = hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset")
+        rows = datasets.load_dataset(suite.dataset.hub_id, suite.dataset.hub_config, split=suite.dataset.split,
+                                     revision=commit)
         raw = ((f"{suite.dataset.hub_id}[{suite.dataset.split}]#{i}", dict(r)) for i, r in enumerate(rows))
     else:
         raw = _raw_rows(Path(source))

@@ -1,0 +1,406 @@
+"""Prefect @task entry points for the pipeline stages: glue only (the stage code lives in tasks/).
+
+Every stage output lives at ``<out>/store/<stage>/<key>/``, where the key hashes all of the stage's inputs (the
+config fields it reads, the sha256 of the artifacts and files it consumes, its code version; tasks/keys.py). Tasks
+hand each other ``Ref``s (kind, key, path, sha256) and nothing else.
+
+Prefect's cache sits on top of that, never instead of it: a task's cache key is its stage key *plus* the sha256 of
+the intact output found at the key's folder. When that output is missing or damaged the cache key is None, so the
+body runs and rebuilds it (a cache hit can never hand out a reference to a deleted or changed file); when it is
+intact, the body only finds and verifies it, and from the next run on the task is a plain cache hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from tasks.store import Ref
+
+# torch/transformers work is not thread-safe within one process: accelerate keeps global state (two Trainers
+# in threads corrupt it) and from_pretrained's meta-device initialisation races ("Cannot copy out of meta
+# tensor"). Model loading, training and export therefore run one at a time per process; parallel trainings need
+# separate processes (Dask workers, work pools). llama.cpp evaluations do not take this lock.
+_MODEL_LOCK = threading.Lock()
+_PLANS: dict[str, Callable[..., tuple[str, Path]]] = {}
+
+
+def _plan(stage: str):
+    def register(fn):
+        _PLANS[stage] = fn
+        return fn
+
+    return register
+
+
+def keyed_cache(stage: str):
+    """cache_key_fn: the stage key + the intact output's stamp sha256, or None (no caching) when there is none."""
+    from tasks.store import verified
+
+    def key(context, parameters: dict[str, Any]) -> str | None:
+        stage_key, out = _PLANS[stage](**parameters)
+        ref = verified(out, stage_key)
+        return None if ref is None else hashlib.sha256(f"{stage}|{stage_key}|{ref.sha256}".encode()).hexdigest()
+
+    return key
+
+
+def _config(path: str):
+    from tasks.config import load_config
+
+    return load_config(path)
+
+
+def _produce(stage: str, root: str, inputs: dict[str, Any], build: Callable[[Path], None]) -> Ref:
+    """The output of ``stage`` for ``inputs`` under ``root``: found by key and verified, or built and sealed."""
+    from tasks.keys import stage_key
+    from tasks.store import keyed_dir, ref_of, seal, staging_dir, verified
+
+    key = stage_key(stage, inputs)
+    out = keyed_dir(root, stage, key)
+    if (ref := verified(out, key)) is not None:
+        return ref
+    with staging_dir(out) as tmp:
+        build(tmp)
+        seal(tmp, stage, key, inputs)
+    return ref_of(out)
+
+
+def _artifact(kind: str, key: str, payload, description: str) -> None:
+    """A table/markdown artifact for the UI; an artifact that cannot be written never fails the task."""
+    import re
+
+    from prefect import artifacts
+
+    key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100]  # Prefect: lowercase letters, digits, dashes
+    try:
+        if kind == "table":
+            artifacts.create_table_artifact(payload, key=key, description=description)
+        else:
+            artifacts.create_markdown_artifact(payload, key=key, description=description)
+    except Exception as exc:  # noqa: BLE001
+        from prefect import get_run_logger
+
+        get_run_logger().warning("could not write the %s artifact %s: %s", kind, key, exc)
+
+
+# --- data and base model -------------------------------------------------------------------------------------
+
+@_plan("data")
+def _data_plan(config_path: str, root: str, **_: Any) -> tuple[str, Path]:
+    from tasks.data import data_key
+    from tasks.store import keyed_dir
+
+    key = data_key(_config(config_path).data)[0]
+    return key, keyed_dir(root, "data", key)
+
+
+@task(cache_key_fn=keyed_cache("data"), persist_result=True, retries=1)
+def prepare_data_task(config_path: str, root: str) -> Ref:
+    from tasks.data import data_ref
+
+    return data_ref(_config(config_path).data, _data_plan(config_path, root)[1])
+
+
+@task(retries=1)  # found by key in the base-model cache (a hash and a check when it is there)
+def base_model_task(config_path: str, cache_dir: str) -> Ref:
+    from tasks.base_model import base_ref
+
+    with _MODEL_LOCK:
+        return base_ref(_config(config_path).base_model, Path(cache_dir))
+
+
+# --- trainings -------------------------------------------------------------------------------------------------
+
+@_plan("train")
+def _train_plan(config_path: str, variant: str, data: Ref, base: Ref, root: str, **_: Any) -> tuple[str, Path]:
+    from tasks.store import keyed_dir
+    from tasks.train import train_key
+
+    key = train_key(_config(config_path), variant, base, data)[0]
+    return key, keyed_dir(root, "train", key)
+
+
+@task(cache_key_fn=keyed_cache("train"), persist_result=True, retries=1, log_prints=False)
+def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str) -> Ref:
+    from prefect.concurrency.sync import concurrency
+
+    from tasks.store import ref_of
+    from tasks.train import train_variant
+
+    out = _train_plan(config_path, variant, data, base, root)[1]
+    with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
+        train_variant(_config(config_path), variant, out, base=base, data=data,
+                      history=Path(root) / "tuner_history.json")
+    return ref_of(out)
+
+
+@task(cache_key_fn=keyed_cache("train"), persist_result=True)
+def remote_train_task(deployment: str, config_path: str, variant: str, data: Ref, base: Ref, root: str) -> Ref:
+    """Train on a work pool (a GPU one): run the alphagate-train deployment and wait for it. The worker writes
+    into the keyed folder, so it must see the same filesystem; paths are passed absolute."""
+    from prefect.deployments import run_deployment
+
+    from tasks.store import verified
+
+    key, out = _train_plan(config_path, variant, data, base, root)
+    parameters = {"config_path": str(Path(config_path).resolve()), "variant": variant,
+                  "data": data.model_dump(), "base": base.model_dump(), "root": str(Path(root).resolve())}
+    run = run_deployment(deployment, parameters=parameters, timeout=None)
+    if run.state is None or not run.state.is_completed():
+        raise RuntimeError(f"Training {variant} on deployment {deployment} ended {run.state and run.state.name}: "
+                           f"see flow run {run.id} in the UI; rerun the comparison to retry it.")
+    if (ref := verified(out, key)) is None:
+        raise FileNotFoundError(f"Deployment {deployment} finished but {Path(out).resolve()} holds no intact output "
+                                "of this key: the worker must write to a filesystem this process sees (a shared "
+                                "mount) and run the same code version.")
+    return ref
+
+
+@_plan("dpo")
+def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str],
+              **_: Any) -> tuple[str, Path]:
+    from tasks.dpo import benchmark_texts, dpo_key
+    from tasks.store import keyed_dir
+
+    exclude = benchmark_texts([Path(d) for d in extra_benchmark_dirs])
+    key = dpo_key(Path(parent.path), _config(config_path).dpo, Path(gguf), exclude)[0]
+    return key, keyed_dir(root, "dpo", key)
+
+
+@task(cache_key_fn=keyed_cache("dpo"), persist_result=True, retries=1, log_prints=False)
+def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str]) -> Ref:
+    """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
+    from the parent's exported BF16 GGUF."""
+    from tasks.dpo import train_dpo
+    from tasks.store import ref_of
+
+    out = _dpo_plan(config_path, parent, gguf, root, extra_benchmark_dirs)[1]
+    with _MODEL_LOCK:
+        train_dpo(Path(parent.path), out, spec=_config(config_path).dpo, gguf=Path(gguf),
+                  extra_benchmark_dirs=[Path(d) for d in extra_benchmark_dirs])
+    return ref_of(out)
+
+
+# --- export and evaluation -------------------------------------------------------------------------------------
+
+def _export_name(config_path: str, label: str) -> str:
+    return label if label == "base" else f"{_config(config_path).name}-{label}"
+
+
+@_plan("export")
+def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], label: str, **_: Any
+                 ) -> tuple[str, Path]:
+    from tasks.export import export_key
+    from tasks.store import keyed_dir
+
+    key = export_key(model, formats, _config(config_path).export, _export_name(config_path, label))[0]
+    return key, keyed_dir(root, "export", key)
+
+
+@task(cache_key_fn=keyed_cache("export"), persist_result=True, retries=1)
+def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
+    """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
+    from tasks.export import export_model
+    from tasks.store import ref_of
+
+    out = _export_plan(config_path, model, root, formats, label)[1]
+    with _MODEL_LOCK:
+        manifest = export_model(Path(model.path), out, formats, name=_export_name(config_path, label),
+                                spec=_config(config_path).export)
+    return ref_of(out, **{f["format"]: f["path"] for f in manifest["files"]})
+
+
+def _judge(judge: str | None):
+    if not judge:
+        return None
+    from tasks.bench.judge import load_judge_spec
+
+    return load_judge_spec(judge)
+
+
+@_plan("eval")
+def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | None,
+               judge: str | None, **_: Any) -> tuple[str, Path]:
+    from tasks.bench.runner import RunOptions, eval_key
+    from tasks.store import keyed_dir
+
+    key = eval_key(Path(gguf), suite, RunOptions(data=data, limit=limit, judge=_judge(judge)))[0]
+    return key, keyed_dir(root, "eval", key)
+
+
+@task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=[2, 10])
+def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
+    from tasks.bench.runner import RunOptions, run_suite
+    from tasks.store import ref_of
+
+    out = _eval_plan(gguf, suite, root, data, limit, judge)[1]
+    summary = run_suite(Path(gguf), suite, out, RunOptions(data=data, limit=limit, judge=_judge(judge)),
+                        stage_folder=True)
+    rows = [{"metric": name, "mean": m["mean"], "ci95_low": (m["ci95"] or [None, None])[0],
+             "ci95_high": (m["ci95"] or [None, None])[1], "n": m["n"]} for name, m in summary["metrics"].items()]
+    _artifact("table", f"eval-{Path(gguf).stem}-{suite}", rows,
+              f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped")
+    return ref_of(out)
+
+
+@task(persist_result=True)
+def results_task(suites: dict[str, Ref], root: str) -> Ref:
+    """One model/format's result set: a folder holding the completed suites' records and summaries (what decide,
+    degrade and report read), addressed by the suites' refs."""
+    import shutil
+
+    def build(tmp: Path) -> None:
+        for suite, ref in suites.items():
+            for name in (f"{suite}.jsonl", f"{suite}.summary.json"):
+                shutil.copy2(Path(ref.path) / name, tmp / name)
+
+    return _produce("results", root, {s: r.sha256 for s, r in sorted(suites.items())}, build)
+
+
+# --- speed, degradation, decision, report, upload ---------------------------------------------------------------
+
+@task(persist_result=True, retries=1)
+def speed_task(ggufs: dict[str, str], root: str, repeats: int = 5, max_tokens: int = 64) -> Ref:
+    """The decision's speed samples, measured on their own (after the evaluations, nothing in parallel)."""
+    from tasks.bench.speed import measure_speed
+    from tasks.store import sha256_file
+
+    inputs = {"models": {k: sha256_file(v) for k, v in sorted(ggufs.items())}, "repeats": repeats,
+              "max_tokens": max_tokens}
+    return _produce("speed", root, inputs, lambda tmp: measure_speed(
+        {k: Path(v) for k, v in ggufs.items()}, repeats=repeats, max_tokens=max_tokens, out=tmp / "speed.json"))
+
+
+@task(persist_result=True)
+def degrade_task(config_path: str, results: dict[str, Ref], root: str) -> Ref:
+    from tasks.degrade import write_analysis
+
+    spec = _config(config_path).decision
+    inputs = {"results": {k: r.sha256 for k, r in sorted(results.items())}, "decision": spec.model_dump(mode="json")}
+    return _produce("degrade", root, inputs, lambda tmp: write_analysis(
+        {k: Path(r.path) for k, r in results.items()}, spec, tmp))
+
+
+@task(persist_result=True)
+def decide_task(config_path: str, results: dict[str, Ref], exports: dict[str, Ref], runs: dict[str, Ref],
+                degradation: Ref, speed: Ref, expected_suites: list[str], root: str) -> dict[str, Any]:
+    """The decision record (with ``ref``: where it is). Inputs: the two sides' result sets, their exports and runs
+    (for the upload), the degradation gates and the isolated speed samples, and this run's decision section."""
+    from tasks.decide import decide, decision_markdown
+    from tasks.store import read_json
+
+    spec = _config(config_path).decision
+    inputs = {"results": {k: r.sha256 for k, r in sorted(results.items())},
+              "exports": {k: r.sha256 for k, r in sorted(exports.items())},
+              "runs": {k: r.sha256 for k, r in sorted(runs.items())}, "degradation": degradation.sha256,
+              "speed": speed.sha256, "expected_suites": sorted(expected_suites),
+              "decision": spec.model_dump(mode="json")}
+    ref = _produce("decide", root, inputs, lambda tmp: decide(
+        {k: Path(r.path) for k, r in results.items()}, spec, tmp, exports={k: Path(r.path) for k, r in exports.items()},
+        runs={k: Path(r.path) for k, r in runs.items()}, degradation=Path(degradation.path) / "degradation.json",
+        expected_suites=expected_suites, speed=Path(speed.path) / "speed.json"))
+    record = read_json(Path(ref.path) / "decision.json")
+    _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
+    if record.get("suites"):
+        _artifact("table", "alphagate-decision-suites",
+                  [{k: r[k] for k in ("suite", "metric", "n_paired", "a", "b", "test", "p_value", "p_holm",
+                                      "significant")} for r in record["suites"]],
+                  f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
+    return {**record, "ref": ref}
+
+
+@task(persist_result=True)
+def report_task(results: dict[str, Ref], decision: Ref, degradation: Ref, runs: dict[str, Ref],
+                tuner: str | None, root: str) -> Ref:
+    from tasks.report import write_report
+    from tasks.store import sha256_file
+
+    tuner_path = Path(tuner) if tuner and Path(tuner).is_file() else None
+    inputs = {"results": {k: r.sha256 for k, r in sorted(results.items())}, "decision": decision.sha256,
+              "degradation": degradation.sha256, "runs": {k: r.sha256 for k, r in sorted(runs.items())},
+              "tuner": sha256_file(tuner_path) if tuner_path else None}
+    ref = _produce("report", root, inputs, lambda tmp: write_report(
+        {k: Path(r.path) for k, r in results.items()}, tmp, decision=Path(decision.path) / "decision.json",
+        degradation=Path(degradation.path) / "degradation.json", runs={k: Path(r.path) for k, r in runs.items()},
+        tuner=tuner_path))
+    path = Path(ref.path) / "report.md"
+    _artifact("markdown", "alphagate-report", f"Report: `{path}`\n\n" + path.read_text(encoding="utf-8"),
+              "the comparison report (figures beside it on disk)")
+    return ref
+
+
+@task
+def preflight_task(config_path: str) -> str | None:
+    """Before the first training of a run that really uploads: token, write access, namespace."""
+    from tasks.upload import preflight
+
+    spec = _config(config_path).upload
+    if not spec.enabled:
+        raise ValueError(f"A real upload was asked for but upload.enabled is false in {config_path}; set it to "
+                         "true (with upload.org) or run without --upload for a dry run.")
+    return preflight(spec)
+
+
+@task
+def upload_task(config_path: str, decision: Ref, root: str, dry_run: bool) -> dict[str, Any]:
+    """Stage (dry run) or publish the winner, with the *current* config's upload section and names."""
+    from tasks.upload import upload
+
+    config = _config(config_path)
+    card_config = config.model_dump(mode="json", include={"name", "base_model", "data", "export", "upload"})
+    inputs = {"decision": decision.sha256, "config": card_config, "dry_run": dry_run}
+    outcome: dict[str, Any] = {}
+
+    def build(tmp: Path) -> None:
+        outcome.update(upload(Path(decision.path) / "decision.json", tmp, config, dry_run=dry_run))
+
+    ref = _produce("upload", root, inputs, build)
+    return {**outcome, "ref": ref}
+
+
+@task
+def publish_names_task(root: str, config_path: str, refs: dict[str, Ref]) -> str:
+    """Human-friendly names beside the store (<out>/linear, <out>/export-base, <out>/eval/linear-bf16,
+    <out>/decision, ...: links to this run's keyed outputs) and this run's index (<out>/index.json, and a dated
+    copy under <out>/index/)."""
+    from tasks.layout import publish
+
+    return str(publish(Path(root), Path(config_path), refs))
+
+
+def result_storage(spec: str | None):
+    """orchestration.result_storage -> what Flow.with_options(result_storage=...) takes: None (Prefect's
+    default folder), a local Path, or the slug of a saved RemoteFileSystem block for an fsspec URL."""
+    if spec is None:
+        return None
+    if "://" not in spec:
+        return Path(spec).expanduser().resolve()
+    from prefect.filesystems import RemoteFileSystem
+
+    name = "alphagate-results-" + hashlib.sha256(spec.encode()).hexdigest()[:12]
+    RemoteFileSystem(basepath=spec.rstrip("/")).save(name, overwrite=True)  # remote workers load it by slug
+    return f"remote-file-system/{name}"
+
+
+def eval_task_runner(orchestration):
+    """The task runner of the benchmark fan-out: threads here, or Dask (a scheduler address, or a LocalCluster
+    of ``eval_workers`` single-threaded processes started for the run)."""
+    if orchestration.eval_runner == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=orchestration.eval_workers)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:
+        raise ImportError("orchestration.eval_runner is 'dask' but prefect-dask is not installed: "
+                          "pip install prefect-dask (it is a dependency of this project).") from exc
+    if orchestration.dask_address:
+        return DaskTaskRunner(address=orchestration.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": orchestration.eval_workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})

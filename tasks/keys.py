@@ -1,0 +1,90 @@
+"""Stage keys: the sha256 of everything a stage's output depends on.
+
+A key hashes the stage's name, its inputs (the config fields it reads, the sha256 of the artifacts and files it
+consumes) and the version of the code it runs: the source of every module and data folder listed for it below,
+found through the import system, so a non-editable install is hashed the same way as a checkout. A listed module
+that cannot be found is an error, never silently left out of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# stage -> modules (dotted; a package means all of its .py files) and package data folders ("pkg:folder")
+CODE: dict[str, tuple[str, ...]] = {
+    "data": ("tasks.data", "tasks.pii", "tasks.config", "tasks:resources/sft"),
+    "base": ("tasks.base_model", "tasks:resources"),
+    "train": ("alpha_gate", "tasks.train", "tasks.fit", "tasks.tune", "tasks.train_outputs", "tasks.base_model",
+              "tasks.unsloth_backend", "tasks.data", "tasks.config"),
+    "dpo": ("alpha_gate", "tasks.dpo", "tasks.fit", "tasks.train_outputs", "tasks.base_model", "tasks.data",
+            "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks.bench:samples"),
+    "export": ("alpha_gate", "tasks.export", "tasks.converter", "tasks.gguf_verify", "tasks.base_model",
+               "tasks.train_outputs", "tasks.llama_load"),
+    "eval": ("tasks.llama_load", "tasks.bench.engine", "tasks.bench.runner", "tasks.bench.metrics",
+             "tasks.bench.suites", "tasks.bench.judge", "tasks.bench.vision"),
+    "results": ("tasks.keys",),
+    "speed": ("tasks.bench.speed", "tasks.bench.engine", "tasks.llama_load"),
+    "degrade": ("tasks.degrade", "tasks.decide", "tasks.config"),
+    "decide": ("tasks.decide", "tasks.degrade", "tasks.config"),
+    "report": ("tasks.report", "tasks.decide", "tasks.bench.metrics"),
+    "upload": ("tasks.upload", "tasks.cards", "tasks.config", "tasks.gguf_verify"),
+}
+SUFFIXES = (".py", ".jsonl", ".jinja", ".yaml", ".json")
+
+
+def _sources(entry: str) -> list[Path]:
+    if ":" in entry:  # package data: "package:folder"
+        package, folder = entry.split(":", 1)
+        spec = importlib.util.find_spec(package)
+        root = Path(next(iter(spec.submodule_search_locations))) / folder if spec else None
+        if root is None or not root.is_dir():
+            raise FileNotFoundError(f"Code-version entry {entry!r}: folder {root} not found; the install is "
+                                    "incomplete (reinstall the project).")
+        return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
+    spec = importlib.util.find_spec(entry)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"Code-version entry {entry!r} is not importable; the install is incomplete.")
+    if spec.submodule_search_locations:  # a package: every module in it
+        root = Path(next(iter(spec.submodule_search_locations)))
+        return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    return [Path(spec.origin)]
+
+
+@cache
+def code_version(stage: str) -> str:
+    """sha256 over the source of the code ``stage`` runs (cached for the process: code does not change under it)."""
+    digest = hashlib.sha256()
+    for entry in CODE[stage]:
+        for path in _sources(entry):
+            digest.update(f"{entry}/{path.name}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stage_key(stage: str, inputs: dict[str, Any]) -> str:
+    """The key of one stage output: stage name + inputs (JSON-able) + the code version of the stage."""
+    payload = json.dumps({"stage": stage, "inputs": inputs, "code": code_version(stage)}, sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def hub_revision(repo_id: str, revision: str | None, repo_type: str) -> str:
+    """The commit a Hub id + revision resolves to (a 40-hex revision is taken as is, offline). A cache key must
+    name exact content: "main" today is not "main" tomorrow."""
+    import re
+
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().repo_info(repo_id, revision=revision, repo_type=repo_type)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the same thing to the user
+        raise RuntimeError(f"Cannot resolve {repo_type} {repo_id!r} at revision {revision or 'main'!r} to a commit "
+                           f"({exc.__class__.__name__}: {str(exc)[:200]}). Pin the revision to a 40-hex commit sha in "
+                           "the config (it is then used offline), or check the network/token.") from None
+    return info.sha

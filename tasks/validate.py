@@ -1,0 +1,59 @@
+"""Checks of a whole run's inputs before any work: every flag and every file the run will read."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from tasks.config import PipelineConfig, load_config
+
+FORMATS = ("bf16", "q8_0", "q4_k_m")
+
+
+def _did_you_mean(value: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(value, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_run(config_path: str | Path, suites: list[str], formats: list[str], data: str | None,
+                 limit: int | None, judge: str | None) -> PipelineConfig:
+    """The validated config; a ValueError/FileNotFoundError naming the flag or file otherwise."""
+    from tasks.bench.suites import load_suite, resolve_data, suite_names
+
+    config = load_config(config_path)
+    known = suite_names()
+    for suite in suites:
+        if suite not in known:
+            raise ValueError(f"--suites: unknown suite {suite!r}{_did_you_mean(suite, known)}; known: {known}.")
+    if not suites:
+        raise ValueError(f"--suites: no suite given; choose from {known}.")
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ValueError(f"--formats: unknown format {fmt!r}{_did_you_mean(fmt, list(FORMATS))}; "
+                             f"choose from {list(FORMATS)}.")
+    if "bf16" not in formats:
+        raise ValueError(f"--formats {formats} lacks bf16: the decision compares the BF16 models and the other "
+                         "formats are quantized from it. Add bf16.")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1 (items per suite); got {limit}. Omit it to use every item.")
+    for suite in suites:
+        resolve_data(load_suite(suite), data)  # names the missing file or folder
+    if judge:
+        from tasks.bench.judge import load_judge_spec
+
+        spec = load_judge_spec(judge)
+        if spec.path is not None and not Path(spec.path).is_file():
+            raise FileNotFoundError(f"--judge {judge}: its model file {spec.path} does not exist.")
+    _check_config_files(config, Path(config_path))
+    return config
+
+
+def _check_config_files(config: PipelineConfig, path: Path) -> None:
+    base = config.base_model
+    if base.gguf_file is not None and not base.gguf_file.is_file():
+        raise FileNotFoundError(f"{path}: base_model.gguf_file {base.gguf_file} does not exist.")
+    if base.local_dir is not None and not (base.local_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: base_model.local_dir {base.local_dir} holds no config.json.")
+    for i, source in enumerate(config.data.sources):
+        if source.kind == "jsonl" and not source.path.is_file():
+            raise FileNotFoundError(f"{path}: data.sources[{i}].path {source.path} does not exist.")
