@@ -1,8 +1,8 @@
 """One training run: LoRA on a frozen base, SO(8) gates driven by a schedule, PET (the training-loss term).
 
 Used by the variants' trainings (tasks/train.py) and the sigmoid tuner's proxy runs (tasks/tune.py); it imports
-neither, so the two do not import each other. The CPU path is transformers + peft + trl; with CUDA and the ``gpu`` extra it is Unsloth
-(tasks/unsloth_backend.py). Both write the same outputs.
+neither, so the two do not import each other. The CPU path is transformers + peft + trl; with CUDA and the
+``gpu`` extra it is Unsloth (tasks/unsloth_backend.py). Both write the same outputs.
 """
 
 from __future__ import annotations

@@ -17,8 +17,12 @@ def test_hub_id_respects_offline_mode(tmp_path, monkeypatch):
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
+    # unpinned: a cache key needs the exact commit, which only the Hub can say
+    with pytest.raises(RuntimeError, match="Pin the revision to a 40-hex commit sha"):
         prepare_base_model(BaseModelSpec(name="x", hub_id="nobody/not-cached-model"), tmp_path)
+    # pinned: taken as is, offline; then the local cache is asked
+    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
+        prepare_base_model(BaseModelSpec(name="x", hub_id="nobody/not-cached-model", revision="a" * 40), tmp_path)
 
 
 def test_missing_gguf_file(tmp_path):

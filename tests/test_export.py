@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tasks import export as export_mod
+from tasks.config import ExportSpec
 from tasks.export import export_model
 from tasks.store import read_json, sha256_file
 from tasks.train import train_variant
@@ -60,7 +61,7 @@ def test_a_failed_quantization_leaves_no_half_export(tiny_run, tmp_path, monkeyp
 
 def test_parity_beyond_tolerance_refuses(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="parity_tolerance"):
-        export_model(tiny_run, tmp_path / "e", ["bf16"], parity_tolerance=1e-12)
+        export_model(tiny_run, tmp_path / "e", ["bf16"], spec=ExportSpec(parity_tolerance=1e-12))
     assert not (tmp_path / "e").exists()
 
 
@@ -71,3 +72,50 @@ def test_plain_model_folder_and_bad_inputs(tiny_base_dir, tmp_path):
         export_model(tmp_path, tmp_path / "x")
     with pytest.raises(ValueError, match="Unknown export format"):
         export_model(tiny_base_dir, tmp_path / "y", ["q2_k"])
+
+
+def _strongly_gated_copy(tiny_run, folder):
+    """The tiny run with large gate parameters, so that a bypassed gate changes the model's output a lot."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_run, folder)
+    state = load_file(str(folder / "gates.safetensors"))
+    generator = torch.Generator().manual_seed(0)
+    save_file({k: torch.randn(v.shape, generator=generator) * 0.6 for k, v in state.items()},
+              str(folder / "gates.safetensors"), metadata={"blend_alpha": "1.0"})
+    return folder
+
+
+def test_export_parity_is_checked_against_the_gated_model_so_a_bypassed_fold_fails(tiny_run, tmp_path,
+                                                                                  monkeypatch):
+    import alpha_gate.so8 as so8
+
+    run = _strongly_gated_copy(tiny_run, tmp_path / "gated-run")
+    manifest = export_model(run, tmp_path / "ok", ["bf16"])  # the real fold: the GGUF is the gated model
+    parity_gated = manifest["files"][0]["verification"]["parity_gated"]
+    assert parity_gated["mean_abs_logprob_diff"] < manifest["parity_tolerance"]
+
+    def bypass(model):  # a broken fold: the gates are dropped, not folded; merged == GGUF, both wrong
+        so8.detach_so8_gates(model)
+        return model
+
+    monkeypatch.setattr(so8, "fold_so8_gates", bypass)
+    with pytest.raises(ValueError, match=r"differ from the trained \(gated, unmerged\) model"):
+        export_model(run, tmp_path / "broken", ["bf16"])
+    assert not (tmp_path / "broken").exists()
+
+
+def test_export_is_reused_only_under_the_same_key(tiny_run, tmp_path):
+    out = tmp_path / "export"
+    first = export_model(tiny_run, out, ["bf16"])
+    assert export_model(tiny_run, out, ["bf16"]) == first  # same inputs: reused
+    both = export_model(tiny_run, out, ["bf16", "q8_0"])  # a format list that is a superset is another key
+    assert [f["format"] for f in both["files"]] == ["bf16", "q8_0"] and both["key"] != first["key"]
+    again = export_model(tiny_run, out, ["bf16"])  # and a subset is not "covered" by it: rebuilt to the key
+    assert [f["format"] for f in again["files"]] == ["bf16"]
+    (out / again["files"][0]["path"]).write_bytes(b"damaged")  # a damaged file is never reused
+    repaired = export_model(tiny_run, out, ["bf16"])
+    assert sha256_file(out / repaired["files"][0]["path"]) == repaired["files"][0]["sha256"]

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from tasks import train as train_mod
+from tasks import fit as fit_mod
 from tasks.config import TunerSpec
 from tasks.store import read_json
-from tasks.train import resolve_lora_targets, train_variant
+from tasks.fit import resolve_lora_targets
+from tasks.train import train_variant
 from tests.conftest import tiny_model, tiny_pipeline_config
 
 
@@ -65,14 +66,17 @@ def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path
     best = min(trials, key=lambda t: t["value"])
     assert run["schedule"] == {"kind": "sigmoid", "k": best["k"], "midpoint": best["midpoint"], "base": best["base"]}
     assert run["tuner"]["trials_this_run"] == 2
-    run2 = train_variant(config, "sigmoid-bayes", tmp_path / "night2" / "sb", cache_dir=tmp_path / "cache")
-    assert run2["tuner"]["trials_total"] == 4  # the next night warm-starts from every earlier trial
+    same = train_variant(config, "sigmoid-bayes", tmp_path / "night2" / "sb", cache_dir=tmp_path / "cache")
+    assert same["tuner"]["trials_total"] == 2  # the same inputs (same key): its trials are done, none added
+    reseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 99})})
+    run2 = train_variant(reseeded, "sigmoid-bayes", tmp_path / "night3" / "sb", cache_dir=tmp_path / "cache")
+    assert run2["tuner"]["trials_total"] == 4  # another experiment: its own trials, warm-started from every earlier one
 
 
 def test_interrupted_tuning_resumes_without_redoing_trials(tiny_base_dir, tmp_path, monkeypatch):
     config = tiny_pipeline_config(tiny_base_dir, tuner=TunerSpec(n_trials=3, proxy_steps=2, n_initial_points=1))
     out = tmp_path / "sb"
-    real_fit, calls = train_mod.fit, []
+    real_fit, calls = fit_mod.fit, []
 
     def crashing_fit(*args, **kwargs):
         calls.append(1)
@@ -80,12 +84,12 @@ def test_interrupted_tuning_resumes_without_redoing_trials(tiny_base_dir, tmp_pa
             raise KeyboardInterrupt("killed")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "fit", crashing_fit)
+    monkeypatch.setattr(fit_mod, "fit", crashing_fit)
     with pytest.raises(KeyboardInterrupt):
         train_variant(config, "sigmoid-bayes", out, cache_dir=tmp_path / "cache")
     assert not out.exists() and len(read_json(tmp_path / "tuner_history.json")["trials"]) == 1
     calls.clear()
-    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: (calls.append(1), real_fit(*a, **k))[1])
+    monkeypatch.setattr(fit_mod, "fit", lambda *a, **k: (calls.append(1), real_fit(*a, **k))[1])
     run = train_variant(config, "sigmoid-bayes", out, cache_dir=tmp_path / "cache")
     assert len(calls) == 3  # two remaining proxies + the full run
     assert run["tuner"]["trials_total"] == 3

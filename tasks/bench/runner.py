@@ -153,6 +153,9 @@ def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any
         judge = opts.judge.model_dump(mode="json", exclude={"path"})
         if opts.judge.path is not None:
             judge["model_sha256"] = sha256_file(opts.judge.path)
+    for flag, path in (("--mmproj", opts.mmproj), ("the judge's model", getattr(opts.judge, "path", None))):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} file {path} does not exist.")
     mmproj = None
     if opts.mmproj is not None and suite.process_docs == "scienceqa":
         mmproj = {"sha256": sha256_file(opts.mmproj), "image_root": str(opts.image_root)}
