@@ -24,6 +24,10 @@ def _config(tmp_path, tiny_base_dir, required: str = "[]", name: str = "smoke.ya
 
 @pytest.mark.slow
 def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import tasks.fit
     import tasks.train
     from flows.compare import CompareParams, compare
 
@@ -41,11 +45,18 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     tables = {a.key for a in _artifacts("table")}
     assert "eval-base-q8-0-gsm8k" in tables and "alphagate-decision-suites" in tables
     assert len([a for a in _artifacts("progress") if a.data == 100.0]) >= 3 + 3 * 2 * 2  # 3 trainings, 12 suites
-    calls = []
-    real = tasks.train.train_variant
-    monkeypatch.setattr(tasks.train, "train_variant", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    index = json.loads((run / "index.json").read_text())["outputs"]
+    assert Path(index["linear"]["path"]).parent == (run / "store" / "train").resolve()  # outputs live by key
+    assert (run / "linear").resolve() == Path(index["linear"]["path"])  # the friendly name links to it
+    fits, bodies = [], []
+    real_fit, real_train = tasks.fit.fit, tasks.train.train_variant
+    monkeypatch.setattr(tasks.fit, "fit", lambda *a, **k: (fits.append(1), real_fit(*a, **k))[1])
+    monkeypatch.setattr(tasks.train, "train_variant", lambda *a, **k: (bodies.append(1), real_train(*a, **k))[1])
     compare(params)
-    assert calls == []  # cached: no training body ran the second time
+    assert fits == []  # nothing trained again: every output found by its key and verified
+    bodies.clear()
+    compare(params)
+    assert bodies == [] and fits == []  # from then on, plain Prefect cache hits: no task body runs at all
 
 
 @pytest.mark.slow
@@ -90,6 +101,7 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
 def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harness, tiny_base_dir, tmp_path,
                                                                             monkeypatch):
     import json
+    from pathlib import Path
 
     import tasks.dpo
     from flows.compare import CompareParams, compare
@@ -102,7 +114,8 @@ def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harn
 
     def gguf_sampler(gguf, *args):  # the test double at the model boundary: a random tiny model is never right
         sampled_from.append(str(gguf))
-        rows = [json.loads(x) for x in (run / "data" / "train.jsonl").read_text().splitlines()]
+        data = next((run / "store" / "data").glob("*/train.jsonl"))
+        rows = [json.loads(x) for x in data.read_text().splitlines()]
         gold = {r["prompt"][0]["content"]: r["completion"][0]["content"] for r in rows}
         return lambda prompt, n: [gold[prompt[0]["content"]], "<think>x</think>\n<final>-1</final>"][:n]
 
@@ -110,8 +123,9 @@ def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harn
     params = CompareParams(config=str(config), out=str(run), cache=str(tmp_path / "cache"), suites=["mmlu"],
                            formats=["bf16"], limit=2)
     result = compare(params)
-    assert sorted(sampled_from) == sorted(str(run / f"export-{v}" / f"smoke-{v}-BF16.gguf")
-                                          for v in ("linear", "sigmoid-bayes"))  # each parent's own export
+    assert sorted(str(Path(p).resolve()) for p in sampled_from) == sorted(
+        str((run / f"export-{v}" / f"smoke-{v}-BF16.gguf").resolve())
+        for v in ("linear", "sigmoid-bayes"))  # each parent's own export
     for v in ("linear", "sigmoid-bayes"):
         assert json.loads((run / f"{v}+dpo" / "run.json").read_text())["parent"]["variant"] == v
         assert (run / "eval" / f"{v}+dpo-bf16" / "mmlu.summary.json").is_file()

@@ -7,8 +7,8 @@ import pytest
 
 from tasks import fit as fit_mod
 from tasks.config import TunerSpec
-from tasks.store import read_json
 from tasks.fit import resolve_lora_targets
+from tasks.store import read_json
 from tasks.train import train_variant
 from tests.conftest import tiny_model, tiny_pipeline_config
 

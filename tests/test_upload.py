@@ -26,6 +26,15 @@ def exported(tiny_base_dir, tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def config(tiny_base_dir):
+    return tiny_pipeline_config(tiny_base_dir)
+
+
+def _with(config, spec):
+    return config.model_copy(update={"upload": spec})
+
+
 def _decision(root: Path, upload_ok=True, degradation=None) -> Path:
     record = {"models": ["linear", "sigmoid-bayes"], "winner": "linear", "upload": upload_ok,
               "reason": "linear beats sigmoid-bayes by 0.1 composite points (95% CI [0.05, 0.15]), significant.",
@@ -50,9 +59,9 @@ def _all_text(folder: Path) -> str:
     return "".join(p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def test_dry_run_writes_exactly_what_would_be_uploaded(exported, tmp_path, monkeypatch):
+def test_dry_run_writes_exactly_what_would_be_uploaded(exported, config, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    result = upload(_decision(exported), tmp_path / "stage")
+    result = upload(_decision(exported), tmp_path / "stage", config)
     assert result["dry_run"] and result["repos"] == ["alphagate/tiny-bf16", "alphagate/tiny-q8_0",
                                                      "alphagate/tiny-q4_k_m"]
     bf16 = tmp_path / "stage" / "alphagate__tiny-bf16"
@@ -69,7 +78,7 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(exported, tmp_path, monke
     assert "alphagate upload --decision" in (tmp_path / "stage" / "HOW_TO_PUBLISH.txt").read_text()
 
 
-def test_upload_round_trip_idempotence_and_no_token_leak(exported, tmp_path, hub, monkeypatch, caplog, capsys):
+def test_upload_round_trip_idempotence_and_no_token_leak(exported, config, tmp_path, hub, monkeypatch, caplog, capsys):
     from huggingface_hub import hf_hub_download
 
     from tasks.store import sha256_file
@@ -78,7 +87,7 @@ def test_upload_round_trip_idempotence_and_no_token_leak(exported, tmp_path, hub
     caplog.set_level(logging.DEBUG)
     spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
     decision = _decision(exported)
-    result = upload(decision, tmp_path / "stage", spec=spec)
+    result = upload(decision, tmp_path / "stage", _with(config, spec))
     assert not result["dry_run"] and len(hub.state.repos) == 3
     commits = {r: len(c) for r, c in hub.state.commits.items()}
     for repo in hub.state.repos:
@@ -91,20 +100,20 @@ def test_upload_round_trip_idempotence_and_no_token_leak(exported, tmp_path, hub
         assert "README.md" in files
     assert "model.safetensors" in hub.state.repos["alphagate-org/tiny-bf16"]
     assert len(hub.state.cards) >= 3 and all(c["license"] == "apache-2.0" for c in hub.state.cards)
-    upload(decision, tmp_path / "stage", spec=spec)  # unchanged content: no new commit
+    upload(decision, tmp_path / "stage", _with(config, spec))  # unchanged content: no new commit
     assert {r: len(c) for r, c in hub.state.commits.items()} == commits
     outputs = _all_text(tmp_path) + caplog.text + "".join(capsys.readouterr())
     assert TOKEN not in outputs and TOKEN not in json.dumps(hub.state.cards)
 
 
-def test_checks_happen_before_the_first_byte(exported, tmp_path, hub, monkeypatch):
+def test_checks_happen_before_the_first_byte(exported, config, tmp_path, hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
     spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
     with pytest.raises(Exception, match="Invalid user token|401"):
-        upload(_decision(exported), tmp_path / "s", spec=spec)
+        upload(_decision(exported), tmp_path / "s", _with(config, spec))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     with pytest.raises(UploadRefusedError, match="cannot write to 'someone-else'"):
-        upload(_decision(exported), tmp_path / "s", spec=spec.model_copy(update={"org": "someone-else"}))
+        upload(_decision(exported), tmp_path / "s", _with(config, spec.model_copy(update={"org": "someone-else"})))
     assert not [r for r in hub.state.requests if r[0] in ("POST", "PUT") and "whoami" not in r[1]]
 
 
@@ -119,19 +128,19 @@ def test_preflight(hub, monkeypatch):
         preflight(spec)
 
 
-def test_refusals(exported, tmp_path, monkeypatch):
+def test_refusals(exported, config, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(UploadRefusedError, match="decision says not to upload"):
-        upload(_decision(exported, upload_ok=False), tmp_path / "a")
+        upload(_decision(exported, upload_ok=False), tmp_path / "a", config)
     with pytest.raises(UploadRefusedError, match="needs a Hub token"):
-        upload(_decision(exported), tmp_path / "b", dry_run=False)
+        upload(_decision(exported), tmp_path / "b", config, dry_run=False)
     gates = tmp_path / "deg.json"
     gates.write_text(json.dumps({"vs_base": {}, "gates": {"linear/q4_k_m": {"upload": False, "reasons": ["lost 9%"]}}}))
-    result = upload(_decision(exported, degradation=gates), tmp_path / "c")
+    result = upload(_decision(exported, degradation=gates), tmp_path / "c", config)
     assert "alphagate/tiny-q4_k_m" not in result["repos"] and len(result["repos"]) == 2
 
 
-def test_a_changed_file_is_refused_before_upload(exported, tmp_path, monkeypatch):
+def test_a_changed_file_is_refused_before_upload(exported, config, tmp_path, monkeypatch):
     import shutil
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -141,4 +150,13 @@ def test_a_changed_file_is_refused_before_upload(exported, tmp_path, monkeypatch
     gguf = copy / "export-linear" / "tiny-linear-Q8_0.gguf"
     gguf.write_bytes(gguf.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(UploadRefusedError, match="does not match the export manifest"):
-        upload(_decision(copy), tmp_path / "stage")
+        upload(_decision(copy), tmp_path / "stage", config)
+
+
+def test_the_current_config_names_the_repos_not_the_one_recorded_at_training(exported, config, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    edited = config.model_copy(update={"upload": config.upload.model_copy(update={"org": "new-org",
+                                                                                  "formats": ["q8_0"]})})
+    result = upload(_decision(exported), tmp_path / "stage", edited)
+    assert result["repos"] == ["new-org/tiny-q8_0"]  # run.json still says org alphagate and three formats
