@@ -221,6 +221,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     fields = {k: v for k, v in vars(args).items() if k in CompareParams.model_fields and v is not None}
     params = CompareParams(**fields)
+    if params.formats is None:
+        from tasks.config import load_config
+
+        params = params.model_copy(update={"formats": list(load_config(params.config).export.formats)})
     # every flag and file the run reads, before any work: a bad one fails here, naming it
     validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
     sweep_staging(Path(params.out))  # what killed runs left behind

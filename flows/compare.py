@@ -43,7 +43,8 @@ class CompareParams(BaseModel):
     out: str = Field("runs/demo", description="artifact root: outputs under store/<stage>/<key>/, names beside them")
     cache: str = Field("runs/cache", description="base-model cache")
     suites: list[str] = Field(default_factory=lambda: list(SUITES))
-    formats: list[str] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"])
+    formats: list[str] | None = Field(None, description="GGUF formats (bf16 always among them); None: the config's "
+                                                          "export.formats")
     data: str = Field("sample", description="'sample' (bundled), 'shared', 'hub' or a file")
     limit: int | None = Field(None, description="items per suite (None: all)")
     judge: str | None = Field(None, description="judge YAML for ELYZA-tasks-100")
@@ -61,6 +62,8 @@ def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     from tasks.config import load_config
 
     config = load_config(params.config)
+    if params.formats is None:
+        params = params.model_copy(update={"formats": list(config.export.formats)})
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
     flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline

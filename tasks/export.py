@@ -62,8 +62,8 @@ def export_key(model: Ref, formats: list[str], spec: ExportSpec, name: str) -> t
     file-name stem; nothing else."""
     from tasks.keys import stage_key
 
-    inputs = {"model": model.sha256, "formats": _check_formats(formats), "export": spec.model_dump(mode="json"),
-              "name": name}
+    inputs = {"model": model.sha256, "formats": _check_formats(formats),
+              "export": spec.model_dump(mode="json", exclude={"formats"}), "name": name}  # formats: given explicitly
     return stage_key("export", inputs), inputs
 
 

@@ -37,16 +37,21 @@ CODE: dict[str, tuple[str, ...]] = {
 SUFFIXES = (".py", ".jsonl", ".jinja", ".yaml", ".json")
 
 
+def _locate(module: str):
+    """Where the import system finds ``module`` (a seam: tests point a package at an edited copy)."""
+    return importlib.util.find_spec(module)
+
+
 def _sources(entry: str) -> list[Path]:
     if ":" in entry:  # package data: "package:folder"
         package, folder = entry.split(":", 1)
-        spec = importlib.util.find_spec(package)
+        spec = _locate(package)
         root = Path(next(iter(spec.submodule_search_locations))) / folder if spec else None
         if root is None or not root.is_dir():
             raise FileNotFoundError(f"Code-version entry {entry!r}: folder {root} not found; the install is "
                                     "incomplete (reinstall the project).")
         return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
-    spec = importlib.util.find_spec(entry)
+    spec = _locate(entry)
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError(f"Code-version entry {entry!r} is not importable; the install is incomplete.")
     if spec.submodule_search_locations:  # a package: every module in it
