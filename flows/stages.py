@@ -361,6 +361,11 @@ def upload_task(config_path: str, decision: Ref, root: str, dry_run: bool) -> di
         outcome.update(upload(Path(decision.path) / "decision.json", tmp, config, dry_run=dry_run))
 
     ref = _produce("upload", root, inputs, build)
+    if not outcome:  # found by key: what it staged (and, for a real upload, sent) is recorded beside it
+        from tasks.store import read_json
+
+        plan = read_json(Path(ref.path) / "plan.json")
+        outcome = {"dry_run": dry_run, "staged": ref.path, "repos": [r["repo_id"] for r in plan["repos"]]}
     return {**outcome, "ref": ref}
 
 

@@ -14,7 +14,7 @@ def test_shipped_configs_validate(name):
     config = load_config(ROOT / "configs" / f"{name}.yaml")
     assert isinstance(config, PipelineConfig)
     first = (ROOT / "configs" / f"{name}.yaml").read_text().splitlines()[0]
-    assert first.startswith("# alphagate train --config configs/")  # every config starts with its command
+    assert first.startswith(f"# alphagate run --config configs/{name}.yaml")  # every config starts with its command
 
 
 def test_demo_is_offline_and_borea_is_the_gpu_target():

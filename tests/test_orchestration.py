@@ -152,10 +152,11 @@ def test_benchmark_fan_out_on_a_real_local_dask_cluster(harness, tiny_gguf, tmp_
             executed = client.run(lambda dask_worker: sorted({e[0] for e in dask_worker.state.log
                                                               if str(e[0]).startswith("eval_task")}))
         workers = {w.pid for w in cluster.scheduler.workers.values()}
-    assert done == {"tiny/bf16/mmlu": True, "tiny/bf16/arc_challenge": True, "tiny/bf16/hellaswag": True}
-    for suite in ("mmlu", "arc_challenge", "hellaswag"):
-        summary = json.loads((tmp_path / "eval" / "tiny-bf16" / f"{suite}.summary.json").read_text())
-        assert summary["scored"] == 2
+    assert set(done) == {"tiny/bf16/mmlu", "tiny/bf16/arc_challenge", "tiny/bf16/hellaswag"}
+    for key, ref in done.items():
+        suite = key.rsplit("/", 1)[1]
+        summary = json.loads((Path(ref.path) / f"{suite}.summary.json").read_text())
+        assert summary["scored"] == 2 and Path(ref.path).parent == (tmp_path / "eval" / "store" / "eval").resolve()
     assert len(workers) == 2 and os.getpid() not in workers  # separate worker processes did the work
     assert sum(len(keys) for keys in executed.values()) == 3, executed  # every suite ran on a worker
 
@@ -179,36 +180,45 @@ def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
     from prefect.states import Completed, Failed
 
     from flows.compare import train
+    from flows.stages import _train_plan
+    from tasks.store import Ref, seal, staging_dir
 
     calls = []
 
     def run_deployment(name, parameters, timeout=None):
         calls.append((name, parameters))
         assert set(parameters) == set(inspect.signature(train.fn).parameters)  # exactly what the flow takes
-        assert all(Path(v).is_absolute() for k, v in parameters.items() if k != "variant")
-        if write:  # the worker's training writes the run folder on the shared filesystem
-            Path(parameters["out_dir"]).mkdir(parents=True)
-            (Path(parameters["out_dir"]) / "run.json").write_text(json.dumps({"variant": parameters["variant"]}))
+        assert Path(parameters["config_path"]).is_absolute() and Path(parameters["root"]).is_absolute()
+        if write:  # the worker's training writes its keyed output on the shared filesystem
+            refs = {k: Ref(**parameters[k]) for k in ("data", "base")}
+            key, out = _train_plan(parameters["config_path"], parameters["variant"], root=parameters["root"], **refs)
+            with staging_dir(out) as tmp:
+                (tmp / "run.json").write_text(json.dumps({"variant": parameters["variant"]}))
+                seal(tmp, "train", key, {})
         return SimpleNamespace(id="run-1", state=Completed() if outcome == "ok" else Failed(message="boom"))
 
     monkeypatch.setattr(prefect.deployments, "run_deployment", run_deployment)
     return calls
 
 
-def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypatch, tmp_path):
+def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypatch, tmp_path, tiny_base_dir):
     from flows.stages import remote_train_task
+    from tasks.store import Ref
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
+    data, base = Ref(kind="data", key="d", path="/x/d", sha256="d" * 64), Ref(kind="base", key="b", path="/x/b",
+                                                                             sha256="b" * 64)
     calls = _fake_deployment(monkeypatch, "ok")
-    ref = remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", "run/linear", "run/data", "cache")
+    ref = remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", data, base, "run")
     assert calls[0][0] == "alphagate-train/gpu" and calls[0][1]["variant"] == "linear"
-    assert ref["path"] == "run/linear" and len(ref["sha256"]) == 64
+    assert Path(ref.path).parent == (tmp_path / "run" / "store" / "train").resolve() and len(ref.sha256) == 64
     _fake_deployment(monkeypatch, "failed")
     with pytest.raises(RuntimeError, match="alphagate-train/gpu ended Failed"):
-        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", "run2/linear", "run/data", "cache")
+        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "sigmoid-bayes", data, base, "run")
     _fake_deployment(monkeypatch, "ok", write=False)
     with pytest.raises(FileNotFoundError, match="shared mount"):
-        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", "run3/linear", "run/data", "cache")
+        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "sigmoid-bayes", data, base, "run")
 
 
 def _smoke_config(tmp_path, tiny_base_dir) -> Path:
@@ -232,31 +242,52 @@ def _run_cli(tmp_path, config: Path) -> subprocess.Popen:
                             start_new_session=True, text=True)
 
 
+def _trainings(run: Path) -> list[Path]:
+    return sorted((run / "store" / "train").glob("*/run.json"))
+
+
+def _wait_for_trainings(proc, run: Path, n: int) -> None:
+    deadline = time.monotonic() + 600
+    while len(_trainings(run)) < n:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"training {n} never finished"
+        time.sleep(0.2)
+
+
+def _staging_leftovers(run: Path) -> list[Path]:
+    return [p for p in run.rglob(".*") if ".partial-" in p.name or ".old-" in p.name or p.suffix == ".tmp"]
+
+
 @pytest.mark.slow
-def test_resume_after_the_process_is_killed_mid_run(tiny_base_dir, tmp_path):
+def test_stop_with_sigterm_then_kill_then_resume(tiny_base_dir, tmp_path):
     config = _smoke_config(tmp_path, tiny_base_dir)
     run = tmp_path / "run"
     proc = _run_cli(tmp_path, config)
-    deadline = time.monotonic() + 600
-    while not (run / "linear" / "run.json").is_file():  # the first training has finished: kill mid-pipeline
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "the first training never finished"
-        time.sleep(0.2)
+    _wait_for_trainings(proc, run, 1)  # the first training has finished: stop it mid-pipeline, politely
+    os.kill(proc.pid, signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "stopped; finished stages are kept" in output, output
+    assert "Traceback" not in output.split("alphagate: stopped")[-1]
+    assert not _staging_leftovers(run)  # what it was writing is gone; nothing half-done looks finished
+    first = _trainings(run)[0]
+    first_bytes = first.read_bytes()
+
+    proc = _run_cli(tmp_path, config)
+    _wait_for_trainings(proc, run, 2)
     os.killpg(proc.pid, signal.SIGKILL)  # the flow, its threads and the ephemeral API server, all at once
     proc.wait()
     proc.stdout.close()
-    first = (run / "linear" / "run.json").read_bytes()
-    json.loads(first)  # a finished artifact is whole
     for path in run.rglob("*.json"):  # nothing under a final name is half-written
         json.loads(path.read_text())
 
     proc = _run_cli(tmp_path, config)
     output, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, output
-    assert (run / "linear" / "run.json").read_bytes() == first  # what finished was not redone
+    assert first.read_bytes() == first_bytes  # what finished was not redone
+    assert len(_trainings(run)) == 2
     decision = json.loads((run / "decision" / "decision.json").read_text())
     assert {r["suite"] for r in decision["suites"]} == {"mmlu", "arc_challenge"}
-    assert not [p for p in run.rglob(".*") if ".partial-" in p.name or ".old-" in p.name or p.suffix == ".tmp"]
+    assert not _staging_leftovers(run)  # the killed run's staging was swept (its process is gone)
     from tasks.store import sha256_file
 
     for variant in ("linear", "sigmoid-bayes", "base"):

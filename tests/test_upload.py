@@ -160,3 +160,27 @@ def test_the_current_config_names_the_repos_not_the_one_recorded_at_training(exp
                                                                                   "formats": ["q8_0"]})})
     result = upload(_decision(exported), tmp_path / "stage", edited)
     assert result["repos"] == ["new-org/tiny-q8_0"]  # run.json still says org alphagate and three formats
+
+
+def test_the_flow_upload_stage_is_keyed_by_the_current_upload_section(exported, tiny_base_dir, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    from flows.stages import upload_task
+    from tasks.store import seal, staging_dir, verified
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with staging_dir(tmp_path / "decision") as tmp:
+        shutil.copy(_decision(exported), tmp / "decision.json")
+        seal(tmp, "decide", "k", {})
+    decision = verified(tmp_path / "decision")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: tiny\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
+    first = upload_task.fn(str(config), decision, str(tmp_path / "root"), True)
+    assert first["repos"][0].startswith("alphagate/")
+    config.write_text(config.read_text() + "upload: {org: edited-org}\n")  # edited after training
+    second = upload_task.fn(str(config), decision, str(tmp_path / "root"), True)
+    assert second["ref"].key != first["ref"].key and second["repos"][0].startswith("edited-org/")
+    plan = json.loads((Path(second["ref"].path) / "plan.json").read_text())
+    assert {r["repo_id"] for r in plan["repos"]} == {"edited-org/tiny-bf16", "edited-org/tiny-q8_0",
+                                                     "edited-org/tiny-q4_k_m"}
