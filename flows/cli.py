@@ -238,6 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"alphagate: stopped; finished stages are kept under {Path(params.out) / 'store'}. Rerun the same "
               "command to resume.", file=sys.stderr)
         sys.stderr.flush()
+        _stop_children()  # Prefect's ephemeral API server runs in a child process; exiting at once skips its atexit
         os._exit(130)
     finally:
         for sig, handler in previous.items():
@@ -249,6 +250,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_children(timeout: float = 10.0) -> None:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for child in alive:
+        child.kill()
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

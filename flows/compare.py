@@ -60,10 +60,12 @@ def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     with the config's orchestration: result storage, evaluation task runner, training deployment."""
     from flows.stages import result_storage
     from tasks.config import load_config
+    from tasks.validate import validate_run
 
-    config = load_config(params.config)
     if params.formats is None:
-        params = params.model_copy(update={"formats": list(config.export.formats)})
+        params = params.model_copy(update={"formats": list(load_config(params.config).export.formats)})
+    # every field and file the run reads, before any work (a run started from the UI gets the same checks)
+    config = validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
     flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
@@ -116,7 +118,8 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     names |= {f"eval/{k.replace('/', '-')}": ref for k, ref in results.items()}
     upload = None
     if decision["upload"]:
-        upload = upload_task(config, decision["ref"], root, not params.upload)
+        upload = upload_task(config, decision["ref"], {v: exports[v] for v in VARIANTS}, {v: runs[v] for v in VARIANTS},
+                             root, not params.upload)
         names["upload"] = upload["ref"]
     report = report_task(results, decision["ref"], degradation, {v: runs[v] for v in VARIANTS},
                          str(Path(root) / "tuner_history.json"), root)
@@ -145,6 +148,6 @@ def evaluate(files: dict[str, dict[str, str]], suites: list[str], root: str, dat
 
 
 @flow(name="alphagate-train", log_prints=True)
-def train(config_path: str, variant: str, data: Ref, base: Ref, root: str) -> Ref:
+def train(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None) -> Ref:
     """One variant's training: what the comparison sends to a GPU work pool (orchestration.train_deployment)."""
-    return train_task(config_path, variant, data, base, root)
+    return train_task(config_path, variant, data, base, root, expected_key)

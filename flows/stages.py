@@ -43,9 +43,15 @@ def keyed_cache(stage: str):
     from tasks.store import verified
 
     def key(context, parameters: dict[str, Any]) -> str | None:
-        stage_key, out = _PLANS[stage](**parameters)
+        try:
+            stage_key, out = _PLANS[stage](**parameters)
+        except Exception:  # noqa: BLE001 - no cache then; the task body raises the same error, with its message
+            return None
         ref = verified(out, stage_key)
-        return None if ref is None else hashlib.sha256(f"{stage}|{stage_key}|{ref.sha256}".encode()).hexdigest()
+        if ref is None:
+            return None
+        # the location too: a cached ref carries absolute paths, so a moved --out must not hit the old records
+        return hashlib.sha256(f"{stage}|{stage_key}|{ref.sha256}|{ref.path}".encode()).hexdigest()
 
     return key
 
@@ -127,13 +133,20 @@ def _train_plan(config_path: str, variant: str, data: Ref, base: Ref, root: str,
 
 
 @task(cache_key_fn=keyed_cache("train"), persist_result=True, retries=1, log_prints=False)
-def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str) -> Ref:
+def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None
+               ) -> Ref:
+    """``expected_key``: the key the orchestrator computed (a training sent to a work pool); a worker whose code or
+    config gives another key refuses, rather than writing where nobody looks."""
     from prefect.concurrency.sync import concurrency
 
     from tasks.store import ref_of
     from tasks.train import train_variant
 
-    out = _train_plan(config_path, variant, data, base, root)[1]
+    key, out = _train_plan(config_path, variant, data, base, root)
+    if expected_key is not None and key != expected_key:
+        raise RuntimeError(f"This worker computes the training key {key[:12]}… but the comparison expects "
+                           f"{expected_key[:12]}…: the worker runs other code or sees another config/data. Install "
+                           "the same version of the project on both machines and share the run folder.")
     with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
         train_variant(_config(config_path), variant, out, base=base, data=data,
                       history=Path(root) / "tuner_history.json")
@@ -150,7 +163,8 @@ def remote_train_task(deployment: str, config_path: str, variant: str, data: Ref
 
     key, out = _train_plan(config_path, variant, data, base, root)
     parameters = {"config_path": str(Path(config_path).resolve()), "variant": variant,
-                  "data": data.model_dump(), "base": base.model_dump(), "root": str(Path(root).resolve())}
+                  "data": data.model_dump(), "base": base.model_dump(), "root": str(Path(root).resolve()),
+                  "expected_key": key}
     run = run_deployment(deployment, parameters=parameters, timeout=None)
     if run.state is None or not run.state.is_completed():
         raise RuntimeError(f"Training {variant} on deployment {deployment} ended {run.state and run.state.name}: "
@@ -212,7 +226,7 @@ def export_task(config_path: str, model: Ref, root: str, formats: list[str], lab
     out = _export_plan(config_path, model, root, formats, label)[1]
     with _MODEL_LOCK:
         manifest = export_model(Path(model.path), out, formats, name=_export_name(config_path, label),
-                                spec=_config(config_path).export)
+                                spec=_config(config_path).export, model=model)
     return ref_of(out, **{f["format"]: f["path"] for f in manifest["files"]})
 
 
@@ -348,17 +362,23 @@ def preflight_task(config_path: str) -> str | None:
 
 
 @task
-def upload_task(config_path: str, decision: Ref, root: str, dry_run: bool) -> dict[str, Any]:
-    """Stage (dry run) or publish the winner, with the *current* config's upload section and names."""
+def upload_task(config_path: str, decision: Ref, exports: dict[str, Ref], runs: dict[str, Ref], root: str,
+                dry_run: bool) -> dict[str, Any]:
+    """Stage (dry run) or publish the winner, with the *current* config's upload section and names, from the refs of
+    this run's exports and trainings (not paths read back from the decision record)."""
     from tasks.upload import upload
 
     config = _config(config_path)
     card_config = config.model_dump(mode="json", include={"name", "base_model", "data", "export", "upload"})
-    inputs = {"decision": decision.sha256, "config": card_config, "dry_run": dry_run}
+    inputs = {"decision": decision.sha256, "config": card_config, "dry_run": dry_run,
+              "exports": {k: r.sha256 for k, r in sorted(exports.items())},
+              "runs": {k: r.sha256 for k, r in sorted(runs.items())}}
     outcome: dict[str, Any] = {}
 
     def build(tmp: Path) -> None:
-        outcome.update(upload(Path(decision.path) / "decision.json", tmp, config, dry_run=dry_run))
+        outcome.update(upload(Path(decision.path) / "decision.json", tmp, config, dry_run=dry_run,
+                              exports={k: Path(r.path) for k, r in exports.items()},
+                              runs={k: Path(r.path) for k, r in runs.items()}))
 
     ref = _produce("upload", root, inputs, build)
     if not outcome:  # found by key: what it staged (and, for a real upload, sent) is recorded beside it

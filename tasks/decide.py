@@ -59,8 +59,9 @@ COMPARABLE = ("suite_version", "prompt_sha256", "num_fewshot", "data_sha256")
 
 
 def _identity(summary: dict[str, Any]) -> dict[str, Any]:
-    inputs = summary.get("inputs", {})
-    return {**{k: summary.get(k) for k in COMPARABLE}, "limit": inputs.get("limit"), "data": inputs.get("data")}
+    """Everything an evaluation's result depends on except the model itself (the judge, context size, tags ...)."""
+    inputs = {k: v for k, v in summary.get("inputs", {}).items() if k not in ("model_sha256", "keep_reasoning")}
+    return {**{k: summary.get(k) for k in COMPARABLE}, "limit": inputs.pop("limit", None), **inputs}
 
 
 def check_comparable(loaded: dict[str, dict], folders: dict[str, Path], expected_suites: list[str] | None) -> None:

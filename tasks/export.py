@@ -77,9 +77,10 @@ def default_name(model_dir: Path) -> str:
 
 
 def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = None, *, name: str | None = None,
-                 spec: ExportSpec | None = None) -> dict[str, Any]:
+                 spec: ExportSpec | None = None, model: Ref | None = None) -> dict[str, Any]:
     """Export ``model_dir`` (a run folder or a transformers folder) into ``out_dir``; an intact export of the same key
-    is reused, anything else is rebuilt and replaced in one rename."""
+    is reused, anything else is rebuilt and replaced in one rename. ``model``: the model's ref when the caller has
+    it (the flow), else one is made from the folder (its stamp, or a hash of its files)."""
     from tasks.store import folder_ref
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -90,7 +91,7 @@ def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = Non
     wanted = _check_formats(formats or ["bf16", "q8_0", "q4_k_m"])
     spec = spec or ExportSpec()
     name = name or default_name(model_dir)
-    key, inputs = export_key(folder_ref(model_dir), wanted, spec, name)
+    key, inputs = export_key(model or folder_ref(model_dir), wanted, spec, name)
     if verified(out_dir, key):
         return read_json(out_dir / MARKER)
     with staging_dir(out_dir) as tmp:

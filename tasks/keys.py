@@ -60,10 +60,20 @@ def _sources(entry: str) -> list[Path]:
     return [Path(spec.origin)]
 
 
+# libraries whose version changes what a stage produces (the converter and runtime are llama.cpp's)
+LIBRARIES: dict[str, tuple[str, ...]] = {"export": ("transformers", "llama-cpp-python", "gguf"),
+                                         "eval": ("llama-cpp-python",), "speed": ("llama-cpp-python",)}
+
+
 @cache
 def code_version(stage: str) -> str:
-    """sha256 over the source of the code ``stage`` runs (cached for the process: code does not change under it)."""
+    """sha256 over the source of the code ``stage`` runs and the versions of the libraries listed for it (cached for
+    the process: code does not change under it)."""
+    import importlib.metadata as md
+
     digest = hashlib.sha256()
+    for library in LIBRARIES.get(stage, ()):
+        digest.update(f"{library}=={md.version(library)}\0".encode())
     for entry in CODE[stage]:
         for path in _sources(entry):
             digest.update(f"{entry}/{path.name}\0".encode() + path.read_bytes() + b"\0")

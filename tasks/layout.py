@@ -34,7 +34,7 @@ def _link(root: Path, name: str, target: Path) -> None:
     tmp = link.parent / f".{link.name}.link-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.symlink(os.path.relpath(Path(target).resolve(), link.parent.resolve()), tmp)
     os.replace(tmp, link)
 
 
@@ -52,28 +52,17 @@ def publish(root: Path, config_path: Path, refs: dict[str, Ref]) -> Path:
     return atomic_write_json(root / "index.json", index)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_staging(root: Path, pid: int | None = None) -> list[Path]:
-    """Remove staging folders under <root>/store left by processes that are gone (or by ``pid``): what a killed or
-    interrupted run leaves. Folders of live runs are kept (two runs may share one --out)."""
+    """Remove staging folders under <root>/store left by processes of this host that are gone (or by ``pid``): what
+    a killed or interrupted run leaves. Folders of live runs, and of other hosts, are kept."""
+    from tasks.store import owner_alive
+
     removed = []
     store = Path(root) / "store"
     if not store.is_dir():
         return removed
-    for partial in store.glob("*/.*.partial-*"):
-        owner = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
-        if not owner.isdigit():
-            continue
-        if int(owner) == pid or not _alive(int(owner)):
+    for partial in [*store.glob("*/.*.partial-*"), *store.glob("*/.*.old-*")]:
+        if not owner_alive(partial.name, pid):
             shutil.rmtree(partial, ignore_errors=True)
             removed.append(partial)
     return removed

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,10 +27,10 @@ from alpha_gate._io import atomic_write_json, atomic_write_text
 
 __all__ = ["atomic_write_json", "atomic_write_text", "sha256_file", "sha256_bytes", "staging_dir",
            "read_json", "Ref", "STAMP", "seal", "verified", "keyed_dir", "folder_ref", "ref_of",
-           "ResultsConflictError"]
+           "ResultsConflictError", "staging_owner", "owner_alive"]
 
 STAMP = "_stage.json"
-_MEMO: dict[tuple[str, int, int], str] = {}
+_MEMO: dict[tuple[str, int, int, int, int], str] = {}
 _MEMO_LOCK = threading.Lock()
 
 
@@ -59,7 +60,7 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
     """Streamed (never the whole file in memory); memoised per (path, size, mtime) within the process."""
     stat = os.stat(path)
-    memo_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    memo_key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     with _MEMO_LOCK:
         if memo_key in _MEMO:
             return _MEMO[memo_key]
@@ -94,7 +95,7 @@ def seal(folder: Path, stage: str, key: str, inputs: dict[str, Any]) -> None:
 
 def verified(folder: str | os.PathLike[str], key: str | None = None) -> Ref | None:
     """The folder's Ref when it holds a complete output (of ``key``, when given) whose every file still matches its
-    stamp; None otherwise (missing, another key, a file changed or gone, extra files do not count)."""
+    stamp; None otherwise (missing, another key, a file changed or gone, or a file added: readers glob folders)."""
     folder = Path(folder)
     stamp_path = folder / STAMP
     if not stamp_path.is_file():
@@ -103,8 +104,11 @@ def verified(folder: str | os.PathLike[str], key: str | None = None) -> Ref | No
         stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
         if key is not None and stamp.get("key") != key:
             return None
+        present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != STAMP}
+        if present != set(stamp["files"]):
+            return None
         for rel, digest in stamp["files"].items():
-            if not (folder / rel).is_file() or sha256_file(folder / rel) != digest:
+            if sha256_file(folder / rel) != digest:
                 return None
     except (ValueError, KeyError, TypeError, OSError):
         return None
@@ -138,16 +142,43 @@ def keyed_dir(root: str | os.PathLike[str], stage: str, key: str) -> Path:
     return Path(root) / "store" / stage / key[:24]
 
 
+def staging_owner() -> str:
+    return f"{socket.gethostname().replace('-', '_').replace('.', '_')}_{os.getpid()}"
+
+
+def owner_alive(name: str, pid: int | None = None) -> bool:
+    """Whether the process that made staging folder ``name`` may still be writing it: on another host we cannot
+    tell, so yes; here, whether its pid is alive (and is not ``pid``, a process cleaning up after itself)."""
+    try:
+        owner = name.split(".partial-" if ".partial-" in name else ".old-", 1)[1].rsplit("-", 1)[0]
+        host, number = owner.rsplit("_", 1)
+        owner_pid = int(number)
+    except (IndexError, ValueError):
+        return False  # not a name this code makes: an old layout's leftover
+    if host != staging_owner().rsplit("_", 1)[0]:
+        return True
+    if owner_pid == pid:
+        return False
+    try:
+        os.kill(owner_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def staging_dir(final: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``final`` in one rename."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    # what a killed earlier attempt left behind (one writer per target: the flow runs a stage once at a time)
+    # what a killed earlier attempt left behind; another live writer's staging (two runs may share one --out) stays
     for stale in [*final.parent.glob(f".{final.name}.partial-*"), *final.parent.glob(f".{final.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
-    # the owner's pid in the name: a later run removes staging folders of processes that are gone
-    tmp = final.parent / f".{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if not owner_alive(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+    # owner (host and pid) in the name: a later run removes staging folders of processes that are gone
+    tmp = final.parent / f".{final.name}.partial-{staging_owner()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
@@ -156,7 +187,7 @@ def staging_dir(final: Path) -> Iterator[Path]:
         raise
     old = None
     if final.exists() or final.is_symlink():
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        old = final.parent / f".{final.name}.old-{staging_owner()}-{uuid.uuid4().hex[:8]}"
         os.replace(final, old)
     os.replace(tmp, final)
     if old is not None:

@@ -29,18 +29,12 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
 
 
-def _device() -> str:
-    import torch
-
-    from tasks.fit import use_unsloth
-
-    return "cuda+unsloth" if use_unsloth() else ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def train_inputs(config: PipelineConfig, variant: str, base: Ref, data: Ref) -> dict[str, Any]:
     _check_variant(variant)
     dumped = config.model_dump(mode="json")
-    return {"variant": variant, "base": base.sha256, "data": data.sha256, "device": _device(),
+    # The device is not part of the key (like library versions, it is recorded in run.json: "backend"): a GPU
+    # worker must find the folder the orchestrator expects (orchestration.train_deployment).
+    return {"variant": variant, "base": base.sha256, "data": data.sha256,
             "config": {k: dumped[k] for k in COMMON_SECTIONS + VARIANT_SECTIONS[variant]}}
 
 

@@ -44,8 +44,13 @@ def tune_sigmoid(config: PipelineConfig, base_dir: Path, data_dir: Path, history
                          "seconds": result["train_seconds"]})
         logger.info("tuner trial %d/%d: k=%.4g midpoint=%.4g -> validation loss %.5f", i + 1,
                     config.tuner.n_trials, schedule.k, schedule.midpoint, result["final_eval_loss"])
-    best = tuner.best()
+    # the schedule comes from this experiment's own trials (run_id: the training's key, which covers the base model,
+    # data, training settings and tuner bounds); other experiments' trials in a shared history only warm-start the
+    # surrogate: their losses were measured on another objective
+    own = [t for t in tuner.trials if t.meta.get("run_id") == run_id]
+    chosen = min(own, key=lambda t: t.value)
+    best = chosen.schedule
     info = {"history_path": str(history_path), "trials_total": len(tuner.trials),
-            "trials_this_run": config.tuner.n_trials, "usable_trials": len(tuner.usable_trials),
-            "best": best.to_dict(), "best_value": min(t.value for t in tuner.usable_trials)}
+            "trials_this_run": len(own), "usable_trials": len(tuner.usable_trials),
+            "best": best.to_dict(), "best_value": chosen.value}
     return best, info

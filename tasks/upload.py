@@ -76,14 +76,16 @@ def _scores_for(label: str, fmt: str, decision: dict) -> dict[str, tuple[str, fl
     return {}
 
 
-def plan(decision_path: Path, config: PipelineConfig) -> dict[str, Any]:
+def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path] | None = None,
+         runs: dict[str, Path] | None = None) -> dict[str, Any]:
     """What would be uploaded: repos, files (with sha256 from the export manifest), cards. ``config`` is the
     *current* run's config (its upload section, names and tags): never the one recorded at training time."""
     decision = read_json(decision_path)
     if not decision.get("upload"):
         raise UploadRefusedError(f"The decision says not to upload: {decision.get('reason')}")
     winner = decision["winner"]
-    export_dir, run_dir = Path(decision["exports"].get(winner, "")), Path(decision["runs"].get(winner, ""))
+    export_dir = Path((exports or {}).get(winner) or decision["exports"].get(winner, ""))
+    run_dir = Path((runs or {}).get(winner) or decision["runs"].get(winner, ""))
     if not (export_dir / "manifest.json").is_file() or not (run_dir / "run.json").is_file():
         raise FileNotFoundError(f"The decision does not locate {winner}'s export (manifest.json) and training run "
                                 "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
@@ -97,6 +99,9 @@ def plan(decision_path: Path, config: PipelineConfig) -> dict[str, Any]:
         if gate is not None and not gate["upload"]:
             logger.warning("%s/%s held back by the upload gates: %s", winner, fmt, "; ".join(gate["reasons"]))
             continue
+        if fmt not in files_by_fmt:
+            raise UploadRefusedError(f"upload.formats lists {fmt}, but {winner}'s export has only "
+                                     f"{sorted(files_by_fmt)}; export that format too, or drop it from upload.formats.")
         entry = files_by_fmt[fmt]
         files = [{"path": entry["path"], "source": str(export_dir / entry["path"]), "sha256": entry["sha256"],
                   "format": fmt}]
@@ -151,9 +156,9 @@ def stage(the_plan: dict[str, Any], out_dir: Path) -> Path:
     return out_dir
 
 
-def upload(decision_path: Path, out_dir: Path, config: PipelineConfig, *,
-           dry_run: bool | None = None) -> dict[str, Any]:
-    the_plan = plan(decision_path, config)
+def upload(decision_path: Path, out_dir: Path, config: PipelineConfig, *, dry_run: bool | None = None,
+           exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None) -> dict[str, Any]:
+    the_plan = plan(decision_path, config, exports=exports, runs=runs)
     run_spec = the_plan["spec"]
     token = resolve_token(run_spec)
     dry = (not run_spec.enabled) if dry_run is None else dry_run
@@ -170,7 +175,8 @@ def upload(decision_path: Path, out_dir: Path, config: PipelineConfig, *,
     staged = stage(the_plan, out_dir)
     if dry:
         how = (f"Dry run: {len(the_plan['repos'])} repo(s) staged in {staged}. To publish, set HF_TOKEN (a write "
-               f"token for {run_spec.org}) and run: alphagate upload --decision {decision_path}")
+               f"token for {run_spec.org}) and run: alphagate upload --decision {decision_path} "
+               "--config <this run's config>")
         atomic_write_text(staged / "HOW_TO_PUBLISH.txt", how + "\n")
         return {"dry_run": True, "staged": str(staged), "repos": [r["repo_id"] for r in the_plan["repos"]],
                 "message": how}

@@ -69,11 +69,11 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
 
     real, calls = runner.run_suite, []
 
-    def flaky(gguf, suite, out_dir, opts=None):  # the test double: gsm8k fails once, hellaswag always
+    def flaky(gguf, suite, out_dir, opts=None, **kwargs):  # the test double: gsm8k fails once, hellaswag always
         calls.append(suite)
         if suite == "hellaswag" or (suite == "gsm8k" and calls.count("gsm8k") == 1):
             raise RuntimeError(f"injected failure in {suite}")
-        return real(gguf, suite, out_dir, opts)
+        return real(gguf, suite, out_dir, opts, **kwargs)
 
     monkeypatch.setattr(runner, "run_suite", flaky)
     params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),

@@ -38,6 +38,9 @@ def test_an_output_is_reused_only_intact_and_under_its_own_key(tmp_path):
     _output(out)
     (out / "_stage.json").write_text("{not json")
     assert verified(out, "k1") is None
+    _output(out)
+    (out / "extra.summary.json").write_text("{}")  # readers glob folders: an added file is not this output
+    assert verified(out, "k1") is None
 
 
 def test_a_half_written_output_never_looks_finished(tmp_path):
@@ -62,14 +65,14 @@ def test_stage_keys_hash_inputs_and_code(tmp_path, monkeypatch):
     spec = importlib.machinery.ModuleSpec("alpha_gate", None, origin=str(copy / "__init__.py"), is_package=True)
     spec.submodule_search_locations = [str(copy)]
     keys.code_version.cache_clear()
-    before = keys.stage_key("train", {"a": 1})
+    before, speed_before = keys.stage_key("train", {"a": 1}), keys.stage_key("speed", {"a": 1})
     monkeypatch.setattr(keys, "_locate", lambda name: spec if name == "alpha_gate" else real(name))
     keys.code_version.cache_clear()
     assert keys.stage_key("train", {"a": 1}) == before  # an identical copy: same code, same key
     (copy / "pet.py").write_text((copy / "pet.py").read_text() + "\n# edited\n")
     keys.code_version.cache_clear()
     assert keys.stage_key("train", {"a": 1}) != before
-    assert keys.stage_key("speed", {"a": 1}) == keys.stage_key("speed", {"a": 1})
+    assert keys.stage_key("speed", {"a": 1}) == speed_before  # a stage that does not run alpha_gate: unchanged
     monkeypatch.setattr(keys, "_locate", lambda name: None)
     keys.code_version.cache_clear()
     with pytest.raises(ModuleNotFoundError, match="not importable; the install is incomplete"):
@@ -93,17 +96,33 @@ def test_a_pinned_hub_revision_is_used_offline_and_an_unpinned_one_must_resolve(
         keys.hub_revision("org/x", "main", "dataset")
 
 
-def test_sweep_removes_staging_of_dead_processes_only(tmp_path):
+def test_sweep_removes_staging_of_dead_processes_of_this_host_only(tmp_path):
     from tasks.layout import sweep_staging
+    from tasks.store import staging_owner
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
+    host = staging_owner().rsplit("_", 1)[0]
     store = tmp_path / "store" / "train"
-    (store / f".abc.partial-{dead}-1234abcd").mkdir(parents=True)
-    (store / f".def.partial-{os.getpid()}-1234abcd").mkdir()
-    assert [p.name for p in sweep_staging(tmp_path)] == [f".abc.partial-{dead}-1234abcd"]
-    assert (store / f".def.partial-{os.getpid()}-1234abcd").is_dir()  # a live run's staging is left alone
-    assert len(sweep_staging(tmp_path, pid=os.getpid())) == 1 and list(store.iterdir()) == []
+    (store / f".abc.partial-{host}_{dead}-1234abcd").mkdir(parents=True)
+    (store / f".def.partial-{host}_{os.getpid()}-1234abcd").mkdir()
+    (store / f".ghi.partial-otherhost_{dead}-1234abcd").mkdir()  # a worker on another machine, shared mount
+    assert [p.name for p in sweep_staging(tmp_path)] == [f".abc.partial-{host}_{dead}-1234abcd"]
+    assert (store / f".def.partial-{host}_{os.getpid()}-1234abcd").is_dir()  # a live run's staging is left alone
+    assert len(sweep_staging(tmp_path, pid=os.getpid())) == 1
+    assert [p.name for p in store.iterdir()] == [f".ghi.partial-otherhost_{dead}-1234abcd"]
+
+
+def test_a_live_writers_staging_folder_is_not_taken_away(tmp_path):
+    from tasks.store import staging_owner
+
+    final = tmp_path / "store" / "eval" / "k"
+    final.parent.mkdir(parents=True)
+    other = final.parent / f".k.partial-{staging_owner().rsplit('_', 1)[0]}_1-abcdefgh"  # pid 1 is always alive
+    other.mkdir()
+    with staging_dir(final) as tmp:
+        (tmp / "a").write_text("x")
+    assert other.is_dir() and (final / "a").is_file()
 
 
 def test_friendly_names_link_to_the_store_and_old_folders_are_moved_aside(tmp_path):
@@ -135,8 +154,8 @@ def test_eval_refuses_to_overwrite_results_of_another_model(smollm2_gguf, tiny_g
     assert run_suite(smollm2_gguf, "mmlu", out, RunOptions(limit=2)) == first  # same key: reused
     with pytest.raises(ResultsConflictError, match=r"already holds mmlu results of other inputs .* --replace"):
         run_suite(tiny_gguf[0], "mmlu", out, RunOptions(limit=2))
-    with pytest.raises(ResultsConflictError, match="limit|other inputs"):
-        run_suite(smollm2_gguf, "mmlu", out, RunOptions(limit=3))
+    with pytest.raises(ResultsConflictError, match=r"model sha256 [0-9a-f]{12}…, suite version 1"):
+        run_suite(smollm2_gguf, "mmlu", out, RunOptions(limit=3))  # the same model, other items: refused too
     assert json.loads((out / "mmlu.summary.json").read_text())["key"] == first["key"]  # untouched
     other = run_suite(tiny_gguf[0], "mmlu", out, RunOptions(limit=2), replace=True)
     assert other["key"] != first["key"] and other["model_sha256"] != first["model_sha256"]

@@ -189,7 +189,7 @@ def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
         calls.append((name, parameters))
         assert set(parameters) == set(inspect.signature(train.fn).parameters)  # exactly what the flow takes
         assert Path(parameters["config_path"]).is_absolute() and Path(parameters["root"]).is_absolute()
-        if write:  # the worker's training writes its keyed output on the shared filesystem
+        if write and outcome == "ok":  # the worker's training writes its keyed output on the shared filesystem
             refs = {k: Ref(**parameters[k]) for k in ("data", "base")}
             key, out = _train_plan(parameters["config_path"], parameters["variant"], root=parameters["root"], **refs)
             with staging_dir(out) as tmp:
@@ -219,6 +219,19 @@ def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypat
     _fake_deployment(monkeypatch, "ok", write=False)
     with pytest.raises(FileNotFoundError, match="shared mount"):
         remote_train_task.fn("alphagate-train/gpu", "c.yaml", "sigmoid-bayes", data, base, "run")
+
+
+def test_a_worker_whose_key_differs_refuses_to_train(tmp_path, tiny_base_dir):
+    from flows.stages import train_task
+    from tasks.store import Ref
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
+    data, base = Ref(kind="data", key="d", path="/x/d", sha256="d" * 64), Ref(kind="base", key="b", path="/x/b",
+                                                                             sha256="b" * 64)
+    with pytest.raises(RuntimeError, match="computes the training key .* expects 000000000000"):
+        train_task.fn(str(config), "linear", data, base, str(tmp_path / "run"), expected_key="0" * 64)
+    assert not (tmp_path / "run").exists()
 
 
 def _smoke_config(tmp_path, tiny_base_dir) -> Path:

@@ -16,6 +16,7 @@ from tasks.bench.metrics import char_f1, gsm8k_extract, reasoning_audit, split_t
 from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data, suite_path
 from tasks.progress import Progress
 from tasks.store import (
+    STAMP,
     ResultsConflictError,
     atomic_write_json,
     atomic_write_text,
@@ -215,6 +216,9 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
         return summary
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"--out {out_dir} is a file; results need a folder.")
+    if (out_dir / STAMP).is_file():
+        raise ResultsConflictError(f"--out {out_dir} is a sealed pipeline output (it holds {STAMP}); adding results "
+                                   "there would change it. Choose another --out.")
     if (previous := _reusable(out_dir, suite_name, key, replace)) is not None:
         return previous
     _check_writable(out_dir)
@@ -240,7 +244,7 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
 
     suite = load_suite(suite_name)
     source = resolve_data(suite, opts.data)
-    docs = load_docs(suite, opts.data, opts.limit)
+    docs = load_docs(suite, opts.data, opts.limit, commit=inputs["data"].get("commit"))
     num_fewshot = inputs["num_fewshot"]
     judge = vision = None
     if opts.judge is not None and "judge_grade" in suite.metrics:

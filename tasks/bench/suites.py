@@ -204,8 +204,10 @@ def resolve_data(suite: SuiteSpec, data: str | Path | None) -> Path | str:
     return path
 
 
-def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | None = None) -> list[dict]:
-    """Canonical documents in source order, each with its 0-based ``index`` and ``origin``."""
+def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | None = None,
+              commit: str | None = None) -> list[dict]:
+    """Canonical documents in source order, each with its 0-based ``index`` and ``origin``. ``commit``: the Hub
+    commit already resolved for a result's key, so the items read are the ones the key names."""
     source = resolve_data(suite, data)
     hook = HOOKS[suite.process_docs]
     if source == "hub":
@@ -213,7 +215,7 @@ def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | Non
 
         from tasks.keys import hub_revision
 
-        commit = hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset")
+        commit = commit or hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset")
         rows = datasets.load_dataset(suite.dataset.hub_id, suite.dataset.hub_config, split=suite.dataset.split,
                                      revision=commit)
         raw = ((f"{suite.dataset.hub_id}[{suite.dataset.split}]#{i}", dict(r)) for i, r in enumerate(rows))
