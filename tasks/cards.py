@@ -8,19 +8,25 @@ from typing import Any
 
 import yaml
 
-DATASETS = {"mmlu": ("MMLU", "cais/mmlu"), "arc_challenge": ("ARC-Challenge", "allenai/ai2_arc"),
-            "hellaswag": ("HellaSwag", "Rowan/hellaswag"), "gsm8k": ("GSM8K", "openai/gsm8k"),
-            "elyza_tasks_100": ("ELYZA-tasks-100", "elyza/ELYZA-tasks-100"),
-            "scienceqa": ("ScienceQA", "derek-thomas/ScienceQA")}
+
+def _dataset(suite: str) -> tuple[str, str] | None:
+    """(display name, Hub dataset id) as the suite declares them (configs/suites/<suite>.yaml)."""
+    from tasks.bench.suites import suite_names
+    from tasks.decide import suite_role
+
+    if suite not in suite_names():
+        return None
+    role = suite_role(suite)
+    return role.title, role.dataset.hub_id
 FORMAT_NAME = {"bf16": "BF16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
 
 
 def model_index(repo: str, scores: dict[str, tuple[str, float]]) -> list[dict[str, Any]]:
     """scores: suite -> (metric, value), measured on this very format; nothing else is claimed."""
     results = [{"task": {"type": "text-generation", "name": "Text Generation"},
-                "dataset": {"name": DATASETS[s][0], "type": DATASETS[s][1]},
+                "dataset": {"name": dataset[0], "type": dataset[1]},
                 "metrics": [{"type": metric, "value": round(value, 4), "name": metric}]}
-               for s, (metric, value) in sorted(scores.items()) if s in DATASETS]
+               for s, (metric, value) in sorted(scores.items()) if (dataset := _dataset(s))]
     return [{"name": repo, "results": results}] if results else []
 
 

@@ -144,6 +144,9 @@ class DecisionSpec(Strict):
     seed: int = 0
     on_not_significant: Literal["no_upload", "upload_best"] = "no_upload"
     required_suites: list[str] = Field(default_factory=list)
+    # a judged suite (ELYZA) is compared on judge grades only; when the judge failed on more than this share of
+    # either side's items the suite is marked failed (never scored by another metric for one side)
+    max_judge_failure_share: float = Field(0.2, ge=0.0, le=1.0)
     # upload gates: a format is held back when its composite is significantly below the base model's by more
     # than max_drop_vs_base (composite points), or a quantization lost more than max_quant_loss of its BF16 score
     max_drop_vs_base: float = Field(0.02, ge=0.0)

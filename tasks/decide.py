@@ -1,7 +1,18 @@
 """Winner selection from per-item records: composite score, paired bootstrap CI of the difference,
 McNemar's exact test (binary suites) or Wilcoxon signed-rank (graded/continuous suites), Holm across
-suites, and a decision rule for the not-significant case. "Significant" means both: the composite
-difference's 95% CI excludes 0 and at least one suite's paired test survives Holm.
+suites, and a sign-aware significance rule.
+
+A winner is *significant* only when all hold: the composite difference's 95% CI excludes 0, at least one
+suite's paired test survives Holm in the composite's direction, and no suite survives Holm against it. When
+suites significantly point both ways (or against the composite) the outcome is "mixed"; otherwise "not
+significant", with the reason. A suite with too few paired items for its test ever to reach p < alpha is
+reported as such.
+
+Each suite's role (its one primary metric, composite group, display name) is declared in its YAML
+(configs/suites/*.yaml) and is the same for both sides: a judged suite (ELYZA) is compared on judge grades over
+the items both sides were graded on; when the judge failed on more than decision.max_judge_failure_share of
+either side's items, the suite is marked failed (named in the record), never scored by another metric for one
+side. When neither side was judged, its ``primary_without_judge`` metric is used for both.
 
 Inputs are result folders holding ``NAME.jsonl`` + ``NAME.summary.json`` per suite (tasks/bench/runner.py).
 Items are paired by ``index``; only items scored for both models count (skipped or judge-failed items
@@ -16,25 +27,75 @@ from typing import Any
 
 import numpy as np
 
+from tasks.bench.metrics import METRICS
 from tasks.config import DecisionSpec
 from tasks.store import atomic_write_json, atomic_write_text, read_json
 
-CORE = ("mmlu", "gsm8k", "hellaswag", "arc_challenge")
-# suite -> (record field of its primary per-item score, binary?)
-PRIMARY = {"mmlu": ("correct", True), "arc_challenge": ("correct_norm", True), "hellaswag": ("correct_norm", True),
-           "gsm8k": ("correct_flexible", True), "scienceqa": ("correct", True)}
+
+def suite_role(suite: str):
+    """The suite's declared role (configs/suites/<suite>.yaml): title, group, primary metric."""
+    from tasks.bench import suites
+
+    path = suites.suite_path(suite)
+    stamp = (str(path), path.stat().st_mtime_ns) if path.is_file() else (str(path), None)
+    if stamp not in _ROLES:
+        _ROLES[stamp] = suites.load_suite(suite)  # a clear error for an unknown suite
+    return _ROLES[stamp]
 
 
-def item_scores(records: list[dict], suite: str) -> tuple[dict[int, float], bool, str]:
-    """index -> score in [0, 1] for scored items; (scores, binary, metric name)."""
-    if suite == "elyza_tasks_100":
-        graded = [r for r in records if not r.get("skipped") and r.get("judge_grade") is not None]
-        if graded:  # the judge's 1-5 scale mapped to [0, 1]
-            return {r["index"]: (r["judge_grade"] - 1) / 4 for r in graded}, False, "judge_grade"
-        return {r["index"]: float(r["char_f1"]) for r in records if not r.get("skipped")}, False, "char_f1"
-    field, binary = PRIMARY[suite]
-    return {r["index"]: float(r[field]) for r in records if not r.get("skipped") and r.get(field) is not None}, \
-        binary, field
+_ROLES: dict[tuple[str, int | None], Any] = {}
+
+
+def was_judged(entry: dict[str, Any]) -> bool:
+    """Whether a judge was configured for this result (its summary names one, or any item carries a grade or a
+    judge error)."""
+    return bool(entry.get("summary", {}).get("judge")) or any(
+        r.get("judge_grade") is not None or r.get("judge_error") for r in entry["records"])
+
+
+def metric_for(suite: str, entry: dict[str, Any]) -> str:
+    """The metric one side of a suite is scored by (a report, a degradation row): its primary metric, or for a
+    judged suite with no judge, its primary_without_judge."""
+    role = suite_role(suite)
+    if role.judged and role.primary == "judge_grade" and not was_judged(entry) and role.primary_without_judge:
+        return role.primary_without_judge
+    return role.primary
+
+
+def item_scores(records: list[dict], suite: str, metric: str | None = None) -> tuple[dict[int, float], bool, str]:
+    """index -> score in [0, 1] for the items scored by ``metric`` (default: the suite's metric for these
+    records); (scores, binary, metric name)."""
+    metric = metric or metric_for(suite, {"records": records})
+    spec = METRICS[metric]
+    return ({r["index"]: spec.value(r[spec.field]) for r in records
+             if not r.get("skipped") and r.get(spec.field) is not None}, spec.binary, metric)
+
+
+def paired_metric(suite: str, a: dict[str, Any], b: dict[str, Any], spec: DecisionSpec) -> tuple[str, str | None]:
+    """(the one metric both sides of ``suite`` are compared by, or the reason the suite failed)."""
+    role = suite_role(suite)
+    if not role.judged or role.primary != "judge_grade":
+        return role.primary, None
+    judged = (was_judged(a), was_judged(b))
+    if not any(judged):
+        return role.primary_without_judge or role.primary, None
+    if not all(judged):
+        return role.primary, "judged for one side only (evaluate both with the same --judge)"
+    for side, entry in (("A", a), ("B", b)):
+        scored = [r for r in entry["records"] if not r.get("skipped")]
+        failed = sum(1 for r in scored if r.get("judge_grade") is None)
+        if scored and failed / len(scored) > spec.max_judge_failure_share:
+            return role.primary, (f"the judge failed on {failed} of {len(scored)} items for side {side} (more than "
+                                  f"decision.max_judge_failure_share = {spec.max_judge_failure_share:.0%})")
+        if not scored:
+            return role.primary, f"side {side} has no scored item"
+    return role.primary, None
+
+
+def min_attainable_p(n: int) -> float:
+    """The smallest two-sided p McNemar's exact test or the exact Wilcoxon signed-rank test can give on ``n``
+    paired items (every item differing, all one way): 2 * 0.5**n."""
+    return 1.0 if n <= 0 else min(1.0, 2.0 ** (1 - n))
 
 
 def load_results(folder: Path) -> dict[str, dict[str, Any]]:
@@ -85,27 +146,26 @@ def check_comparable(loaded: dict[str, dict], folders: dict[str, Path], expected
                              + ". Re-evaluate both with the same suite version, data and limit.")
 
 
-def speed_score(results: dict[str, dict], spec: DecisionSpec) -> float:
-    """min(generation tokens/s / reference, 1): capped so speed can never dominate."""
-    rates = [r["summary"]["timings"]["generation_tokens_per_s"] for r in results.values()
-             if r["summary"]["timings"].get("generation_tokens_per_s")]
-    return min((sum(rates) / len(rates)) / spec.speed_reference_tok_s, 1.0) if rates else 0.0
-
-
 def _groups(suites: list[str]) -> dict[str, list[str]]:
-    return {"elyza": [s for s in suites if s == "elyza_tasks_100"], "core": [s for s in suites if s in CORE],
-            "scienceqa": [s for s in suites if s == "scienceqa"]}
+    groups: dict[str, list[str]] = {"elyza": [], "core": [], "scienceqa": []}
+    for s in suites:
+        groups[suite_role(s).group].append(s)
+    return groups
 
 
-def composite(suite_means: dict[str, float], speed: float, spec: DecisionSpec) -> float:
-    """Weighted sum over the groups present; weights renormalised over what is present."""
+def composite(suite_means: dict[str, float], speed: float | None, spec: DecisionSpec) -> float:
+    """Weighted sum over the groups present; weights renormalised over what is present. ``speed`` None: no speed
+    term (not measured on its own, or a quality-only comparison such as the degradation gates)."""
     parts, weights = {}, {}
     for group, members in _groups(list(suite_means)).items():
         if members:
             parts[group] = sum(suite_means[s] for s in members) / len(members)
             weights[group] = spec.weights[group]
-    parts["speed"], weights["speed"] = speed, spec.weights["speed"]
+    if speed is not None:
+        parts["speed"], weights["speed"] = speed, spec.weights["speed"]
     total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"decision.weights give every present group weight 0 ({sorted(parts)}); nothing to compare.")
     return sum(weights[g] * parts[g] for g in parts) / total
 
 
@@ -143,42 +203,65 @@ def speed_from_benchmark(samples: tuple[list[float], list[float]], spec: Decisio
 
 def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
             speed: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
-    """Paired comparison of model A and B over the suites both completed. ``speed``: tokens/s samples of
-    A and B from tasks/bench/speed.py (else the evaluation timings are used)."""
+    """Paired comparison of model A and B over the suites both completed, each on its one declared metric.
+    ``speed``: tokens/s samples of A and B from tasks/bench/speed.py; None leaves the speed term out (it is
+    never taken from evaluation timings, which are measured under parallel load)."""
     from statsmodels.stats.multitest import multipletests
 
     suites = sorted(set(results_a) & set(results_b))
     if not suites:
         raise ValueError("The two models have no completed suite in common; nothing to compare.")
-    paired, rows = {}, []
+    paired, rows, failed = {}, [], {}
     for suite in suites:
-        sa, binary, metric = item_scores(results_a[suite]["records"], suite)
-        sb, _, _ = item_scores(results_b[suite]["records"], suite)
+        metric, failure = paired_metric(suite, results_a[suite], results_b[suite], spec)
+        if failure:
+            failed[suite] = failure
+            continue
+        sa, binary, _ = item_scores(results_a[suite]["records"], suite, metric)
+        sb, _, _ = item_scores(results_b[suite]["records"], suite, metric)
         common = sorted(set(sa) & set(sb))
         a, b = np.array([sa[i] for i in common]), np.array([sb[i] for i in common])
-        test, p = paired_test(a, b, binary) if len(common) else ("none", 1.0)
+        if not len(common):
+            failed[suite] = "no item was scored for both sides"
+            continue
+        test, p = paired_test(a, b, binary)
         paired[suite] = (a, b)
+        mean_a, mean_b = float(a.mean()), float(b.mean())
+        min_p = min_attainable_p(len(common))
         rows.append({"suite": suite, "metric": metric, "n_paired": len(common),
-                     "dropped": max(len(sa), len(sb)) - len(common), "a": float(a.mean()) if len(a) else None,
-                     "b": float(b.mean()) if len(b) else None, "test": test, "p_value": p})
-    adjusted = multipletests([r["p_value"] for r in rows], alpha=spec.alpha, method="holm")[1]
-    for row, p_adj in zip(rows, adjusted, strict=True):
-        row["p_holm"], row["significant"] = float(p_adj), bool(p_adj < spec.alpha)
+                     "dropped": max(len(sa), len(sb)) - len(common), "a": mean_a, "b": mean_b,
+                     "direction": "a" if mean_a > mean_b else "b" if mean_b > mean_a else "tie",
+                     "test": test, "p_value": p, "min_attainable_p": min_p,
+                     "can_reach_significance": bool(min_p < spec.alpha)})
+    if rows:
+        adjusted = multipletests([r["p_value"] for r in rows], alpha=spec.alpha, method="holm")[1]
+        for row, p_adj in zip(rows, adjusted, strict=True):
+            row["p_holm"] = float(p_adj)
+            row["significant"] = bool(p_adj < spec.alpha and row["direction"] != "tie")
+    used = [r["suite"] for r in rows]
     if speed is not None:
         speed_a, speed_b, speed_info = speed_from_benchmark(speed, spec)
     else:
-        speed_a, speed_b = speed_score(results_a, spec), speed_score(results_b, spec)
-        speed_info = {"source": "evaluation timings (measured under parallel load: noisy)"}
-    comp_a = composite({s: paired[s][0].mean() for s in suites}, speed_a, spec)
-    comp_b = composite({s: paired[s][1].mean() for s in suites}, speed_b, spec)
-    lo, hi = _bootstrap_diff(paired, suites, speed_a, speed_b, spec)
-    return {"suites": rows, "composite_a": float(comp_a), "composite_b": float(comp_b), "diff": float(comp_a - comp_b),
-            "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
+        speed_a = speed_b = None
+        speed_info = {"source": "not measured on its own: the speed term is left out"}
+    if not used:
+        return {"suites": rows, "failed_suites": failed, "composite_a": None, "composite_b": None, "diff": 0.0,
+                "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
+    comp_a = composite({s: paired[s][0].mean() for s in used}, speed_a, spec)
+    comp_b = composite({s: paired[s][1].mean() for s in used}, speed_b, spec)
+    lo, hi = _bootstrap_diff(paired, used, speed, speed_info, spec)
+    return {"suites": rows, "failed_suites": failed, "composite_a": float(comp_a), "composite_b": float(comp_b),
+            "diff": float(comp_a - comp_b), "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b,
+            "speed": speed_info}
 
 
-def _bootstrap_diff(paired, suites, speed_a, speed_b, spec: DecisionSpec) -> tuple[float, float]:
-    """Percentile CI of composite(A) - composite(B); each suite's items resampled jointly for A and B."""
+def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec) -> tuple[float, float]:
+    """Percentile CI of composite(A) - composite(B); each suite's items resampled jointly for A and B (paired),
+    and, when the speeds differ significantly, each model's speed samples resampled too (they are not paired).
+    Tied speeds get one pooled value for both: they add nothing to the difference."""
     rng = np.random.default_rng(spec.seed)
+    cap = lambda rate: min(rate / spec.speed_reference_tok_s, 1.0)  # noqa: E731
+    samples = None if speed is None else [np.asarray(x, dtype=float) for x in speed]
     diffs = np.empty(spec.bootstrap)
     for k in range(spec.bootstrap):
         means_a, means_b = {}, {}
@@ -186,8 +269,38 @@ def _bootstrap_diff(paired, suites, speed_a, speed_b, spec: DecisionSpec) -> tup
             a, b = paired[s]
             idx = rng.integers(0, len(a), len(a))
             means_a[s], means_b[s] = a[idx].mean(), b[idx].mean()
-        diffs[k] = composite(means_a, speed_a, spec) - composite(means_b, speed_b, spec)
+        if samples is None:
+            sp_a = sp_b = None
+        elif speed_info["tied"]:
+            sp_a = sp_b = cap(float(np.concatenate(samples).mean()))
+        else:
+            sp_a, sp_b = (cap(float(x[rng.integers(0, len(x), len(x))].mean())) for x in samples)
+        diffs[k] = composite(means_a, sp_a, spec) - composite(means_b, sp_b, spec)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def _favour(suites: list[str]) -> str:
+    return f"{', '.join(suites)} significantly favour{'s' if len(suites) == 1 else ''}"
+
+
+def significance(rows: list[dict[str, Any]], ci: list[float], winner: str, loser: str,
+                 names: dict[str, str]) -> tuple[str, str]:
+    """The sign-aware rule: (outcome, why). outcome is "significant", "mixed" or "not significant"; ``ci`` is the
+    CI of the winner's margin; ``names`` maps the rows' direction ("a"/"b") to model names."""
+    for_ = [r["suite"] for r in rows if r["significant"] and names[r["direction"]] == winner]
+    against = [r["suite"] for r in rows if r["significant"] and names[r["direction"]] == loser]
+    if against:
+        return "mixed", (f"{_favour(against)} {loser} (Holm)" + (f" while {_favour(for_)} {winner}" if for_ else
+                                                                " against the composite")
+                         + ", so neither is a significant winner")
+    if ci[0] <= 0:
+        return "not significant", "the composite CI includes 0"
+    if not for_:
+        never = [r["suite"] for r in rows if not r["can_reach_significance"]]
+        return "not significant", ("the CI excludes 0, but no suite's paired test survives Holm in that direction"
+                                   + (f" ({', '.join(never)}: too few paired items ever to reach significance)"
+                                      if never else ""))
+    return "significant", f"{_favour(for_)} {winner} (Holm), none against"
 
 
 def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = None, *,
@@ -199,8 +312,8 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
     ``exports``/``runs`` (label -> export folder / training run folder) are recorded so that
     `alphagate upload --decision FILE` finds what to publish; ``degradation`` adds the upload gates.
     ``expected_suites``: what the run meant to evaluate; any of them not complete for both models is named
-    in the record (``missing_suites``) and in the reason; a missing *required* suite means no winner.
-    ``speed``: a speed.json of tasks/bench/speed.py measuring both labels."""
+    in the record (``missing_suites``) and in the reason; a missing or failed *required* suite means no winner.
+    ``speed``: a speed.json of tasks/bench/speed.py measuring both labels (without it, no speed term)."""
     if len(results) != 2:
         raise ValueError(f"decide compares exactly two models; got {sorted(results)}.")
     (name_a, dir_a), (name_b, dir_b) = sorted(results.items())
@@ -211,44 +324,62 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
               for s in sorted(set(expected_suites or []) | set(spec.required_suites))}
     absent = {s: models for s, models in absent.items() if models}
     record: dict[str, Any] = {"models": [name_a, name_b], "missing_required": missing,
-                              "missing_suites": absent,
+                              "missing_suites": absent, "failed_suites": {},
                               "results": {k: str(Path(v).resolve()) for k, v in results.items()},
                               "exports": {k: str(Path(v).resolve()) for k, v in (exports or {}).items()},
                               "runs": {k: str(Path(v).resolve()) for k, v in (runs or {}).items()},
                               "degradation": str(Path(degradation).resolve()) if degradation else None}
     if missing:
-        record.update(winner=None, upload=False, significant=False,
+        record.update(winner=None, upload=False, significant=False, outcome="no winner",
                       reason=f"Required suite(s) {missing} are missing, so no winner is picked.")
+        return _write(record, out_dir)
+    samples = None
+    if speed is not None:
+        models = read_json(Path(speed))["models"]
+        if not {name_a, name_b} <= set(models):
+            raise ValueError(f"{speed} measures {sorted(models)}, not both of {[name_a, name_b]}; rerun the speed "
+                             "benchmark on the two models being compared.")
+        samples = (models[name_a]["tokens_per_s"], models[name_b]["tokens_per_s"])
+    cmp = compare(loaded[name_a], loaded[name_b], spec, speed=samples)
+    failed = cmp["failed_suites"]
+    failed_note = ("" if not failed else " Failed suites (left out): "
+                   + "; ".join(f"{s}: {why}" for s, why in failed.items()) + ".")
+    failed_required = sorted(set(failed) & set(spec.required_suites))
+    if failed_required or not cmp["suites"]:
+        record.update(cmp, winner=None, upload=False, significant=False, outcome="no winner",
+                      reason=(f"Required suite(s) {failed_required} failed" if failed_required else
+                              "No suite could be compared") + ", so no winner is picked." + failed_note)
+        return _write(record, out_dir)
+    lo, hi = cmp["diff_ci95"]
+    a_wins = cmp["diff"] > 0
+    winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
+    margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
+    names = {"a": name_a, "b": name_b, "tie": ""}
+    for row in cmp["suites"]:
+        favoured = names[row["direction"]]
+        row["verdict"] = (("supports " if favoured == winner else "against ") + winner if row["significant"] else
+                          "cannot reach significance" if not row["can_reach_significance"] else "not significant")
+    if cmp["diff"] == 0:
+        record.update(cmp, winner=None, margin=0.0, margin_ci95=ci, significant=False, upload=False, outcome="tie",
+                      reason="The two models score exactly the same composite: a tie, so nothing is uploaded."
+                      + failed_note)
     else:
-        samples = None
-        if speed is not None:
-            models = json.loads(Path(speed).read_text(encoding="utf-8"))["models"]
-            if not {name_a, name_b} <= set(models):
-                raise ValueError(f"{speed} measures {sorted(models)}, not both of {[name_a, name_b]}; rerun the speed "
-                                 "benchmark on the two models being compared.")
-            samples = (models[name_a]["tokens_per_s"], models[name_b]["tokens_per_s"])
-        cmp = compare(loaded[name_a], loaded[name_b], spec, speed=samples)
-        lo, hi = cmp["diff_ci95"]
-        a_wins = cmp["diff"] > 0
-        winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
-        margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
-        # Both must agree: the percentile bootstrap alone is anti-conservative when few items differ
-        # (4 discordant items all one way: CI excludes 0, McNemar's exact p = 0.125).
-        significant = ci[0] > 0 and any(r["significant"] for r in cmp["suites"])
+        outcome, why = significance(cmp["suites"], ci, winner, loser, names)
+        significant = outcome == "significant"
         upload = significant or spec.on_not_significant == "upload_best"
-        reason = (f"{winner} beats {loser} by {margin:.4f} composite points (95% CI [{ci[0]:.4f}, {ci[1]:.4f}]), "
-                  + ("a significant difference." if significant else
-                     "but the difference is not significant ("
-                     + ("the CI includes 0" if ci[0] <= 0 else "the CI excludes 0, but no suite's paired test "
-                                                                "survives Holm") + ")"
-                     + ("; the rule uploads the better one anyway." if upload else "; the rule is: no upload.")))
-        record.update(cmp, winner=winner if cmp["diff"] != 0 else None, margin=margin, margin_ci95=ci,
-                      significant=bool(significant), upload=bool(upload and cmp["diff"] != 0), reason=reason)
-        if cmp["diff"] == 0:
-            record["reason"] = "The two models score exactly the same composite: a tie, so nothing is uploaded."
-        if absent:
-            record["reason"] += (" Decided on the complete suites only; missing: "
-                                 + "; ".join(f"{s} (for {', '.join(m)})" for s, m in absent.items()) + ".")
+        reason = (f"{winner} beats {loser} by {margin:.4f} composite points (95% CI [{ci[0]:.4f}, {ci[1]:.4f}]): "
+                  + ("a significant difference: " + why + "." if significant else
+                     f"{outcome}: {why}" + ("; the rule uploads the better one anyway." if upload else
+                                            "; the rule is: no upload.")))
+        record.update(cmp, winner=winner, margin=margin, margin_ci95=ci, significant=significant, upload=upload,
+                      outcome=outcome, reason=reason + failed_note)
+    if absent:
+        record["reason"] += (" Decided on the complete suites only; missing: "
+                             + "; ".join(f"{s} (for {', '.join(m)})" for s, m in absent.items()) + ".")
+    return _write(record, out_dir)
+
+
+def _write(record: dict[str, Any], out_dir: Path | None) -> dict[str, Any]:
     if out_dir is not None:
         atomic_write_json(Path(out_dir) / "decision.json", record)
         atomic_write_text(Path(out_dir) / "decision.md", decision_markdown(record))
@@ -257,17 +388,22 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
 
 def decision_markdown(record: dict[str, Any]) -> str:
     lines = ["# Decision", "", f"**{record['reason']}**", "",
-             f"Upload: {'yes' if record['upload'] else 'no'}", ""]
+             f"Outcome: {record.get('outcome', 'n/a')}. Upload: {'yes' if record['upload'] else 'no'}.", ""]
     if record.get("missing_suites"):
         lines += ["Missing suites (failed or not run): "
                   + ", ".join(f"{s} ({', '.join(m)})" for s, m in record["missing_suites"].items()), ""]
+    if record.get("failed_suites"):
+        lines += ["Failed suites (left out of the comparison): "
+                  + "; ".join(f"{s}: {why}" for s, why in record["failed_suites"].items()), ""]
     if record.get("suites"):
         a, b = record["models"]
-        lines += [f"| suite | metric | n | {a} | {b} | test | p | p (Holm) | significant |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| suite | metric | n | {a} | {b} | favours | test | p | p (Holm) | rule |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in record["suites"]:
-            sig = "yes" if r["significant"] else "no"
+            favours = {"a": a, "b": b}.get(r["direction"], "tie")
             lines.append(f"| {r['suite']} | {r['metric']} | {r['n_paired']} | {r['a']:.4f} | {r['b']:.4f} | "
-                         f"{r['test']} | {r['p_value']:.4g} | {r['p_holm']:.4g} | {sig} |")
-        lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}."]
+                         f"{favours} | {r['test']} | {r['p_value']:.4g} | {r['p_holm']:.4g} | {r.get('verdict', '')} |")
+        if record.get("composite_a") is not None:
+            lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}. "
+                      f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,14 @@ BF16 of the same model) and the upload gates that follow from it.
 Result folders are labelled "<model>/<format>" (e.g. "base/bf16", "linear/q4_k_m"). Per suite: the
 degradation rate (base - model) / base * 100 (undefined when base scores 0), a 95% CI of the model's
 score (Wilson for proportions, bootstrap for means), the paired test of tasks/decide.py with Holm across
-suites, and a flag when the model is significantly worse.
+suites, and a flag when the model is significantly worse. Composites here are quality only: speed is not a
+quality, and evaluation timings (measured under parallel load) are never used. Each suite is scored by its one
+declared metric (tasks/decide.py), the same for both sides.
+
+Gates hold a format back only on evidence: the composite is *significantly* below the base model's by more than
+decision.max_drop_vs_base (the lower end of the drop's CI exceeds it), or a quantization's loss against its BF16
+is significantly above decision.max_quant_loss (the lower end of the loss share's CI exceeds it). One flipped item
+in five is noise, not a 20% loss.
 """
 
 from __future__ import annotations
@@ -36,17 +43,18 @@ def _ci(values: np.ndarray, binary: bool, seed: int) -> list[float] | None:
 
 def against(reference: dict, model: dict, spec: DecisionSpec) -> dict[str, Any]:
     """How much ``model`` lost against ``reference`` (both: suite -> records/summary)."""
-    cmp = compare(reference, model, spec)  # diff = reference - model
+    cmp = compare(reference, model, spec)  # diff = reference - model; no speed term
     for row in cmp["suites"]:
         suite = row["suite"]
-        scores, binary, _ = item_scores(model[suite]["records"], suite)
+        scores, binary, _ = item_scores(model[suite]["records"], suite, row["metric"])
         row["model_ci95"] = _ci(np.array(list(scores.values())), binary, spec.seed)
         base = row["a"]
         row["degradation_pct"] = None if not base else (base - row["b"]) / base * 100
         row["flagged"] = bool(row["significant"] and row["b"] < base)
     lo, hi = cmp["diff_ci95"]
-    return {"suites": cmp["suites"], "reference_composite": cmp["composite_a"], "composite": cmp["composite_b"],
-            "composite_drop": cmp["diff"], "composite_drop_ci95": [lo, hi],
+    return {"suites": cmp["suites"], "failed_suites": cmp["failed_suites"], "reference_composite": cmp["composite_a"],
+            "composite": cmp["composite_b"], "composite_drop": cmp["diff"], "composite_drop_ci95": [lo, hi],
+            "speed": "not part of degradation (quality only)",
             "flagged_suites": [r["suite"] for r in cmp["suites"] if r["flagged"]]}
 
 
@@ -73,16 +81,23 @@ def analyze(results: dict[str, Path], spec: DecisionSpec, base_model: str = "bas
 def gate(report: dict[str, Any], label: str, spec: DecisionSpec) -> dict[str, Any]:
     reasons = []
     vs_base = report["vs_base"][label]
+    if vs_base["composite"] is None:
+        return {"upload": False, "reasons": ["no suite could be compared with the base model"]}
     if vs_base["composite_drop_ci95"][0] > spec.max_drop_vs_base:  # significantly below by more than the margin
         reasons.append(f"composite {vs_base['composite']:.4f} is below the base model's "
                        f"{vs_base['reference_composite']:.4f} by more than {spec.max_drop_vs_base} "
                        f"(drop CI [{vs_base['composite_drop_ci95'][0]:.4f}, {vs_base['composite_drop_ci95'][1]:.4f}])")
     vs_bf16 = report["vs_bf16"].get(label)
-    if vs_bf16 and vs_bf16["reference_composite"] > 0:
-        share = vs_bf16["composite_drop"] / vs_bf16["reference_composite"]
-        if share > spec.max_quant_loss:
-            reasons.append(f"the quantization lost {share:.1%} of its BF16 composite (limit {spec.max_quant_loss:.0%})")
-    return {"upload": not reasons, "reasons": reasons}
+    quant = None
+    if vs_bf16 and vs_bf16["reference_composite"]:
+        ref = vs_bf16["reference_composite"]
+        lo, hi = (x / ref for x in vs_bf16["composite_drop_ci95"])
+        quant = {"loss_share": vs_bf16["composite_drop"] / ref, "loss_share_ci95": [lo, hi],
+                 "limit": spec.max_quant_loss}
+        if lo > spec.max_quant_loss:  # the loss is significantly beyond the limit, not one flipped item
+            reasons.append(f"the quantization lost {quant['loss_share']:.1%} of its BF16 composite (CI "
+                           f"[{lo:.1%}, {hi:.1%}], limit {spec.max_quant_loss:.0%})")
+    return {"upload": not reasons, "reasons": reasons, "quantization": quant}
 
 
 def write_analysis(results: dict[str, Path], spec: DecisionSpec, out_dir: Path) -> dict[str, Any]:

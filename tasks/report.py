@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from tasks.bench.metrics import summarize
-from tasks.decide import item_scores, load_results
+from tasks.decide import item_scores, load_results, suite_role
 from tasks.store import atomic_write_text
 
-METRIC_NAME = {"correct": "acc", "correct_norm": "acc_norm", "correct_flexible": "exact_match_flexible",
-               "judge_grade": "judge_grade (1-5 -> 0-1)", "char_f1": "char_f1"}
-CATEGORY_SUITES = ("mmlu", "scienceqa")  # subjects; other suites' labels are too fine to break down
-LM_EVAL_TASKS = {"arc_challenge": "arc_challenge", "hellaswag": "hellaswag", "gsm8k": "gsm8k"}
+
+def _lm_eval_suite(task: str) -> str | None:
+    """Our suite for an lm-eval task name, as the suites declare it (configs/suites/*.yaml: lm_eval_tasks)."""
+    from fnmatch import fnmatchcase
+
+    from tasks.bench.suites import suite_names
+
+    return next((s for s in suite_names() for pattern in suite_role(s).lm_eval_tasks if fnmatchcase(task, pattern)),
+                None)
 
 
 def import_lm_eval(folder: Path) -> dict[str, dict[str, Any]]:
@@ -26,7 +31,7 @@ def import_lm_eval(folder: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(folder).rglob("samples_*.jsonl")):
         task = path.name[len("samples_"):].rsplit("_", 1)[0]
-        suite = "mmlu" if task.startswith("mmlu_") else LM_EVAL_TASKS.get(task)
+        suite = _lm_eval_suite(task)
         if suite is None:
             continue
         entry = out.setdefault(suite, {"records": [], "summary": {"timings": {}, "source": "lm-eval"}})
@@ -65,11 +70,11 @@ def score_table(results: dict[str, Path]):
             scores, binary, metric = item_scores(data["records"], suite)
             s = summarize(list(scores.values()), binary)
             if s["n"]:
-                rows.append({"label": label, "suite": suite, "metric": METRIC_NAME.get(metric, metric),
+                rows.append({"label": label, "suite": suite, "metric": metric,
                              "mean": s["mean"], "lo": max(0.0, s["ci95"][0]), "hi": min(1.0, s["ci95"][1]),
                              "n": s["n"]})  # all primary metrics live in [0, 1]
             by_cat: dict[str, list[float]] = {}
-            for r in data["records"] if suite in CATEGORY_SUITES else []:
+            for r in data["records"] if suite_role(suite).category_field else []:  # e.g. MMLU subjects
                 if r.get("category") and r["index"] in scores:
                     by_cat.setdefault(r["category"], []).append(scores[r["index"]])
             cats += [{"label": label, "suite": suite, "category": c, "mean": sum(v) / len(v), "n": len(v)}

@@ -99,13 +99,96 @@ def test_missing_optional_suites_are_named_and_the_rest_decides(tmp_path):
 
 
 def test_judge_failures_drop_out_of_the_pair(tmp_path):
-    grades_a = [{"index": i, "judge_grade": g, "char_f1": 0.5} for i, g in enumerate([5, 4, None, 5])]
-    grades_b = [{"index": i, "judge_grade": g, "char_f1": 0.5} for i, g in enumerate([2, 1, 3, 1])]
+    grades_a = [{"index": i, "judge_grade": g, "char_f1": 0.5} for i, g in enumerate([5, 4, None, 5, 4, 5])]
+    grades_b = [{"index": i, "judge_grade": g, "char_f1": 0.5} for i, g in enumerate([2, 1, 3, 1, 2, 1])]
     _write(tmp_path / "a", "elyza_tasks_100", grades_a)
     _write(tmp_path / "b", "elyza_tasks_100", grades_b)
-    row = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)["suites"][0]
-    assert row["metric"] == "judge_grade" and row["n_paired"] == 3 and row["dropped"] == 1
+    row = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)["suites"][0]  # 1 failure in 6: under 20%
+    assert row["metric"] == "judge_grade" and row["n_paired"] == 5 and row["dropped"] == 1
     assert row["test"] == "wilcoxon_signed_rank"
+
+
+def test_a_side_whose_judge_failed_is_not_scored_by_another_metric(tmp_path):
+    """Counterexample: A's ELYZA items carry judge grades, B's judge failed on every item. A naive rule scores B by
+    char-F1 under the same label and compares two metrics; here the suite fails, named, and the rest decides."""
+    _write(tmp_path / "a", "elyza_tasks_100", [{"index": i, "judge_grade": 2, "char_f1": 0.1} for i in range(40)])
+    _write(tmp_path / "b", "elyza_tasks_100", [{"index": i, "judge_grade": None, "judge_error": "timeout",
+                                                "char_f1": 0.9} for i in range(40)])
+    _write(tmp_path / "a", "mmlu", _mc([1, 0] * 20))
+    _write(tmp_path / "b", "mmlu", _mc([1, 0] * 20))
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, tmp_path / "out")
+    assert "elyza_tasks_100" in record["failed_suites"] and "40 of 40" in record["failed_suites"]["elyza_tasks_100"]
+    assert [r["suite"] for r in record["suites"]] == ["mmlu"] and record["winner"] is None
+    assert "Failed suites" in (tmp_path / "out" / "decision.md").read_text()
+    required = decide({"a": tmp_path / "a", "b": tmp_path / "b"},
+                      SPEC.model_copy(update={"required_suites": ["elyza_tasks_100"]}))
+    assert required["winner"] is None and required["outcome"] == "no winner" and "failed" in required["reason"]
+
+
+def test_unjudged_elyza_uses_char_f1_for_both_sides(tmp_path):
+    _write(tmp_path / "a", "elyza_tasks_100", [{"index": i, "judge_grade": None, "char_f1": 0.9} for i in range(30)])
+    _write(tmp_path / "b", "elyza_tasks_100", [{"index": i, "judge_grade": None, "char_f1": 0.2} for i in range(30)])
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    assert record["suites"][0]["metric"] == "char_f1" and record["winner"] == "a" and record["significant"]
+
+
+def test_a_significant_suite_against_the_composite_makes_it_mixed(tmp_path):
+    """Counterexample 1 of issue 13: A wins 5 ELYZA items by a wide judge margin (Wilcoxon p = 0.0625: cannot be
+    significant), B wins MMLU on 200 items (McNemar p < 0.001). The composite favours A (ELYZA weighs 0.4, and a
+    bootstrap over 5 identical differences has no width), so a rule of `CI excludes 0 and any suite significant`
+    says "A, significant"; the sign-aware rule says mixed, and no upload."""
+    _write(tmp_path / "a", "elyza_tasks_100", [{"index": i, "judge_grade": 5, "char_f1": 0.5} for i in range(5)])
+    _write(tmp_path / "b", "elyza_tasks_100", [{"index": i, "judge_grade": 1, "char_f1": 0.5} for i in range(5)])
+    _write(tmp_path / "a", "mmlu", _mc([1] * 100 + [0] * 100))
+    _write(tmp_path / "b", "mmlu", _mc([1] * 100 + [1] * 30 + [0] * 70))
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, tmp_path / "out")
+    rows = {r["suite"]: r for r in record["suites"]}
+    assert record["winner"] == "a" and record["margin_ci95"][0] > 0  # what fooled the old rule
+    assert rows["mmlu"]["significant"] and rows["mmlu"]["direction"] == "b" and rows["mmlu"]["p_holm"] < 0.001
+    assert rows["elyza_tasks_100"]["p_value"] == pytest.approx(0.0625)
+    assert not rows["elyza_tasks_100"]["can_reach_significance"]
+    assert rows["elyza_tasks_100"]["verdict"] == "cannot reach significance"
+    assert rows["mmlu"]["verdict"] == "against a"
+    assert record["outcome"] == "mixed" and not record["significant"] and not record["upload"]
+    assert "mmlu significantly favours b" in record["reason"]
+    md = (tmp_path / "out" / "decision.md").read_text()
+    assert "Outcome: mixed" in md and "| mmlu | acc | 200 |" in md and "against a" in md
+
+
+def test_significant_needs_a_suite_in_the_composites_direction(tmp_path):
+    # many items, all tiny one-way differences in graded ELYZA: the CI excludes 0 but Wilcoxon cannot on 5 items
+    _write(tmp_path / "a", "elyza_tasks_100", [{"index": i, "judge_grade": 5, "char_f1": 0.5} for i in range(5)])
+    _write(tmp_path / "b", "elyza_tasks_100", [{"index": i, "judge_grade": 4, "char_f1": 0.5} for i in range(5)])
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    assert record["winner"] == "a" and record["margin_ci95"][0] > 0
+    assert record["outcome"] == "not significant" and not record["upload"]
+    assert "too few paired items" in record["reason"]
+    # the same direction with enough items: significant
+    _write(tmp_path / "c", "elyza_tasks_100", [{"index": i, "judge_grade": 5, "char_f1": 0.5} for i in range(30)])
+    _write(tmp_path / "d", "elyza_tasks_100", [{"index": i, "judge_grade": 4 - i % 2, "char_f1": 0.5}
+                                               for i in range(30)])
+    record = decide({"c": tmp_path / "c", "d": tmp_path / "d"}, SPEC)
+    assert record["outcome"] == "significant" and record["significant"] and record["upload"]
+    assert record["suites"][0]["verdict"] == "supports c"
+
+
+def test_min_attainable_p():
+    from tasks.decide import min_attainable_p
+
+    assert min_attainable_p(5) == 0.0625 and min_attainable_p(6) == 0.03125 and min_attainable_p(0) == 1.0
+    # what the tests really give when every pair differs one way
+    a, b = np.ones(6), np.zeros(6)
+    assert paired_test(a, b, binary=True)[1] == pytest.approx(min_attainable_p(6))
+    assert paired_test(a + 1, b, binary=False)[1] == pytest.approx(min_attainable_p(6))
+
+
+def test_evaluation_timings_never_move_the_composite(tmp_path):
+    """Without isolated speed samples there is no speed term: timings measured under parallel load do not count."""
+    _write(tmp_path / "a", "mmlu", _mc([1, 0] * 20), gen_tok_s=500.0)
+    _write(tmp_path / "b", "mmlu", _mc([1, 0] * 20), gen_tok_s=5.0)
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    assert record["diff"] == 0 and record["winner"] is None and record["speed_a"] is None
+    assert "left out" in record["speed"]["source"]
 
 
 def test_bad_weights_are_an_error():

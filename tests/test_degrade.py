@@ -39,9 +39,29 @@ def test_degradation_rates_flags_and_gates(tmp_path):
     q4 = {r["suite"]: r for r in report["vs_bf16"]["linear/q4_k_m"]["suites"]}
     assert q4["mmlu"]["degradation_pct"] == pytest.approx(100.0) and q4["mmlu"]["flagged"]
     assert q4["mmlu"]["model_ci95"][0] == 0.0
-    assert report["gates"]["linear/bf16"] == {"upload": True, "reasons": []}
+    assert report["gates"]["linear/bf16"] == {"upload": True, "reasons": [], "quantization": None}
     assert not report["gates"]["linear/q4_k_m"]["upload"]
     assert any("lost" in r for r in report["gates"]["linear/q4_k_m"]["reasons"])
+
+
+def test_one_flipped_item_in_five_is_not_a_quantization_loss(tmp_path):
+    """Counterexample: with a point estimate, one item of five flipping by quantization is a 20% loss and blocks
+    the upload (limit 5%); its CI says the loss may be anything from none to most, so the gate holds nothing."""
+    results = _setup(tmp_path, {"base/bf16": {"mmlu": [1] * 5}, "linear/bf16": {"mmlu": [1] * 5},
+                                "linear/q8_0": {"mmlu": [1, 1, 1, 1, 0]}})
+    gate = analyze(results, SPEC)["gates"]["linear/q8_0"]
+    assert gate["quantization"]["loss_share"] == pytest.approx(0.2) and gate["quantization"]["loss_share_ci95"][0] <= 0
+    assert gate["upload"] and gate["reasons"] == []
+
+
+def test_degradation_is_quality_only(tmp_path):
+    """Evaluation timings (a quantized model decodes faster; parallel load adds noise) never enter the gates."""
+    results = _setup(tmp_path, {"base/bf16": {"mmlu": [1, 0] * 10}, "linear/bf16": {"mmlu": [1, 0] * 10}})
+    for label, rate in (("base_bf16", 500.0), ("linear_bf16", 1.0)):
+        (tmp_path / label / "mmlu.summary.json").write_text(json.dumps(
+            {"timings": {"generation_tokens_per_s": rate}}))
+    vs_base = analyze(results, SPEC)["vs_base"]["linear/bf16"]
+    assert vs_base["composite_drop"] == 0 and vs_base["composite_drop_ci95"] == [0.0, 0.0]
 
 
 def test_bootstrap_ci_for_graded_means(tmp_path):

@@ -167,19 +167,20 @@ def test_the_flow_upload_stage_is_keyed_by_the_current_upload_section(exported, 
     import shutil
 
     from flows.stages import upload_task
-    from tasks.store import seal, staging_dir, verified
+    from tasks.store import folder_ref, seal, staging_dir, verified
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    exports, runs = {"linear": folder_ref(exported / "export-linear")}, {"linear": folder_ref(exported / "linear")}
     with staging_dir(tmp_path / "decision") as tmp:
         shutil.copy(_decision(exported), tmp / "decision.json")
         seal(tmp, "decide", "k", {})
     decision = verified(tmp_path / "decision")
     config = tmp_path / "c.yaml"
     config.write_text(f"name: tiny\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
-    first = upload_task.fn(str(config), decision, str(tmp_path / "root"), True)
+    first = upload_task.fn(str(config), decision, exports, runs, str(tmp_path / "root"), True)
     assert first["repos"][0].startswith("alphagate/")
     config.write_text(config.read_text() + "upload: {org: edited-org}\n")  # edited after training
-    second = upload_task.fn(str(config), decision, str(tmp_path / "root"), True)
+    second = upload_task.fn(str(config), decision, exports, runs, str(tmp_path / "root"), True)
     assert second["ref"].key != first["ref"].key and second["repos"][0].startswith("edited-org/")
     plan = json.loads((Path(second["ref"].path) / "plan.json").read_text())
     assert {r["repo_id"] for r in plan["repos"]} == {"edited-org/tiny-bf16", "edited-org/tiny-q8_0",

@@ -6,7 +6,26 @@ import hashlib
 import math
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class Metric(NamedTuple):
+    """A per-item metric: the record field holding it, whether it is 0/1, and the [lo, hi] scale it is mapped
+    from onto [0, 1] for composites (judge grades 1-5)."""
+    field: str
+    binary: bool
+    scale: tuple[float, float] = (0.0, 1.0)
+
+    def value(self, raw: Any) -> float:
+        lo, hi = self.scale
+        return (float(raw) - lo) / (hi - lo)
+
+
+# every metric a suite may declare (configs/suites/*.yaml: metrics, primary)
+METRICS = {"acc": Metric("correct", True), "acc_norm": Metric("correct_norm", True),
+           "exact_match_strict": Metric("correct_strict", True),
+           "exact_match_flexible": Metric("correct_flexible", True),
+           "char_f1": Metric("char_f1", False), "judge_grade": Metric("judge_grade", False, (1.0, 5.0))}
 
 # lm-eval gsm8k filters: "strict-match" and "flexible-extract" (last number in the text)
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from tasks.bench.metrics import char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
+from tasks.bench.metrics import METRICS, char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
 from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data, suite_path
 from tasks.progress import Progress
 from tasks.store import (
@@ -109,18 +109,13 @@ def score_generation(engine, suite, doc, context: str, opts: RunOptions, judge) 
     return record
 
 
-METRIC_FIELDS = {"acc": ("correct", True), "acc_norm": ("correct_norm", True),
-                 "exact_match_strict": ("correct_strict", True), "exact_match_flexible": ("correct_flexible", True),
-                 "char_f1": ("char_f1", False), "judge_grade": ("judge_grade", False)}
-
-
 def summarize_records(suite: SuiteSpec, records: list[dict]) -> dict[str, Any]:
     scored = [r for r in records if not r.get("skipped")]
     metrics = {}
     for name in suite.metrics:
-        key, binary = METRIC_FIELDS[name]
-        values = [float(r[key]) for r in scored if r.get(key) is not None]
-        metrics[name] = summarize(values, binary)
+        metric = METRICS[name]  # summaries keep each metric on its own scale (judge grades 1-5)
+        values = [float(r[metric.field]) for r in scored if r.get(metric.field) is not None]
+        metrics[name] = summarize(values, metric.binary)
     out: dict[str, Any] = {"metrics": metrics, "items": len(records), "scored": len(scored),
                            "skipped": len(records) - len(scored)}
     if "judge_grade" in suite.metrics:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES_DIR = ROOT / "configs" / "suites"
@@ -64,7 +64,31 @@ class SuiteSpec(BaseModel):
     num_fewshot: int = Field(0, ge=0)
     generation: GenerationSpec | None = None
     metrics: list[str]
-    category_field: str | None = None
+    category_field: str | None = None  # per-category breakdowns in the report (e.g. MMLU subjects)
+    # the suite's role, read by the runner, decision, degradation gates, report and model cards:
+    title: str  # its display name (cards, report)
+    group: Literal["core", "elyza", "scienceqa"]  # the composite group whose weight it shares (decision.weights)
+    primary: str  # the one metric the decision compares, the same for both sides
+    primary_without_judge: str | None = None  # for judged suites: the metric used when no side was judged
+    lm_eval_tasks: list[str] = Field(default_factory=list)  # lm-eval task names (fnmatch) whose samples map here
+
+    @model_validator(mode="after")
+    def _known_metrics(self):
+        from tasks.bench.metrics import METRICS
+
+        for name in [*self.metrics, self.primary, *([self.primary_without_judge] if self.primary_without_judge
+                                                      else [])]:
+            if name not in METRICS:
+                raise ValueError(f"suite {self.name}: unknown metric {name!r}; known: {sorted(METRICS)}")
+        if self.primary not in self.metrics or (self.primary_without_judge
+                                                and self.primary_without_judge not in self.metrics):
+            raise ValueError(f"suite {self.name}: primary metric {self.primary!r} (and primary_without_judge) must be "
+                             f"one of its metrics {self.metrics}")
+        return self
+
+    @property
+    def judged(self) -> bool:
+        return "judge_grade" in self.metrics
 
     def prompt_hash(self) -> str:
         """Hash of everything that shapes a prompt: bump ``version`` when it changes."""
