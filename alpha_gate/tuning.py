@@ -13,6 +13,11 @@ Every tell is appended to a JSON history (written atomically). A new tuner on th
 warm-starts from every earlier trial. Each ask rebuilds the optimizer from the history with the same
 seed, so a proposal depends only on (history, seed, settings): a resumed or next-night process
 proposes exactly what an uninterrupted one would have.
+
+A history may be shared by several experiments (another base model, data, learning rate, proxy length...):
+their objectives differ, so a tuner built with ``fingerprint=`` (a digest of everything its objective depends
+on) stamps it on every trial it tells and learns from, counts and picks ``best()`` among only the trials with
+that fingerprint. Other trials (and old ones without a fingerprint) stay in the file, untouched and unused.
 """
 
 from __future__ import annotations
@@ -84,7 +89,8 @@ class SigmoidBayesTuner:
 
     def __init__(self, k_bounds=(1.0, 30.0), midpoint_bounds=(0.1, 0.9),
                  history_path: str | Path | None = None, seed: int = 0, *,
-                 base: float = PHI_MINUS_2, n_initial_points: int = 5, k_prior: str = "log-uniform"):
+                 base: float = PHI_MINUS_2, n_initial_points: int = 5, k_prior: str = "log-uniform",
+                 fingerprint: str | None = None):
         self.k_bounds = _check_bounds("k_bounds", k_bounds, 0.0, math.inf, open_hi=True)
         self.midpoint_bounds = _check_bounds("midpoint_bounds", midpoint_bounds, 0.0, 1.0, open_hi=True)
         SigmoidSchedule(1.0, 0.5, base)  # validates base with the schedule's own message
@@ -92,7 +98,10 @@ class SigmoidBayesTuner:
             raise ValueError(f"n_initial_points must be >= 1; got {n_initial_points}.")
         if k_prior not in ("uniform", "log-uniform"):
             raise ValueError(f"k_prior must be 'uniform' or 'log-uniform'; got {k_prior!r}.")
+        if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
+            raise ValueError(f"fingerprint must be a non-empty string or None; got {fingerprint!r}.")
         self.base, self.seed, self.n_initial_points, self.k_prior = base, int(seed), n_initial_points, k_prior
+        self.fingerprint = fingerprint
         self.history_path = Path(history_path) if history_path is not None else None
         exists = self.history_path is not None and self.history_path.exists()
         self._trials: list[Trial] = _load_trials(self.history_path) if exists else []
@@ -110,10 +119,18 @@ class SigmoidBayesTuner:
         (klo, khi), (mlo, mhi) = self.k_bounds, self.midpoint_bounds
         return self._same_base(t) and klo <= t.k <= khi and mlo <= t.midpoint <= mhi
 
+    def _same_experiment(self, t: Trial) -> bool:
+        return self.fingerprint is None or t.meta.get("fingerprint") == self.fingerprint
+
+    @property
+    def experiment_trials(self) -> list[Trial]:
+        """Trials of this tuner's experiment: all of them without a fingerprint, else those carrying it."""
+        return [t for t in self._trials if self._same_experiment(t)]
+
     @property
     def usable_trials(self) -> list[Trial]:
-        """Trials the surrogate learns from: same base and inside the current bounds."""
-        return [t for t in self._trials if self._in_space(t)]
+        """Trials the surrogate learns from: this experiment's, same base and inside the current bounds."""
+        return [t for t in self._trials if self._in_space(t) and self._same_experiment(t)]
 
     def _save(self) -> None:
         if self.history_path is None:
@@ -159,8 +176,13 @@ class SigmoidBayesTuner:
         if not math.isfinite(value):
             raise ValueError(f"The objective for {schedule} must be a finite number; got {value}. "
                              "If the proxy run diverged, report that run as failed instead of telling it.")
+        meta = dict(meta or {})
+        if self.fingerprint is not None:
+            if meta.setdefault("fingerprint", self.fingerprint) != self.fingerprint:
+                raise ValueError(f"meta fingerprint {meta['fingerprint']!r} differs from this tuner's "
+                                 f"{self.fingerprint!r}; tell it to a tuner of that experiment.")
         trial = Trial(schedule.k, schedule.midpoint, schedule.base, value,
-                      datetime.now(UTC).isoformat(timespec="seconds"), dict(meta or {}))
+                      datetime.now(UTC).isoformat(timespec="seconds"), meta)
         if not self._in_space(trial):
             raise ValueError(f"{schedule} lies outside this tuner's space (k in {self.k_bounds}, "
                              f"midpoint in {self.midpoint_bounds}, base {self.base}).")
@@ -169,8 +191,9 @@ class SigmoidBayesTuner:
         return trial
 
     def best(self) -> SigmoidSchedule:
-        """The measured schedule with the lowest objective among trials with this tuner's base."""
-        candidates = [t for t in self._trials if self._same_base(t)]
+        """The measured schedule with the lowest objective among this experiment's trials with this tuner's base."""
+        candidates = [t for t in self._trials if self._same_base(t) and self._same_experiment(t)]
         if not candidates:
-            raise RuntimeError("No trials with this base have been told yet; ask, measure and tell first.")
+            scope = "" if self.fingerprint is None else f" and fingerprint {self.fingerprint[:12]}"
+            raise RuntimeError(f"No trials with this base{scope} have been told yet; ask, measure and tell first.")
         return min(candidates, key=lambda t: t.value).schedule

@@ -92,9 +92,10 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
                                       "counts": read_json(data_dir / "data_manifest.json")["counts"]}}
     if variant == "linear":
         schedule = LinearSchedule(config.linear.start)
-    else:  # trials of this key are resumed after a kill; other keys' trials only warm-start the tuner
+    else:  # trials of this experiment's fingerprint (not the seed) are resumed/reused; other experiments' are ignored
         history = config.tuner.history_path or history or out_dir.parent / "tuner_history.json"
-        schedule, extra["tuner"] = tune_sigmoid(config, base_dir, data_dir, history, run_id=key)
+        schedule, extra["tuner"] = tune_sigmoid(config, base_dir, data_dir, history, run_id=key,
+                                                base_sha256=base.sha256, data_sha256=data.sha256)
     with staging_dir(out_dir) as tmp:
         from tasks.fit import fit
 

@@ -63,6 +63,7 @@ def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path
     run = train_variant(config, "sigmoid-bayes", tmp_path / "night1" / "sb", cache_dir=tmp_path / "cache")
     trials = read_json(history)["trials"]
     assert len(trials) == 2 and all(t["meta"]["proxy_steps"] == 2 for t in trials)
+    assert {t["meta"]["fingerprint"] for t in trials} == {run["tuner"]["fingerprint"]}
     best = min(trials, key=lambda t: t["value"])
     assert run["schedule"] == {"kind": "sigmoid", "k": best["k"], "midpoint": best["midpoint"], "base": best["base"]}
     assert run["tuner"]["trials_this_run"] == 2
@@ -70,7 +71,9 @@ def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path
     assert same["tuner"]["trials_total"] == 2  # the same inputs (same key): its trials are done, none added
     reseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 99})})
     run2 = train_variant(reseeded, "sigmoid-bayes", tmp_path / "night3" / "sb", cache_dir=tmp_path / "cache")
-    assert run2["tuner"]["trials_total"] == 4  # another experiment: its own trials, warm-started from every earlier one
+    # another seed is a replicate of the same experiment (same fingerprint): its trials count, none are re-measured
+    assert run2["tuner"]["trials_total"] == 2 and run2["tuner"]["fingerprint"] == run["tuner"]["fingerprint"]
+    assert run2["schedule"] == run["schedule"] and run2["key"] != run["key"]
 
 
 def test_interrupted_tuning_resumes_without_redoing_trials(tiny_base_dir, tmp_path, monkeypatch):
