@@ -65,10 +65,7 @@ def base_ref(spec: BaseModelSpec, cache_dir: Path) -> Ref:
         key = stage_key("base", {"local_content": content, "chat_template": template})
         return Ref(kind="base", key=key, path=str(spec.local_dir.resolve()), sha256=key)
     if spec.hub_id is not None:
-        commit = hub_revision(spec.hub_id, spec.revision, "model",
-                              pin="pin base_model.revision in the config to a 40-hex commit whose files are in the "
-                                  "local Hugging Face cache",
-                              local="use a base_model.local_dir, gguf_file or gguf_package instead")
+        commit = hub_revision(spec.hub_id, spec.revision, "model")
         key = stage_key("base", {"hub_id": spec.hub_id, "commit": commit, "chat_template": template})
         return Ref(kind="base", key=key, path=str(_from_hub(spec, commit)), sha256=key)
     gguf = spec.gguf_file if spec.gguf_file is not None else gguf_from_package(spec.gguf_package, cache_dir)

@@ -74,9 +74,9 @@ def _rows(source: DataSource, commit: str | None = None):
                 except json.JSONDecodeError as exc:
                     yield origin, BadRecordError(f"{origin}: not valid JSON ({exc.msg} at column {exc.colno})")
     else:
-        from tasks.keys import load_hub_dataset
+        import datasets
 
-        rows = load_hub_dataset(source.hub_id, source.hub_config, source.split, commit, **_hub_hints(source))
+        rows = datasets.load_dataset(source.hub_id, source.hub_config, split=source.split, revision=commit)
         for i, row in enumerate(rows):
             yield f"{source.hub_id}[{source.split}]#{i}", row
 
@@ -149,12 +149,6 @@ def split_records(records: list[Record], fraction: float) -> tuple[list[Record],
     return [r for r in records if id(r) not in chosen], [r for r in records if id(r) in chosen]
 
 
-def _hub_hints(source) -> dict[str, str]:
-    return {"pin": f"pin the data source's revision for {source.hub_id} (data.sources[].revision in the config) to a "
-                   "40-hex commit whose files are in the local datasets cache",
-            "local": "use a 'jsonl' or 'builtin' data source instead"}
-
-
 def data_inputs(spec: DataSpec) -> dict[str, Any]:
     """What the prepared data depends on: the spec (paths replaced by the sha256 of the files they name) and, for
     Hub sources, the commit the revision resolves to."""
@@ -169,7 +163,7 @@ def data_inputs(spec: DataSpec) -> dict[str, Any]:
                 raise FileNotFoundError(f"SFT data file {path} does not exist (check data.sources[].path).")
             entry["sha256"] = sha256_file(path)
         else:
-            entry["commit"] = hub_revision(s.hub_id, s.revision, "dataset", **_hub_hints(s))
+            entry["commit"] = hub_revision(s.hub_id, s.revision, "dataset")
         sources.append(entry)
     return {"spec": spec.model_dump(mode="json", exclude={"sources"}), "sources": sources}
 

@@ -114,6 +114,16 @@ def _hub_failure(what: str, exc: BaseException, pin: str, local: str) -> str:
             f"(HF_TOKEN) for a gated or private repository; or {local}.")
 
 
+# what a user can do without the Hub, by repo type (callers with a more precise place pass their own); kept here so
+# that the data and base-model stages' code (and so their keys) need not change for a message
+_HINTS = {
+    "model": ("pin base_model.revision in the config to a 40-hex commit whose files are in the local Hugging Face "
+              "cache", "use a base_model.local_dir, gguf_file or gguf_package instead"),
+    "dataset": ("pin the revision in the config to a 40-hex commit whose files are in the local datasets cache",
+                "use local files instead (a 'jsonl' or 'builtin' data source; --data sample|shared|FILE for eval)"),
+}
+
+
 def hub_revision(repo_id: str, revision: str | None, repo_type: str, *, pin: str | None = None,
                  local: str | None = None) -> str:
     """The commit a Hub id + revision resolves to (a 40-hex revision is taken as is, offline). A cache key must
@@ -126,10 +136,10 @@ def hub_revision(repo_id: str, revision: str | None, repo_type: str, *, pin: str
     try:
         info = HfApi().repo_info(repo_id, revision=revision, repo_type=repo_type)
     except Exception as exc:  # noqa: BLE001 - any failure here means the same thing to the user
+        default_pin, default_local = _HINTS.get(repo_type, _HINTS["dataset"])
         raise RuntimeError(_hub_failure(
             f"Cannot resolve {repo_type} {repo_id!r} at revision {revision or 'main'!r} to a commit", exc,
-            pin or "pin the revision to a 40-hex commit sha in the config (files cached for it are then used)",
-            local or "use local files instead")) from None
+            pin or default_pin, local or default_local)) from None
     return info.sha
 
 
