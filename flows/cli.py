@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -21,6 +22,39 @@ def _base(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--base expects 'phi', 'zero' or a number in [0, 1); got {text!r}") from None
+
+
+def _at_least(minimum: int, hint: str = ""):
+    """An argparse type: an integer >= ``minimum``, rejected while parsing (before any work); argparse prefixes the
+    message with the flag ("argument --limit: must be >= 1, got 0")."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}{hint}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its own messages
+    return parse
+
+
+def _check_gguf(path: Path | None, flag: str, shown: str | None = None) -> None:
+    """Before any work: ``path`` is an existing GGUF file (checked by its magic bytes, not its name)."""
+    if path is None:
+        return
+    path = Path(path)
+    shown = shown or f"{flag} {path}"
+    if not path.exists():
+        raise FileNotFoundError(f"{shown} does not exist; pass a GGUF model file (e.g. an export's *-BF16.gguf).")
+    if not path.is_file():
+        raise IsADirectoryError(f"{shown} is a folder; pass the GGUF file inside it.")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"GGUF":
+        raise ValueError(f"{shown} is not a GGUF file (it starts with {head!r}, not b'GGUF'); pass a model "
+                         "file in GGUF format (e.g. an export's *-BF16.gguf).")
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -102,6 +136,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     key = os.environ.get(args.api_key_env or "ALPHAGATE_API_KEY") or None
     if args.api_key_env and not key:
         raise SystemExit(f"--api-key-env {args.api_key_env}: that environment variable is not set.")
+    from tasks.store import check_writable_file
+
+    _check_gguf(args.gguf, "--gguf")
+    check_writable_file(args.audit_log, "--audit-log")
     serve(ServeSettings(gguf=args.gguf, host=args.host, port=args.port, api_key=key, audit_log=args.audit_log,
                         audit_include_text=args.audit_include_text, max_tokens_limit=args.max_tokens_limit,
                         default_max_tokens=min(256, args.max_tokens_limit), n_ctx=args.n_ctx,
@@ -130,7 +168,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tasks.bench.runner import RunOptions, run_suite
+    from tasks.bench.suites import load_suite, resolve_data
+    from tasks.store import check_writable_dir
 
+    # every flag and file, before the model is hashed or loaded: a bad one fails here, naming it
+    _check_gguf(args.gguf, "--gguf")
+    _check_gguf(args.mmproj, "--mmproj")
+    resolve_data(load_suite(args.suite), args.data)  # unknown suite, missing --data file
+    check_writable_dir(args.out, "--out")
     judge = None
     if args.judge:
         from tasks.bench.judge import load_judge_spec
@@ -143,11 +188,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                         for k, v in summary["metrics"].items() if v["mean"] is not None)
     t = summary["timings"]
+    for note in summary.get("notes", []):
+        print(f"alphagate: note: {note}", file=sys.stderr)
     print(f"{summary['suite']}: {summary['scored']} scored, {summary['skipped']} skipped; {metrics}; "
           f"prompt {t['prompt_tokens_per_s']:.0f} tok/s, generation {t['generation_tokens_per_s']:.1f} tok/s")
     stem = Path(args.out) / summary["suite"]
     print(f"-> {stem}.jsonl, {stem}.summary.json")
     return 0
+
+
+def _check_results_dir(folder: Path, shown: str) -> None:
+    if not Path(folder).exists():
+        raise FileNotFoundError(f"{shown}: that folder does not exist; pass a folder written by `alphagate eval "
+                                "--out`.")
+    if not Path(folder).is_dir():
+        raise NotADirectoryError(f"{shown} is a file; pass the folder that holds the results "
+                                 "(NAME.jsonl + NAME.summary.json).")
 
 
 def _labelled(items: list[str], flag: str, require_label: bool = False) -> dict[str, Path]:
@@ -167,9 +223,24 @@ def _labelled(items: list[str], flag: str, require_label: bool = False) -> dict[
 def _cmd_decide(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.decide import decide
+    from tasks.store import check_writable_dir, read_json_object
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
     results = _labelled(args.results, "--results", require_label=True)
+    for label, folder in results.items():
+        _check_results_dir(folder, f"--results {label}={folder}")
+    # files decide reads (or records for the upload) are checked here, before any statistics
+    if args.speed is not None:
+        speed = read_json_object(args.speed, "speed.json of `alphagate speed`", ("models",),
+                                 "Pass the --out file of `alphagate speed`, or leave --speed out.")
+        if not isinstance(speed["models"], dict) or not all(
+                isinstance(m, dict) and "tokens_per_s" in m for m in speed["models"].values()):
+            raise ValueError(f"--speed {args.speed}: 'models' must map each label to its 'tokens_per_s'; rerun "
+                             "`alphagate speed`.")
+    if args.degradation is not None:
+        read_json_object(args.degradation, "degradation.json of `alphagate degrade`", ("gates",),
+                         "Pass the degradation.json that `alphagate degrade` wrote, or leave --degradation out.")
+    check_writable_dir(args.out, "--out")
     record = decide(results, spec, args.out, exports=_labelled(args.exports, "--exports"),
                     runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
     print(record["reason"])
@@ -179,8 +250,13 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def _cmd_speed(args: argparse.Namespace) -> int:
     from tasks.bench.speed import measure_speed
+    from tasks.store import check_writable_file
 
-    record = measure_speed(_labelled(args.gguf, "--gguf", require_label=True), repeats=args.repeats,
+    models = _labelled(args.gguf, "--gguf", require_label=True)
+    for label, path in models.items():
+        _check_gguf(path, "--gguf", f"--gguf {label}={path}")
+    check_writable_file(args.out, "--out")
+    record = measure_speed(models, repeats=args.repeats,
                            max_tokens=args.max_tokens, out=args.out)
     for label, m in record["models"].items():
         print(f"{label}: median {m['median']:.1f} tokens/s over {len(m['tokens_per_s'])} runs")
@@ -191,9 +267,14 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 def _cmd_degrade(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.degrade import write_analysis
+    from tasks.store import check_writable_dir
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
-    report = write_analysis(_labelled(args.results, "--results"), spec, args.out)
+    results = _labelled(args.results, "--results")
+    for label, folder in results.items():
+        _check_results_dir(folder, f"--results {label}={folder}")
+    check_writable_dir(args.out, "--out")
+    report = write_analysis(results, spec, args.out)
     for label, gate in report["gates"].items():
         print(f"{label}: " + ("upload" if gate["upload"] else "held back: " + "; ".join(gate["reasons"])))
     print(f"-> {Path(args.out) / 'degradation.json'}")
@@ -202,10 +283,15 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 
 def _cmd_upload(args: argparse.Namespace) -> int:
     from tasks.config import load_config
+    from tasks.store import check_writable_dir, read_json_object
     from tasks.upload import upload
 
     out = args.out or Path(args.decision).parent / "upload"
-    result = upload(args.decision, out, load_config(args.config), dry_run=True if args.dry_run else None)
+    config = load_config(args.config)
+    read_json_object(args.decision, "decision.json of `alphagate decide`", ("upload", "reason", "models"),
+                     "Pass the decision.json that `alphagate decide` wrote.")
+    check_writable_dir(out, "--out")
+    result = upload(args.decision, out, config, dry_run=True if args.dry_run else None)
     if result["dry_run"]:
         print(result["message"])
     else:
@@ -265,8 +351,13 @@ def _stop_children(timeout: float = 10.0) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from tasks.report import write_report
+    from tasks.store import check_writable_dir
 
-    path = write_report(_labelled(args.results, "--results"), args.out, decision=args.decision,
+    results = _labelled(args.results, "--results")
+    for label, folder in results.items():
+        _check_results_dir(folder, f"--results {label}={folder}")
+    check_writable_dir(args.out, "--out")
+    path = write_report(results, args.out, decision=args.decision,
                         degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner,
                         trend=args.trend)
     print(f"report: {path}")
@@ -328,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--audit-log", type=Path, default=Path("runs/serve/audit.jsonl"))
     srv.add_argument("--audit-include-text", action="store_true",
                      help="also record the request messages in the audit log (never the reasoning)")
-    srv.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a request may ask for")
+    srv.add_argument("--max-tokens-limit", type=_at_least(1), default=1024,
+                     help="largest max_tokens a request may ask for")
     srv.add_argument("--max-body-bytes", type=int, default=64 * 1024)
     srv.add_argument("--n-ctx", type=int, default=4096)
     srv.add_argument("--prefill-think", action="store_true",
@@ -349,8 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gguf", required=True, type=Path)
     ev.add_argument("--suite", required=True, help="mmlu, arc_challenge, hellaswag, gsm8k, elyza_tasks_100, scienceqa")
     ev.add_argument("--data", help="FILE.jsonl (or .json), 'sample' (bundled, default), 'shared' or 'hub'")
-    ev.add_argument("--limit", type=int)
-    ev.add_argument("--num-fewshot", type=int)
+    ev.add_argument("--limit", type=_at_least(1, " (items; omit --limit to evaluate every item)"),
+                    help="evaluate only the first N items (>= 1)")
+    ev.add_argument("--num-fewshot", type=_at_least(0, " (omit --num-fewshot to use the suite's own count)"),
+                    help="examples shown before each question (>= 0; default: the suite's own)")
     ev.add_argument("--judge", type=Path, help="judge YAML (kind: gguf|openai) for ELYZA-tasks-100")
     ev.add_argument("--mmproj", type=Path, help="vision projector GGUF for ScienceQA image items")
     ev.add_argument("--image-root", type=Path, help="ScienceQA images folder (<root>/<pid>/image.png)")
@@ -375,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     spd = sub.add_parser("speed", help="isolated, interleaved generation-speed benchmark of labelled GGUFs")
     spd.add_argument("--gguf", nargs="+", required=True, metavar="LABEL=FILE")
-    spd.add_argument("--repeats", type=int, default=5)
-    spd.add_argument("--max-tokens", type=int, default=64)
+    spd.add_argument("--repeats", type=_at_least(1), default=5)
+    spd.add_argument("--max-tokens", type=_at_least(1), default=64)
     spd.add_argument("--out", required=True, type=Path, help="speed.json to write")
     spd.set_defaults(func=_cmd_speed)
 
@@ -403,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suites", nargs="+")
     run.add_argument("--formats", nargs="+")
     run.add_argument("--data", help="'sample' (default), 'shared', 'hub' or a file")
-    run.add_argument("--limit", type=int)
+    run.add_argument("--limit", type=_at_least(1, " (items per suite; omit --limit to use every item)"))
     run.add_argument("--judge")
     run.add_argument("--upload", action="store_true", default=None, help="really upload (else a dry run)")
     run.set_defaults(func=_cmd_run)
@@ -426,6 +520,31 @@ def build_parser() -> argparse.ArgumentParser:
 EPHEMERAL_STARTUP_TIMEOUT_S = "300"
 
 
+# Where the project's own code lives: an error it raises on purpose carries a message meant for the user.
+_PROJECT_DIRS = tuple(str(Path(d).resolve()) + os.sep for d in
+                      [Path(__file__).parent, *(Path(next(iter(spec.submodule_search_locations)))
+                                                for spec in map(importlib.util.find_spec, ("tasks", "alpha_gate"))
+                                                if spec and spec.submodule_search_locations)])
+
+
+def _user_error(exc: BaseException) -> bool:
+    """A failure the user can fix (bad input, missing or unwritable file, no network) whose message says what to do,
+    as opposed to a bug, which keeps its traceback. Files, permissions and the network (OSError) are always the
+    user's; ValueError/RuntimeError/ImportError only when the project's own code raised them (then the message was
+    written for the user). Decoding errors never name their file, so they are bugs: the code should have named it."""
+    if os.environ.get("ALPHAGATE_DEBUG"):
+        return False
+    if isinstance(exc, OSError):
+        return True
+    if not isinstance(exc, (ValueError, RuntimeError, ImportError)) or isinstance(exc, (UnicodeError,
+                                                                                        json.JSONDecodeError)):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PROJECT_DIRS)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
     parser = build_parser()
@@ -436,7 +555,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("tune tell needs --k, --midpoint and --value")
     try:
         return args.func(args)
-    except (ValueError, TypeError, RuntimeError, FileNotFoundError, ModuleNotFoundError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - sorted below: the user's errors get a message, bugs a traceback
+        if not _user_error(exc):
+            raise
         print(f"alphagate: error: {exc}", file=sys.stderr)
         return 2
 

@@ -21,7 +21,6 @@ drop out of the pair and are counted).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from tasks.bench.metrics import METRICS
 from tasks.config import DecisionSpec
-from tasks.store import atomic_write_json, atomic_write_text, read_json
+from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, read_jsonl
 
 
 def suite_role(suite: str):
@@ -104,14 +103,11 @@ def load_results(folder: Path) -> dict[str, dict[str, Any]]:
     for summary_path in sorted(Path(folder).glob("*.summary.json")):
         suite = summary_path.name[: -len(".summary.json")]
         records = Path(folder) / f"{suite}.jsonl"
-        try:
-            lines = records.read_text(encoding="utf-8").splitlines()
-            out[suite] = {"records": [json.loads(x) for x in lines if x.strip()], "summary": read_json(summary_path)}
-        except FileNotFoundError:
+        if not records.is_file():
             raise FileNotFoundError(f"{summary_path} has no per-item records beside it ({records.name}); "
-                                    "re-run that evaluation.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{records} is not valid UTF-8 JSON lines ({exc}); re-run that evaluation.") from None
+                                    "re-run that evaluation.")
+        out[suite] = {"records": read_jsonl(records, hint="Re-run that evaluation."),
+                      "summary": read_json(summary_path)}
     return out
 
 
@@ -335,7 +331,7 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
         return _write(record, out_dir)
     samples = None
     if speed is not None:
-        models = read_json(Path(speed))["models"]
+        models = read_json_object(Path(speed), "speed.json of `alphagate speed`", ("models",))["models"]
         if not {name_a, name_b} <= set(models):
             raise ValueError(f"{speed} measures {sorted(models)}, not both of {[name_a, name_b]}; rerun the speed "
                              "benchmark on the two models being compared.")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -87,11 +89,46 @@ def stage_key(stage: str, inputs: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def hub_revision(repo_id: str, revision: str | None, repo_type: str) -> str:
-    """The commit a Hub id + revision resolves to (a 40-hex revision is taken as is, offline). A cache key must
-    name exact content: "main" today is not "main" tomorrow."""
-    import re
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a Hub call failed because the Hub could not be reached (offline mode, no route, refused, timed out),
+    rather than because the repository or revision does not exist or needs a token."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError)):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return True
+
+
+def _hub_failure(what: str, exc: BaseException, pin: str, local: str) -> str:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    cause = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+    if _unreachable(exc):
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") \
+            else ""
+        return (f"{what}: the Hugging Face Hub at {endpoint} could not be reached{offline} ({cause}). Without the "
+                f"Hub: {pin}, or {local}. Otherwise check the network, HF_ENDPOINT and HF_HUB_OFFLINE.")
+    return (f"{what}: the Hub at {endpoint} refused it ({cause}). Check the id and revision, and the token "
+            f"(HF_TOKEN) for a gated or private repository; or {local}.")
+
+
+# what a user can do without the Hub, by repo type (callers with a more precise place pass their own); kept here so
+# that the data and base-model stages' code (and so their keys) need not change for a message
+_HINTS = {
+    "model": ("pin base_model.revision in the config to a 40-hex commit whose files are in the local Hugging Face "
+              "cache", "use a base_model.local_dir, gguf_file or gguf_package instead"),
+    "dataset": ("pin the revision in the config to a 40-hex commit whose files are in the local datasets cache",
+                "use local files instead (a 'jsonl' or 'builtin' data source; --data sample|shared|FILE for eval)"),
+}
+
+
+def hub_revision(repo_id: str, revision: str | None, repo_type: str, *, pin: str | None = None,
+                 local: str | None = None) -> str:
+    """The commit a Hub id + revision resolves to (a 40-hex revision is taken as is, offline). A cache key must
+    name exact content: "main" today is not "main" tomorrow. ``pin``/``local``: where the user pins the revision
+    and what local alternative they have, for the error message."""
     if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
         return revision
     from huggingface_hub import HfApi
@@ -99,7 +136,23 @@ def hub_revision(repo_id: str, revision: str | None, repo_type: str) -> str:
     try:
         info = HfApi().repo_info(repo_id, revision=revision, repo_type=repo_type)
     except Exception as exc:  # noqa: BLE001 - any failure here means the same thing to the user
-        raise RuntimeError(f"Cannot resolve {repo_type} {repo_id!r} at revision {revision or 'main'!r} to a commit "
-                           f"({exc.__class__.__name__}: {str(exc)[:200]}). Pin the revision to a 40-hex commit sha in "
-                           "the config (it is then used offline), or check the network/token.") from None
+        default_pin, default_local = _HINTS.get(repo_type, _HINTS["dataset"])
+        raise RuntimeError(_hub_failure(
+            f"Cannot resolve {repo_type} {repo_id!r} at revision {revision or 'main'!r} to a commit", exc,
+            pin or default_pin, local or default_local)) from None
     return info.sha
+
+
+def load_hub_dataset(hub_id: str, config: str | None, split: str, commit: str | None, *, pin: str, local: str):
+    """``datasets.load_dataset`` at ``commit``; a Hub that cannot be reached (and no cached copy) is an error
+    naming the dataset and what to do instead of a bare ConnectionError."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(hub_id, config, split=split, revision=commit)
+    except ConnectionError as exc:
+        if commit and re.fullmatch(r"[0-9a-f]{40}", commit):  # already pinned: what is missing is the cached copy
+            pin = "run this once with the Hub reachable (the datasets cache then serves that commit offline)"
+        raise RuntimeError(_hub_failure(
+            f"Cannot load dataset {hub_id!r} (config {config!r}, split {split!r}, revision "
+            f"{(commit or 'main')[:12]}) and it is not in the local datasets cache", exc, pin, local)) from None

@@ -7,13 +7,12 @@ nightly folders in order gives a trend.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tasks.bench.metrics import summarize
 from tasks.decide import item_scores, load_results, suite_role
-from tasks.store import atomic_write_text
+from tasks.store import atomic_write_text, read_json_object, read_jsonl
 
 
 def _lm_eval_suite(task: str) -> str | None:
@@ -35,8 +34,7 @@ def import_lm_eval(folder: Path) -> dict[str, dict[str, Any]]:
         if suite is None:
             continue
         entry = out.setdefault(suite, {"records": [], "summary": {"timings": {}, "source": "lm-eval"}})
-        for line in path.read_text(encoding="utf-8").splitlines():
-            s = json.loads(line)
+        for s in read_jsonl(path, hint="Re-run lm-eval with --log_samples, or leave this folder out."):
             record = {"index": len(entry["records"]) if suite == "mmlu" else s["doc_id"],
                       "category": task[len("mmlu_"):] if suite == "mmlu" else ""}
             if suite == "gsm8k":
@@ -176,9 +174,11 @@ def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt)
     if runs:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
         for label, run in runs.items():
-            traj = json.loads((run / "alpha_trajectory.json").read_text())["trajectory"]
+            traj = read_json_object(run / "alpha_trajectory.json", "training run's alpha trajectory",
+                                    ("trajectory",), f"Is --runs {label}={run} a training run folder?")["trajectory"]
             a1.plot([t["step"] for t in traj], [t["blend_alpha"] for t in traj], label=label)
-            val = json.loads((run / "loss_curves.json").read_text())["validation"]
+            val = read_json_object(run / "loss_curves.json", "training run's loss curves", ("validation",),
+                                   f"Is --runs {label}={run} a training run folder?")["validation"]
             a2.plot([v["step"] for v in val], [v["eval_loss"] for v in val], marker="o", label=label)
         a1.set(title="blend_alpha trajectory", xlabel="optimizer step", ylabel="blend_alpha")
         a2.set(title="validation loss", xlabel="optimizer step", ylabel="loss")
@@ -186,7 +186,8 @@ def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt)
         a2.legend()
         made.append(_save(fig, out / "training.png"))
     if tuner is not None and Path(tuner).is_file():
-        trials = json.loads(Path(tuner).read_text())["trials"]
+        trials = read_json_object(tuner, "tuner history", ("trials",), "Pass the --history file of "
+                                  "`alphagate tune`, or leave --tuner out.")["trials"]
         if trials:
             fig, ax = plt.subplots(figsize=(6, 4.5))
             points = ax.scatter([t["k"] for t in trials], [t["midpoint"] for t in trials],
@@ -236,15 +237,22 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
                  degradation: Path | None = None, runs: dict[str, Path] | None = None,
                  tuner: Path | None = None, trend: bool = False) -> Path:
     out = Path(out)
+    # every file named on the command line is read before any figure is drawn: a bad one fails first, named
+    deg = read_json_object(degradation, "degradation.json of `alphagate degrade`", ("gates",),
+                           "Pass the degradation.json that `alphagate degrade` wrote, or leave --degradation out."
+                           ) if degradation else None
+    record = read_json_object(decision, "decision.json of `alphagate decide`", ("reason", "upload"),
+                              "Pass the decision.json that `alphagate decide` wrote, or leave --decision out."
+                              ) if decision else None
+    if tuner is not None and Path(tuner).is_file():
+        read_json_object(tuner, "tuner history", ("trials",), "Pass the --history file of `alphagate tune`.")
     out.mkdir(parents=True, exist_ok=True)
     scores, cats = score_table(results)
     if scores.empty:
         raise ValueError("No scored items in the given results; nothing to report.")
-    deg = json.loads(Path(degradation).read_text()) if degradation else None
     made = figures(scores, cats, out, deg, runs or {}, tuner, results, trend)
     lines = ["# alpha-gate comparison report", ""]
-    if decision:
-        record = json.loads(Path(decision).read_text())
+    if record is not None:
         lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}", ""]
     lines += ["## Scores (primary metric, 95% CI, computed from per-item records)", "",
               "| model/format | suite | metric | score | 95% CI | n |", "|---|---|---|---|---|---|"]

@@ -27,7 +27,8 @@ from alpha_gate._io import atomic_write_json, atomic_write_text
 
 __all__ = ["atomic_write_json", "atomic_write_text", "sha256_file", "sha256_bytes", "staging_dir",
            "read_json", "Ref", "STAMP", "seal", "verified", "keyed_dir", "folder_ref", "ref_of",
-           "ResultsConflictError", "staging_owner", "owner_alive"]
+           "ResultsConflictError", "staging_owner", "owner_alive", "read_json_object", "read_jsonl",
+           "check_writable_dir", "check_writable_file"]
 
 STAMP = "_stage.json"
 _MEMO: dict[tuple[str, int, int, int, int], str] = {}
@@ -81,6 +82,91 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid UTF-8 JSON ({exc}); delete it and rerun the step that wrote it."
                          ) from None
+
+
+def read_json_object(path: str | os.PathLike[str], what: str, required: tuple[str, ...] = (),
+                     hint: str = "") -> dict[str, Any]:
+    """A JSON file that must hold an object with ``required`` fields (``what`` names the kind of file, e.g.
+    "decision.json of `alphagate decide`"); an error naming the file, the missing fields and ``hint`` otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (expected a {what}). {hint}".rstrip())
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a {what}: expected a JSON object, found a {type(data).__name__}. "
+                         f"{hint}".rstrip())
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{path} is not a {what}: it lacks {', '.join(repr(k) for k in missing)} (found: "
+                         f"{sorted(data)[:12]}). {hint}".rstrip())
+    return data
+
+
+def read_jsonl(path: str | os.PathLike[str], hint: str = "") -> list[Any]:
+    """The rows of a JSON-lines file; an undecodable file or a bad line is an error naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}). {hint}".rstrip()) from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}). "
+                                 f"{hint}".rstrip()) from None
+    return rows
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why files cannot be written into folder ``path`` (made if missing), or None when they can. Folders made
+    only for the check are removed again."""
+    blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    first_new = next((p for p in [path, *path.parents][::-1] if not p.exists()), None)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        if first_new is not None and first_new.is_dir():
+            for folder in [path, *path.parents]:  # only the (empty) folders made here
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                if folder == first_new:
+                    break
+    return None
+
+
+def check_writable_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Before any work: ``path`` is (or can be made) a folder this process can write into; an error naming
+    ``flag`` otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {path} is a file, but a folder is needed there. Choose another {flag} "
+                                 "(or move that file away).")
+    if (why := _unwritable(path)) is not None:
+        raise PermissionError(f"{flag} {path} is not writable ({why}). Choose a folder you can write to.")
+    return path
+
+
+def check_writable_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Before any work: ``path`` names a file (not a folder) in a folder this process can write into."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a folder, but a file name is needed (e.g. {path / 'out.json'}).")
+    if (why := _unwritable(path.parent)) is not None:
+        raise PermissionError(f"{flag} {path} cannot be written ({why}). Choose a file in a folder you can "
+                              "write to.")
+    return path
 
 
 def _files(folder: Path) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tasks.cards import card
 from tasks.config import PipelineConfig, UploadSpec, hf_token_from_env
-from tasks.store import atomic_write_json, atomic_write_text, read_json, sha256_file
+from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, sha256_file
 
 logger = logging.getLogger(__name__)
 SUFFIX = {"bf16": "bf16", "q8_0": "q8_0", "q4_k_m": "q4_k_m"}
@@ -80,7 +80,8 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
          runs: dict[str, Path] | None = None) -> dict[str, Any]:
     """What would be uploaded: repos, files (with sha256 from the export manifest), cards. ``config`` is the
     *current* run's config (its upload section, names and tags): never the one recorded at training time."""
-    decision = read_json(decision_path)
+    decision = read_json_object(decision_path, "decision.json of `alphagate decide`", ("upload", "reason", "models"),
+                                "Pass the decision.json that `alphagate decide` wrote (--decision).")
     if not decision.get("upload"):
         raise UploadRefusedError(f"The decision says not to upload: {decision.get('reason')}")
     winner = decision["winner"]
@@ -91,7 +92,9 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
                                 "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
     manifest, run = read_json(export_dir / "manifest.json"), read_json(run_dir / "run.json")
     spec = config.upload
-    gates = read_json(decision["degradation"])["gates"] if decision.get("degradation") else {}
+    gates = read_json_object(decision["degradation"], "degradation.json of `alphagate degrade`", ("gates",),
+                             f"{decision_path} records it as its upload gates; rerun `alphagate degrade`, then "
+                             "`alphagate decide --degradation`.")["gates"] if decision.get("degradation") else {}
     files_by_fmt = {f["format"]: f for f in manifest["files"]}
     repos = []
     for fmt in spec.formats:

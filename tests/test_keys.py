@@ -92,7 +92,7 @@ def test_a_pinned_hub_revision_is_used_offline_and_an_unpinned_one_must_resolve(
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(RuntimeError, match="Pin the revision"):
+    with pytest.raises(RuntimeError, match="could not be reached .*pin the revision"):
         keys.hub_revision("org/x", "main", "dataset")
 
 
@@ -237,9 +237,7 @@ def test_decide_on_a_corrupt_summary_names_the_file(tmp_path, capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["--suites", "mmlu", "gsm8"], "--suites: unknown suite 'gsm8' (did you mean 'gsm8k'?)"),
     (["--formats", "bf16", "q4_k"], "--formats: unknown format 'q4_k' (did you mean 'q4_k_m'?)"),
-    (["--formats", "q8_0"], "lacks bf16"),
-    (["--limit", "0"], "--limit must be at least 1"),
-    (["--limit", "-1"], "--limit must be at least 1"),
+    (["--formats", "q8_0"], "lacks bf16"),  # (--limit < 1 is refused while parsing: tests/test_messages.py)
     (["--data", "nowhere.jsonl"], "Data file nowhere.jsonl for suite mmlu does not exist"),
     (["--judge", "nojudge.yaml"], "nojudge.yaml"),
 ])

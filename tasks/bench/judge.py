@@ -70,16 +70,42 @@ class JudgeSpec(BaseModel):
     timeout_s: float = Field(120.0, gt=0)
 
 
+JUDGE_EXAMPLE = "e.g. 'kind: gguf' + 'path: judge.gguf', or 'kind: openai' + 'base_url: ...' + 'model: ...'"
+
+
 def load_judge_spec(path: str | Path) -> JudgeSpec:
+    """Read and validate a judge YAML; errors name the file and each offending field."""
+    from pydantic import ValidationError
+
     path = Path(path)
-    spec = JudgeSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    if not path.is_file():
+        raise FileNotFoundError(f"Judge YAML {path} does not exist ({JUDGE_EXAMPLE}).")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"Judge YAML {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"Judge YAML {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"Judge YAML {path}: expected a mapping of fields at the top level; found "
+                         f"{type(raw).__name__} ({JUDGE_EXAMPLE}).")
+    try:
+        spec = JudgeSpec.model_validate(raw)
+    except ValidationError as exc:
+        known = sorted(JudgeSpec.model_fields)
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (found {e.get('input')!r:.60})"
+                 for e in exc.errors()]
+        raise ValueError(f"Judge YAML {path} is not a valid judge spec:\n" + "\n".join(lines)
+                         + f"\nKnown fields: {known}.") from None
     if spec.kind == "gguf":
         if spec.path is None:
-            raise ValueError(f"{path}: a gguf judge needs 'path'.")
+            raise ValueError(f"Judge YAML {path}: a gguf judge needs 'path' (the judge model's GGUF file, relative to "
+                             "the YAML's folder).")
         resolved = spec.path if spec.path.is_absolute() else (path.parent / spec.path).resolve()
         return spec.model_copy(update={"path": resolved})
     if not (spec.base_url and spec.model):
-        raise ValueError(f"{path}: an openai judge needs 'base_url' and 'model'.")
+        raise ValueError(f"Judge YAML {path}: an openai judge needs 'base_url' and 'model' (e.g. base_url: "
+                         "http://localhost:8000/v1, model: my-judge).")
     return spec
 
 

@@ -131,11 +131,23 @@ def summarize_records(suite: SuiteSpec, records: list[dict]) -> dict[str, Any]:
     return out
 
 
+NO_MMPROJ = "image item, no mmproj given"
+
+
+def skip_notes(suite: SuiteSpec, records: list[dict]) -> list[str]:
+    """What the user should know about skipped items, once per reason (not once per item)."""
+    images = sum(1 for r in records if r.get("skip_reason") == NO_MMPROJ)
+    if not images:
+        return []
+    return [f"{suite.name}: {images} of {len(records)} items have an image and were skipped because no --mmproj was "
+            "given; pass --mmproj (the model's vision projector GGUF) and --image-root to score them."]
+
+
 def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any]:
     """Everything a suite's results depend on: the model file's content, the suite's YAML (version and prompt hash
     beside it, for people), the items' content (bundled, shared or local file sha256; Hub commit), how many items
     and shots, and the judge (its spec and its model file's sha256) or mmproj where the suite uses one."""
-    from tasks.keys import hub_revision
+    from tasks.bench.suites import hub_commit
 
     source = resolve_data(suite, opts.data)
     if isinstance(source, Path):
@@ -143,7 +155,7 @@ def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any
     else:
         data = {"kind": "hub", "hub_id": suite.dataset.hub_id, "config": suite.dataset.hub_config,
                 "split": suite.dataset.split,
-                "commit": hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset")}
+                "commit": hub_commit(suite)}
     judge = None
     if opts.judge is not None and "judge_grade" in suite.metrics:
         judge = opts.judge.model_dump(mode="json", exclude={"path"})
@@ -258,7 +270,7 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
                 base["modality"] = "image" if doc.get("image") else "text"
                 if doc.get("image"):
                     if opts.mmproj is None:
-                        records.append({**base, "skipped": True, "skip_reason": "image item, no mmproj given"})
+                        records.append({**base, "skipped": True, "skip_reason": NO_MMPROJ})
                         continue
                     vision = vision or VisionScorer(gguf, opts.mmproj)
                     records.append({**base, **vision.score(doc, context, image_path(doc, opts.image_root))})
@@ -275,10 +287,13 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = atomic_write_text(out_dir / f"{suite.name}.jsonl",
                                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    notes = skip_notes(suite, records)
+    for note in notes:
+        logger.info("%s", note)  # the CLI prints the summary's notes; flows read them there too
     summary = {"key": key, "inputs": inputs, "suite": suite.name, "suite_version": suite.version,
                "prompt_sha256": inputs["prompt_sha256"], "model": str(gguf), "model_sha256": inputs["model_sha256"],
                "num_fewshot": num_fewshot, "data": str(source), "data_sha256": inputs["data"].get("sha256"),
                "judge": judge.describe() if judge else None, "timings": timings,
-               "records_sha256": sha256_file(records_path), **summarize_records(suite, records)}
+               "records_sha256": sha256_file(records_path), "notes": notes, **summarize_records(suite, records)}
     atomic_write_json(out_dir / f"{suite.name}.summary.json", summary)  # last: its presence marks the suite as done
     return summary

@@ -228,6 +228,19 @@ def resolve_data(suite: SuiteSpec, data: str | Path | None) -> Path | str:
     return path
 
 
+def hub_hints(suite: SuiteSpec) -> dict[str, str]:
+    """What a user can do when the Hub cannot be reached for this suite (for tasks.keys' error messages)."""
+    return {"pin": f"pin dataset.revision in {suite_path(suite.name)} to a 40-hex commit whose files are in the "
+                   "local datasets cache",
+            "local": "evaluate local items instead with --data sample (bundled), --data shared or --data FILE.jsonl"}
+
+
+def hub_commit(suite: SuiteSpec) -> str:
+    from tasks.keys import hub_revision
+
+    return hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset", **hub_hints(suite))
+
+
 def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | None = None,
               commit: str | None = None) -> list[dict]:
     """Canonical documents in source order, each with its 0-based ``index`` and ``origin``. ``commit``: the Hub
@@ -235,13 +248,11 @@ def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | Non
     source = resolve_data(suite, data)
     hook = HOOKS[suite.process_docs]
     if source == "hub":
-        import datasets
+        from tasks.keys import load_hub_dataset
 
-        from tasks.keys import hub_revision
-
-        commit = commit or hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset")
-        rows = datasets.load_dataset(suite.dataset.hub_id, suite.dataset.hub_config, split=suite.dataset.split,
-                                     revision=commit)
+        commit = commit or hub_commit(suite)
+        rows = load_hub_dataset(suite.dataset.hub_id, suite.dataset.hub_config, suite.dataset.split, commit,
+                                **hub_hints(suite))
         raw = ((f"{suite.dataset.hub_id}[{suite.dataset.split}]#{i}", dict(r)) for i, r in enumerate(rows))
     else:
         raw = _raw_rows(Path(source))
