@@ -323,8 +323,8 @@ def decide_task(config_path: str, results: dict[str, Ref], exports: dict[str, Re
     _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
     if record.get("suites"):
         _artifact("table", "alphagate-decision-suites",
-                  [{k: r[k] for k in ("suite", "metric", "n_paired", "a", "b", "test", "p_value", "p_holm",
-                                      "significant")} for r in record["suites"]],
+                  [{k: r.get(k) for k in ("suite", "metric", "n_paired", "a", "b", "direction", "test", "p_value",
+                                          "p_holm", "significant", "verdict")} for r in record["suites"]],
                   f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
     return {**record, "ref": ref}
 
