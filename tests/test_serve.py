@@ -22,7 +22,9 @@ CASES = [
     ("lead <final>x < y</final> trailing", "x < y", ""),
     ("<think>has <final>fake</final> inside</think><final>real</final>", "real", "has <final>fake</final> inside"),
     ("<final>unclosed final", "unclosed final", ""),
-    ("a <thin b</think>", "a <thin b</think>", ""),
+    ("a <thin b</think>", "", "a <thin b"),  # a stray </think>: what came before it was reasoning
+    ("<final>42 <think>secret</think></final>", "42", "secret"),
+    ("<think>try 41 <final>41</final> no wait</think><final>42</final>", "42", "try 41 <final>41</final> no wait"),
 ]
 
 
