@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 
 import pytest
 
@@ -145,3 +146,53 @@ def test_dpo_reads_answers_as_their_prompt_opened_them():
     assert counts["pairs"] == 1
     assert pairs[0]["chosen"][0]["content"] == "hmm 41</think> 42"
     assert pairs[0]["rejected"][0]["content"] == "6*7 is 42</think> 41"
+
+
+class _ThinkingEngine:
+    """An engine whose chat template opens the reasoning section: the answer starts inside it."""
+
+    def __init__(self, text: str, prompt_end: str):
+        self.text, self.prompt_end = text, prompt_end
+
+    def chat(self, messages, max_tokens, stop=None):
+        return self.text
+
+    def chat_prompt(self, messages):
+        return "<|im_start|>user\n" + messages[-1]["content"] + "<|im_end|>\n<|im_start|>assistant\n" + self.prompt_end
+
+    def generate(self, prompt, max_tokens, stop):
+        return self.text
+
+
+@pytest.mark.parametrize("prompt_end, text, final, reasoning", [
+    ("<think>\n", "secret 41</think> 42", "42", "secret 41"),
+    ("<think>\n", "cut off while thinking 41", "", "cut off while thinking 41"),  # never the reasoning's 41
+    ("", "secret 41</think> 42", "42", "secret 41"),  # a stray </think> ends reasoning all the same
+    ("", "plain 41", "plain 41", ""),
+])
+def test_evaluation_reads_answers_as_the_prompt_opened_them(prompt_end, text, final, reasoning):
+    """A chat suite on a thinking template that ends the prompt with <think>: the answer is read as starting
+    inside the reasoning section, as serve reads it."""
+    from tasks.bench.runner import RunOptions, score_generation
+    from tasks.bench.suites import load_suite
+
+    suite = load_suite("gsm8k")
+    suite = suite.model_copy(update={"generation": suite.generation.model_copy(update={"chat": True})})
+    engine = _ThinkingEngine(text, prompt_end)
+    record = score_generation(engine, suite, {"gold": "42"}, "Q: 6*7?", RunOptions(), None)
+    assert record["final_answer"] == final == final_section(text, opened=bool(prompt_end))[0]
+    assert record["correct_flexible"] is (final == "42")
+    assert record["reasoning_chars"] == len(reasoning) and "reasoning_text" not in record
+    if reasoning:
+        assert "secret" not in json.dumps(record) and "cut off" not in json.dumps(record)
+    kept = score_generation(engine, suite, {"gold": "42"}, "Q", RunOptions(keep_reasoning=True), None)
+    assert kept["reasoning_text"] == reasoning
+
+
+def test_the_engine_renders_the_prompt_chat_sends(smollm2_gguf):
+    from tasks.bench.engine import Engine
+
+    with Engine(smollm2_gguf, n_ctx=256) as engine:
+        prompt = engine.chat_prompt([{"role": "user", "content": "What is 6 times 7?"}])
+    assert prompt.rstrip().endswith("<|im_start|>assistant") and "What is 6 times 7?" in prompt
+    assert not opens_reasoning(prompt)  # SmolLM2's template does not open a reasoning section
