@@ -27,6 +27,8 @@ METRICS = {"acc": Metric("correct", True), "acc_norm": Metric("correct_norm", Tr
            "exact_match_flexible": Metric("correct_flexible", True),
            "char_f1": Metric("char_f1", False), "judge_grade": Metric("judge_grade", False, (1.0, 5.0))}
 
+from tasks.final_section import final_section
+
 # lm-eval gsm8k filters: "strict-match" and "flexible-extract" (last number in the text)
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -57,14 +59,14 @@ def char_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def split_thinking(text: str, think: tuple[str, str], final: tuple[str, str]) -> tuple[str, str]:
-    """(final answer, reasoning). The final section if tagged; else the text outside the reasoning tags."""
-    reasoning = "".join(re.findall(re.escape(think[0]) + r"(.*?)(?:" + re.escape(think[1]) + r"|$)", text, re.S))
-    match = re.search(re.escape(final[0]) + r"(.*?)(?:" + re.escape(final[1]) + r"|$)", text, re.S)
-    if match:
-        return match.group(1).strip(), reasoning
-    outside = re.sub(re.escape(think[0]) + r".*?(?:" + re.escape(think[1]) + r"|$)", "", text, flags=re.S)
-    return outside.strip(), reasoning
+def split_thinking(text: str, think: tuple[str, str], final: tuple[str, str], *,
+                   opened: bool = False) -> tuple[str, str]:
+    """(final answer, reasoning text): exactly what `alphagate serve` would return for ``text`` and the reasoning
+    it would hash (tasks/final_section.py: the final section if tagged, else the text outside the reasoning tags;
+    nested and stray tags never expose reasoning). ``opened``: the prompt ended inside an open reasoning section
+    (see tasks.final_section.opens_reasoning), so ``text`` starts inside it."""
+    answer, f = final_section(text, think, final, opened=opened, keep_reasoning=True)
+    return answer, f.reasoning_text
 
 
 def reasoning_audit(reasoning: str, keep_text: bool) -> dict[str, Any]:
