@@ -8,6 +8,8 @@ import re
 from collections import Counter
 from typing import Any, NamedTuple
 
+from tasks.final_section import final_section
+
 
 class Metric(NamedTuple):
     """A per-item metric: the record field holding it, whether it is 0/1, and the [lo, hi] scale it is mapped
@@ -26,8 +28,6 @@ METRICS = {"acc": Metric("correct", True), "acc_norm": Metric("correct_norm", Tr
            "exact_match_strict": Metric("correct_strict", True),
            "exact_match_flexible": Metric("correct_flexible", True),
            "char_f1": Metric("char_f1", False), "judge_grade": Metric("judge_grade", False, (1.0, 5.0))}
-
-from tasks.final_section import final_section
 
 # lm-eval gsm8k filters: "strict-match" and "flexible-extract" (last number in the text)
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
