@@ -18,6 +18,11 @@ class Metric(NamedTuple):
     binary: bool
     scale: tuple[float, float] = (0.0, 1.0)
 
+    def label(self, name: str) -> str:
+        """How the metric is shown beside a value on the [0, 1] scale (decision, report, model cards)."""
+        lo, hi = self.scale
+        return name if (lo, hi) == (0.0, 1.0) else f"{name} ({lo:g}-{hi:g} mapped to 0-1)"
+
     def value(self, raw: Any) -> float:
         lo, hi = self.scale
         return (float(raw) - lo) / (hi - lo)
