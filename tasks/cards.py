@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from tasks.bench.metrics import METRICS
+
 
 def _dataset(suite: str) -> tuple[str, str] | None:
     """(display name, Hub dataset id) as the suite declares them (configs/suites/<suite>.yaml)."""
@@ -25,7 +27,8 @@ def model_index(repo: str, scores: dict[str, tuple[str, float]]) -> list[dict[st
     """scores: suite -> (metric, value), measured on this very format; nothing else is claimed."""
     results = [{"task": {"type": "text-generation", "name": "Text Generation"},
                 "dataset": {"name": dataset[0], "type": dataset[1]},
-                "metrics": [{"type": metric, "value": round(value, 4), "name": metric}]}
+                "metrics": [{"type": metric, "value": round(value, 4), "name": METRICS[metric].label(metric)
+                             if metric in METRICS else metric}]}
                for s, (metric, value) in sorted(scores.items()) if (dataset := _dataset(s))]
     return [{"name": repo, "results": results}] if results else []
 

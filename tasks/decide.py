@@ -179,6 +179,24 @@ def paired_test(a: np.ndarray, b: np.ndarray, binary: bool) -> tuple[str, float]
     return "wilcoxon_signed_rank", float(wilcoxon(a, b, zero_method="wilcox").pvalue)
 
 
+def test_direction(a: np.ndarray, b: np.ndarray, binary: bool) -> str:
+    """Which side the paired test's statistic favours: McNemar, the larger discordant count; Wilcoxon, the larger
+    signed-rank sum (zero differences dropped, ties averaged). "a", "b" or "tie"."""
+    from scipy.stats import rankdata
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if binary:
+        score = float(np.sum(d > 0) - np.sum(d < 0))
+    else:
+        d = d[d != 0]
+        ranks = rankdata(np.abs(d)) if len(d) else np.array([])
+        score = float(ranks[d > 0].sum() - ranks[d < 0].sum())
+    return "a" if score > 0 else "b" if score < 0 else "tie"
+
+
+test_direction.__test__ = False  # not a pytest test, despite its name
+
+
 def speed_from_benchmark(samples: tuple[list[float], list[float]], spec: DecisionSpec
                          ) -> tuple[float, float, dict[str, Any]]:
     """Speed scores from an isolated, repeated benchmark (tasks/bench/speed.py): Welch's t-test on the
@@ -223,17 +241,22 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
         test, p = paired_test(a, b, binary)
         paired[suite] = (a, b)
         mean_a, mean_b = float(a.mean()), float(b.mean())
-        min_p = min_attainable_p(len(common))
-        rows.append({"suite": suite, "metric": metric, "n_paired": len(common),
-                     "dropped": max(len(sa), len(sb)) - len(common), "a": mean_a, "b": mean_b,
+        differing = int(np.sum(a != b))  # what the exact tests look at: discordant pairs, non-zero differences
+        min_p = min_attainable_p(differing)
+        rows.append({"suite": suite, "metric": metric, "metric_label": METRICS[metric].label(metric),
+                     "n_paired": len(common), "n_differing": differing,
+                     "dropped": len(set(sa) | set(sb)) - len(common), "a": mean_a, "b": mean_b,
                      "direction": "a" if mean_a > mean_b else "b" if mean_b > mean_a else "tie",
-                     "test": test, "p_value": p, "min_attainable_p": min_p,
-                     "can_reach_significance": bool(min_p < spec.alpha)})
+                     "test_direction": test_direction(a, b, binary), "test": test, "p_value": p,
+                     "min_attainable_p": min_p, "can_reach_significance": bool(min_p < spec.alpha)})
     if rows:
         adjusted = multipletests([r["p_value"] for r in rows], alpha=spec.alpha, method="holm")[1]
         for row, p_adj in zip(rows, adjusted, strict=True):
             row["p_holm"] = float(p_adj)
-            row["significant"] = bool(p_adj < spec.alpha and row["direction"] != "tie")
+            # a significant test must point the way the means do (a signed-rank test can favour the side that
+            # wins more items while the other side's mean is higher): otherwise it speaks for neither
+            row["significant"] = bool(p_adj < spec.alpha and row["direction"] != "tie"
+                                      and row["test_direction"] == row["direction"])
     used = [r["suite"] for r in rows]
     if speed is not None:
         speed_a, speed_b, speed_info = speed_from_benchmark(speed, spec)
@@ -351,13 +374,20 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
     winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
     margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
     names = {"a": name_a, "b": name_b, "tie": ""}
+    tie = cmp["diff"] == 0
     for row in cmp["suites"]:
         favoured = names[row["direction"]]
-        row["verdict"] = (("supports " if favoured == winner else "against ") + winner if row["significant"] else
+        row["verdict"] = ((f"favours {favoured}" if tie else ("supports " if favoured == winner else "against ")
+                           + winner) if row["significant"] else
                           "cannot reach significance" if not row["can_reach_significance"] else "not significant")
-    if cmp["diff"] == 0:
-        record.update(cmp, winner=None, margin=0.0, margin_ci95=ci, significant=False, upload=False, outcome="tie",
-                      reason="The two models score exactly the same composite: a tie, so nothing is uploaded."
+    if tie:
+        sides = {side: [r["suite"] for r in cmp["suites"] if r["significant"] and names[r["direction"]] == side]
+                 for side in (name_a, name_b)}
+        split = " and ".join(f"{_favour(s)} {side}" for side, s in sides.items() if s)
+        record.update(cmp, winner=None, margin=0.0, margin_ci95=ci, significant=False, upload=False,
+                      outcome="mixed" if split else "tie",
+                      reason="The two models score exactly the same composite: "
+                      + (f"mixed ({split}), so nothing is uploaded." if split else "a tie, so nothing is uploaded.")
                       + failed_note)
     else:
         outcome, why = significance(cmp["suites"], ci, winner, loser, names)
@@ -397,8 +427,9 @@ def decision_markdown(record: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in record["suites"]:
             favours = {"a": a, "b": b}.get(r["direction"], "tie")
-            lines.append(f"| {r['suite']} | {r['metric']} | {r['n_paired']} | {r['a']:.4f} | {r['b']:.4f} | "
-                         f"{favours} | {r['test']} | {r['p_value']:.4g} | {r['p_holm']:.4g} | {r.get('verdict', '')} |")
+            lines.append(f"| {r['suite']} | {r.get('metric_label', r['metric'])} | {r['n_paired']} | {r['a']:.4f} | "
+                         f"{r['b']:.4f} | {favours} | {r['test']} | {r['p_value']:.4g} | {r['p_holm']:.4g} | "
+                         f"{r.get('verdict', '')} |")
         if record.get("composite_a") is not None:
             lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}. "
                       f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]

@@ -81,15 +81,22 @@ def analyze(results: dict[str, Path], spec: DecisionSpec, base_model: str = "bas
 def gate(report: dict[str, Any], label: str, spec: DecisionSpec) -> dict[str, Any]:
     reasons = []
     vs_base = report["vs_base"][label]
+    vs_bf16 = report["vs_bf16"].get(label)
+    # a suite that failed for this format (its judge, say) is not evidence of no loss: it holds the format back
+    for against, name in ((vs_base, "the base model"), (vs_bf16, "its BF16")):
+        for suite, why in (against or {}).get("failed_suites", {}).items():
+            reasons.append(f"{suite} could not be compared with {name}: {why}")
     if vs_base["composite"] is None:
-        return {"upload": False, "reasons": ["no suite could be compared with the base model"]}
+        return {"upload": False, "reasons": [*reasons, "no suite could be compared with the base model"],
+                "quantization": None}
     if vs_base["composite_drop_ci95"][0] > spec.max_drop_vs_base:  # significantly below by more than the margin
         reasons.append(f"composite {vs_base['composite']:.4f} is below the base model's "
                        f"{vs_base['reference_composite']:.4f} by more than {spec.max_drop_vs_base} "
                        f"(drop CI [{vs_base['composite_drop_ci95'][0]:.4f}, {vs_base['composite_drop_ci95'][1]:.4f}])")
-    vs_bf16 = report["vs_bf16"].get(label)
     quant = None
-    if vs_bf16 and vs_bf16["reference_composite"]:
+    if vs_bf16 and vs_bf16["composite"] is None:
+        reasons.append("no suite could be compared with its BF16")
+    elif vs_bf16 and vs_bf16["reference_composite"]:
         ref = vs_bf16["reference_composite"]
         lo, hi = (x / ref for x in vs_bf16["composite_drop_ci95"])
         quant = {"loss_share": vs_bf16["composite_drop"] / ref, "loss_share_ci95": [lo, hi],

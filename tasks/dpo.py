@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import DPOSpec, PipelineConfig
+from tasks.final_section import opens_reasoning
 from tasks.store import atomic_write_json, atomic_write_text, read_json, seal, staging_dir, verified
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,12 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 CHOICE = re.compile(r"^\(?([A-E])\)?[.):]?$")
 
 
-def _final(text: str, config: PipelineConfig) -> str:
+def _final(text: str, config: PipelineConfig, opened: bool = False) -> str:
+    """The final answer exactly as evaluation and `alphagate serve` read it (tasks/final_section.py); ``opened``:
+    the prompt ended inside an open reasoning section, so ``text`` starts inside it."""
     from tasks.bench.metrics import split_thinking
 
-    return split_thinking(text, config.data.think_tags, config.data.final_tags)[0]
+    return split_thinking(text, config.data.think_tags, config.data.final_tags, opened=opened)[0]
 
 
 def _number(text: str) -> str | None:
@@ -94,7 +97,9 @@ def benchmark_texts(extra_dirs: list[Path] | None = None) -> set[str]:
 
 def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[str]], n: int,
                 config: PipelineConfig, exclude: set[str], seed: int = 0) -> tuple[list[dict], dict[str, int]]:
-    """records: the training split's chat records. ``sample(prompt_messages, n)`` returns n completions."""
+    """records: the training split's chat records. ``sample(prompt_messages, n)`` returns n completions; an
+    optional ``sample.prompt_text(prompt_messages)`` gives the prompt text it sends (when that ends inside an open
+    reasoning section, the completions start inside it)."""
     rng = random.Random(seed)
     counts = {"questions": len(records), "pairs": 0, "not_checkable": 0, "benchmark_overlap": 0,
               "all_correct": 0, "none_correct": 0}
@@ -112,7 +117,9 @@ def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[st
             counts["not_checkable"] += 1
             continue
         answers = sample(record["prompt"], n)
-        graded = [(a, is_correct(*target, _final(a, config))) for a in answers]
+        prompt_text = getattr(sample, "prompt_text", None)
+        opened = prompt_text is not None and opens_reasoning(prompt_text(record["prompt"]), config.data.think_tags)
+        graded = [(a, is_correct(*target, _final(a, config, opened))) for a in answers]
         good = [a for a, ok in graded if ok]
         bad = [a for a, ok in graded if not ok]
         if not good or not bad:
@@ -160,13 +167,15 @@ def make_sampler(model, tokenizer, max_new_tokens: int, temperature: float, top_
         start = ids["input_ids"].shape[1]
         return [tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
 
+    sample.prompt_text = lambda prompt: tokenizer.apply_chat_template(prompt, add_generation_prompt=True,
+                                                                      tokenize=False)
     return sample
 
 
 def make_gguf_sampler(gguf: Path, max_new_tokens: int, temperature: float, top_p: float, seed: int):
     """Sampling from the SFT model's exported BF16 GGUF (merged, folded, parity-checked against the
     transformers model) with llama.cpp: the same model, several times faster than generate() on a CPU."""
-    from tasks.llama_load import open_llama
+    from tasks.llama_load import chat_formatter, open_llama
 
     llm = open_llama(gguf, n_ctx=2048, verbose=False, seed=seed)
     counter = [seed]
@@ -180,6 +189,8 @@ def make_gguf_sampler(gguf: Path, max_new_tokens: int, temperature: float, top_p
             out.append(r["choices"][0]["message"]["content"] or "")
         return out
 
+    formatter = chat_formatter(llm)
+    sample.prompt_text = lambda prompt: formatter(messages=prompt).prompt if formatter is not None else ""
     sample.close = llm.close
     return sample
 

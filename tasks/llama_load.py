@@ -21,3 +21,18 @@ def open_llama(path: str | Path, **kwargs):
 
     with STDIO_LOCK:
         return Llama(str(path), **kwargs)
+
+
+def chat_formatter(llm):
+    """The formatter llama-cpp-python builds from a GGUF's ``tokenizer.chat_template`` (its "chat_template.default"
+    chat format): ``formatter(messages=...).prompt`` is the prompt text a chat completion sends, generation prompt
+    included. None when the GGUF has no chat template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    model = llm._model
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(template, model.token_get_text(eos) if eos != -1 else "",
+                               model.token_get_text(bos) if bos != -1 else "")

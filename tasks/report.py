@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks.bench.metrics import summarize
+from tasks.bench.metrics import METRICS, summarize
 from tasks.decide import item_scores, load_results, suite_role
 from tasks.store import atomic_write_text, read_json_object, read_jsonl
 
@@ -66,6 +66,7 @@ def score_table(results: dict[str, Path]):
     for label, folder in results.items():
         for suite, data in load_any(folder).items():
             scores, binary, metric = item_scores(data["records"], suite)
+            metric = METRICS[metric].label(metric)
             s = summarize(list(scores.values()), binary)
             if s["n"]:
                 rows.append({"label": label, "suite": suite, "metric": metric,
@@ -225,11 +226,14 @@ def _dpo_section(results: dict[str, Path]) -> list[str]:
                      "| model/format | suite | metric | n | DPO | SFT parent | change | test | p (Holm) |",
                      "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in cmp["suites"] if r["n_paired"]):
-            lines.append(f"| {label} | {r['suite']} | {r['metric']} | {r['n_paired']} | {r['a']:.3f} | {r['b']:.3f} "
-                         f"| {r['a'] - r['b']:+.3f} | {r['test']} | {r['p_holm']:.3g} |")
-        lo, hi = cmp["diff_ci95"]
-        lines.append(f"| {label} | composite | | | {cmp['composite_a']:.4f} | {cmp['composite_b']:.4f} | "
-                     f"{cmp['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | paired bootstrap | |")
+            lines.append(f"| {label} | {r['suite']} | {r['metric_label']} | {r['n_paired']} | {r['a']:.3f} | "
+                         f"{r['b']:.3f} | {r['a'] - r['b']:+.3f} | {r['test']} | {r['p_holm']:.3g} |")
+        for suite, why in cmp["failed_suites"].items():
+            lines.append(f"| {label} | {suite} | failed: {why} | | | | | | |")
+        if cmp["composite_a"] is not None:
+            lo, hi = cmp["diff_ci95"]
+            lines.append(f"| {label} | composite | | | {cmp['composite_a']:.4f} | {cmp['composite_b']:.4f} | "
+                         f"{cmp['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | paired bootstrap | |")
     return lines
 
 

@@ -1,8 +1,13 @@
 """Serve a chosen GGUF: OpenAI-compatible /v1/chat/completions (streaming and not) and /think, both returning
 only the final section of a thinking-format answer. The reasoning never leaves the process.
 
-- The final section is found by one streaming filter for both modes (tasks/final_section.py), so a streamed
-  answer is exactly the non-streamed one. Reasoning text is only hashed (SHA-256) and counted, for the audit log.
+- The final section is found by one streaming filter for both modes (tasks/final_section.py, the extractor
+  evaluation and DPO use too), so a streamed answer is exactly the non-streamed one. When the rendered prompt ends
+  inside an open reasoning section (the chat template or --prefill-think appended <think>), the filter starts
+  inside it. Generation stops once the final section is closed. Reasoning text is only hashed (SHA-256) and
+  counted, for the audit log.
+- A streaming client that disconnects cancels its generation at the next token (the model is free for the next
+  request at once); its audit line has finish reason "client_disconnected".
 - The audit log is append-only JSONL: time, request id, endpoint, model sha256, reasoning SHA-256 and length,
   final-answer length, token counts, finish reason; prompt and reasoning text only when configured.
 - Loopback by default; any other bind address needs an API key (Bearer). Request bodies, messages and
@@ -20,7 +25,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +33,7 @@ from typing import Any
 
 from fastapi import Request  # at module level: FastAPI resolves the (string) annotations from these globals
 
-from tasks.final_section import FinalSectionFilter
+from tasks.final_section import FinalSectionFilter, opens_reasoning
 
 log = logging.getLogger("alphagate.serve")
 
@@ -160,9 +165,7 @@ class Generator:
     """One llama.cpp model, one request at a time (llama.cpp contexts are not thread-safe)."""
 
     def __init__(self, settings: ServeSettings):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        from tasks.llama_load import open_llama
+        from tasks.llama_load import chat_formatter, open_llama
         from tasks.store import sha256_file
 
         self.settings = settings
@@ -171,14 +174,10 @@ class Generator:
                               verbose=False)
         self.model_sha256 = sha256_file(settings.gguf)
         self.model_name = settings.model_name or Path(settings.gguf).stem
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
+        self.formatter = chat_formatter(self.llm)
+        if self.formatter is None:
             raise ValueError(f"{settings.gguf} has no tokenizer.chat_template; serve a GGUF exported by "
                              "`alphagate export` (it embeds the chat template).")
-        model = self.llm._model
-        eos, bos = self.llm.token_eos(), self.llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(template, model.token_get_text(eos) if eos != -1 else "",
-                                             model.token_get_text(bos) if bos != -1 else "")
         self.lock = threading.Lock()
 
     def prompt(self, messages: list[dict[str, str]]) -> tuple[str, list[str]]:
@@ -190,15 +189,23 @@ class Generator:
         stops = [rendered.stop] if isinstance(rendered.stop, str) else list(rendered.stop or [])
         return rendered.prompt + prefill, stops
 
-    def stream(self, messages, sampling) -> Iterator[tuple[str, dict]]:
-        """Yields (raw text piece, info); the last info has finish_reason and usage."""
+    def opens_reasoning(self, messages: list[dict[str, str]]) -> bool:
+        """Whether the prompt for ``messages`` ends inside an open reasoning section, so that the generated text
+        starts inside it (a thinking chat template, or ``prefill_think``)."""
+        return opens_reasoning(self.prompt(messages)[0], self.settings.think_tags)
+
+    def stream(self, messages, sampling, until: Callable[[], str | None] | None = None) -> Iterator[tuple[str, dict]]:
+        """Yields (raw text piece, info); the last info has finish_reason and usage. ``until`` is asked after every
+        piece: a reason (e.g. "stop": the final section is complete; "client_disconnected") ends decoding at once,
+        with that finish reason. The model's lock is held while decoding and released when decoding ends."""
         prompt, template_stops = self.prompt(messages)
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if len(tokens) + sampling["max_tokens"] > self.settings.n_ctx:
             raise RequestError(400, f"The prompt is {len(tokens)} tokens; with max_tokens {sampling['max_tokens']} "
                                     f"it exceeds the context of {self.settings.n_ctx}. Shorten the conversation.",
                                "messages")
-        stop = list(dict.fromkeys(template_stops + sampling["stop"] + [self.settings.final_tags[1]]))
+        # no </final> stop string: one inside the reasoning must not end the answer; ``until`` ends it instead
+        stop = list(dict.fromkeys(template_stops + sampling["stop"]))
         kwargs = dict(max_tokens=sampling["max_tokens"], temperature=sampling["temperature"],
                       top_p=sampling["top_p"], stop=stop, stream=True)
         if sampling["seed"] is not None:
@@ -206,25 +213,54 @@ class Generator:
         completion_tokens, finish = 0, None
         with self.lock:
             self.llm.reset()
-            if self.settings.prefill_think:
-                yield self.settings.think_tags[0], {}
-            for chunk in self.llm.create_completion(tokens, **kwargs):
-                choice = chunk["choices"][0]
-                completion_tokens += 1 if choice["text"] else 0
-                finish = choice.get("finish_reason") or finish
-                if choice["text"]:
-                    yield choice["text"], {}
+            completion = self.llm.create_completion(tokens, **kwargs)
+            try:
+                for chunk in completion:
+                    choice = chunk["choices"][0]
+                    completion_tokens += 1 if choice["text"] else 0
+                    finish = choice.get("finish_reason") or finish
+                    if choice["text"]:
+                        yield choice["text"], {}
+                    if until is not None and (reason := until()):
+                        finish = reason
+                        break
+            finally:
+                completion.close()
         yield "", {"finish_reason": finish or "stop",
                    "usage": {"prompt_tokens": len(tokens), "completion_tokens": completion_tokens,
                              "total_tokens": len(tokens) + completion_tokens}}
 
 
 def create_app(settings: ServeSettings, generator: Generator | None = None):
+    import anyio
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
 
     check_settings(settings)
     gen = generator or Generator(settings)
+
+    class GenerationStream(StreamingResponse):
+        """A streamed generation that ends when its client goes away. The disconnect is noticed even while
+        nothing is being sent (reasoning, or outside text held back): ``cancel`` is set at once and the decoding
+        thread stops at its next token; the body's generator is then closed, which releases the model's lock and
+        writes the audit line if that has not happened yet."""
+
+        def __init__(self, events: Iterator[str], cancel: threading.Event, **kwargs):
+            super().__init__(events, **kwargs)
+            self.events, self.cancel = events, cancel
+
+        async def listen_for_disconnect(self, receive) -> None:
+            await super().listen_for_disconnect(receive)
+            self.cancel.set()
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.cancel.set()
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(self.events.close)
     audit = AuditLog(settings.audit_log)
     app = FastAPI(title="alpha-gate serve", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -275,10 +311,22 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
             entry["prompt"] = messages
         audit.write(entry)
 
+    def start(messages, sampling, cancel: threading.Event | None = None):
+        """(the filter, the generation): the filter starts inside the reasoning section when the prompt opened
+        it; decoding stops once the final section is closed, or when ``cancel`` is set."""
+        f = FinalSectionFilter(settings.think_tags, settings.final_tags, opened=gen.opens_reasoning(messages))
+
+        def until() -> str | None:
+            if cancel is not None and cancel.is_set():
+                return "client_disconnected"
+            return "stop" if f.done else None
+
+        return f, gen.stream(messages, sampling, until)
+
     def run(messages, sampling) -> tuple[str, FinalSectionFilter, dict]:
-        f = FinalSectionFilter(settings.think_tags, settings.final_tags)
+        f, pieces = start(messages, sampling)
         shown, info = [], {}
-        for piece, meta in gen.stream(messages, sampling):
+        for piece, meta in pieces:
             shown.append(f.feed(piece))
             info.update(meta)
         shown.append(f.finish())
@@ -302,16 +350,13 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
         messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
         request_id, created, started = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), time.perf_counter()
         if not body.get("stream"):
-            from starlette.concurrency import run_in_threadpool
-
             answer, f, info = await run_in_threadpool(run, messages, sampling)
             record(request_id, "/v1/chat/completions", messages, f, answer, info, started, "ok")
             return {"id": request_id, "object": "chat.completion", "created": created, "model": gen.model_name,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
                                  "finish_reason": info["finish_reason"]}], "usage": info["usage"]}
-        from starlette.concurrency import run_in_threadpool
-
-        pieces = gen.stream(messages, sampling)
+        cancel = threading.Event()  # set when the client goes away: decoding stops at the next token
+        f, pieces = start(messages, sampling, cancel)
         # errors (a prompt that is too long) surface as a 4xx before the stream starts; generation runs off the
         # event loop
         first = await run_in_threadpool(next, pieces)
@@ -323,8 +368,7 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
                                          ensure_ascii=False) + "\n\n"
 
         def events():
-            f = FinalSectionFilter(settings.think_tags, settings.final_tags)
-            info, sent, status = {}, [], "ok"
+            info, sent, status, tail = {}, [], "ok", ""
             yield chunk({"role": "assistant", "content": ""})
             try:
                 for piece, meta in itertools.chain([first], pieces):
@@ -334,21 +378,24 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
                         sent.append(visible)
                         yield chunk({"content": visible})
                 tail = f.finish()
-                if tail:
-                    sent.append(tail)
-                    yield chunk({"content": tail})
-                yield chunk({}, info.get("finish_reason", "stop"))
-                yield "data: [DONE]\n\n"
-            except GeneratorExit:
-                status = "client_disconnected"
+                sent.append(tail)
+            except Exception:
+                status = "error"
+                info.setdefault("finish_reason", "error")
                 raise
-            finally:
+            finally:  # decoding is over (done, cancelled, failed, or this generator closed): the lock is free
                 pieces.close()
+                if cancel.is_set() and info.get("finish_reason") in (None, "client_disconnected"):
+                    status = info["finish_reason"] = "client_disconnected"
                 record(request_id, "/v1/chat/completions", messages, f, "".join(sent).strip(), info, started,
                        status)
+            if tail:
+                yield chunk({"content": tail})
+            yield chunk({}, info.get("finish_reason", "stop"))
+            yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
+        return GenerationStream(events(), cancel, media_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache", "X-Request-Id": request_id})
 
     @app.post("/think")
     async def think(request: Request):
@@ -363,8 +410,6 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
             body = {**body, "messages": [{"role": "user", "content": body.pop("prompt")}]}
         messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
         request_id, started = f"think-{uuid.uuid4().hex}", time.perf_counter()
-        from starlette.concurrency import run_in_threadpool
-
         answer, f, info = await run_in_threadpool(run, messages, sampling)
         record(request_id, "/think", messages, f, answer, info, started, "ok")
         return {"id": request_id, "model": gen.model_name, "answer": answer, "finish_reason": info["finish_reason"],

@@ -32,9 +32,33 @@ def test_char_f1():
     ("<think>a</think> The answer is 4.", "The answer is 4.", "a"),
     ("Plain answer.", "Plain answer.", ""),
     ("<final>only final", "only final", ""),
+    # a <final> inside the reasoning is reasoning: scored "42" as serve returns it, not the first "41"
+    ("<think>try 41 <final>41</final> no wait</think><final>42</final>", "42", "try 41 <final>41</final> no wait"),
+    ("<final>42 <think>secret</think></final>", "42", "secret"),  # reasoning inside the final section
+    ("secret 41</think> 42", "42", "secret 41"),  # a stray </think>: what came before was reasoning
+    ("<think>a <think>b</think> 41</think>42", "42", "a <think>b</think> 41"),  # nested reasoning
 ])
 def test_split_thinking_scores_the_final_section_only(text, final, reasoning):
     assert split_thinking(text, *TAGS) == (final, reasoning)
+
+
+def test_split_thinking_is_what_serve_returns_and_hashes():
+    from tasks.final_section import final_section
+
+    for text in ("<think>try 41 <final>41</final> no wait</think><final>42</final>", "a</final>b", "x<think>y",
+                 "<final>4<think>s</think>2", "</think></think>1"):
+        for opened in (False, True):
+            final, reasoning = split_thinking(text, *TAGS, opened=opened)
+            served, f = final_section(text, *TAGS, opened=opened)
+            assert final == served
+            assert reasoning_audit(reasoning, False)["reasoning_sha256"] == f.reasoning_sha256
+            assert len(reasoning) == f.reasoning_chars
+
+
+def test_a_prompt_that_opened_the_reasoning_section():
+    """A thinking chat template ends the prompt with <think>: the generated text starts inside it."""
+    assert split_thinking("secret 41</think> 42", *TAGS, opened=True) == ("42", "secret 41")
+    assert split_thinking("cut off while thinking 41", *TAGS, opened=True) == ("", "cut off while thinking 41")
 
 
 def test_reasoning_is_hashed_not_kept():

@@ -216,3 +216,37 @@ def test_isolated_speed_samples_tie_unless_they_differ_significantly(tmp_path):
     speed.write_text(json.dumps({"models": {"a": {"tokens_per_s": noisy[0]}, "c": {"tokens_per_s": noisy[1]}}}))
     with pytest.raises(ValueError, match="not both"):
         decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, speed=speed)
+
+
+def test_a_signed_rank_test_that_disagrees_with_the_means_counts_for_neither_side(tmp_path):
+    """Review counterexample: A is better on 79 judged items by 1 grade, B better on 20 items by 4 grades. B's mean
+    is (slightly) higher, the signed-rank test significantly favours A: the suite must not count against A."""
+    ga, gb = [3] * 79 + [1] * 20, [2] * 79 + [5] * 20
+    _write(tmp_path / "a", "elyza_tasks_100", [{"index": i, "judge_grade": g, "char_f1": .5} for i, g in enumerate(ga)])
+    _write(tmp_path / "b", "elyza_tasks_100", [{"index": i, "judge_grade": g, "char_f1": .5} for i, g in enumerate(gb)])
+    _write(tmp_path / "a", "mmlu", _mc([1] * 30 + [0] * 10))
+    _write(tmp_path / "b", "mmlu", _mc([0] * 40))
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    elyza = next(r for r in record["suites"] if r["suite"] == "elyza_tasks_100")
+    assert elyza["direction"] == "b" and elyza["test_direction"] == "a" and elyza["p_holm"] < 0.05
+    assert not elyza["significant"] and record["outcome"] == "significant" and record["winner"] == "a"
+
+
+def test_an_exact_tie_with_suites_significant_both_ways_is_mixed(tmp_path):
+    _write(tmp_path / "a", "mmlu", _mc([1] * 30 + [0] * 10))
+    _write(tmp_path / "b", "mmlu", _mc([0] * 40))
+    _write(tmp_path / "a", "arc_challenge", _mc([0] * 40))
+    _write(tmp_path / "b", "arc_challenge", _mc([1] * 30 + [0] * 10))
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    assert record["diff"] == 0 and record["winner"] is None and record["outcome"] == "mixed"
+    assert {r["suite"]: r["verdict"] for r in record["suites"]} == {"mmlu": "favours a", "arc_challenge": "favours b"}
+
+
+def test_items_lost_by_either_side_count_as_dropped_and_only_differing_items_can_reach_significance(tmp_path):
+    _write(tmp_path / "a", "elyza_tasks_100", [{"index": i, "judge_grade": None if i < 5 else 4, "char_f1": .5}
+                                               for i in range(40)])
+    _write(tmp_path / "b", "elyza_tasks_100", [{"index": i, "judge_grade": None if 5 <= i < 10 else 4, "char_f1": .5}
+                                               for i in range(40)])
+    row = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)["suites"][0]
+    assert row["dropped"] == 10 and row["n_paired"] == 30
+    assert row["n_differing"] == 0 and not row["can_reach_significance"]  # 30 identical pairs: nothing to test

@@ -84,3 +84,18 @@ def test_base_results_are_required(tmp_path):
     results = _setup(tmp_path, {"linear/bf16": {"mmlu": [1] * 4}})
     with pytest.raises(ValueError, match="base/bf16"):
         analyze(results, SPEC)
+
+
+def test_a_suite_that_failed_for_a_quantization_holds_it_back(tmp_path):
+    """Review counterexample: every judge call failed for the Q4_K_M; the gate computed on MMLU alone passed it."""
+    results = _setup(tmp_path, {"base/bf16": {"mmlu": [1, 0] * 20}, "linear/bf16": {"mmlu": [1, 0] * 20},
+                                "linear/q4_k_m": {"mmlu": [1, 0] * 20}})
+    for label, grade, error in (("base_bf16", 5, None), ("linear_bf16", 5, None), ("linear_q4_k_m", None, "timeout")):
+        rows = [{"index": i, "judge_grade": grade, "judge_error": error, "char_f1": 0.5} for i in range(40)]
+        (tmp_path / label / "elyza_tasks_100.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / label / "elyza_tasks_100.summary.json").write_text(json.dumps({"timings": {}}))
+    gates = analyze(results, SPEC)["gates"]
+    assert gates["linear/bf16"]["upload"]
+    assert not gates["linear/q4_k_m"]["upload"]
+    assert any(r.startswith("elyza_tasks_100 could not be compared with its BF16") for r in
+               gates["linear/q4_k_m"]["reasons"])

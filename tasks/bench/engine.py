@@ -57,6 +57,7 @@ class Engine:
         self._kv: list[int] = []  # tokens whose KV entries are in the cache, position by position
         self._rows: dict[int, np.ndarray] = {}  # log-softmax rows of positions in _kv, where computed
         self.decoded_tokens = 0  # tokens actually run through the model by loglikelihood()
+        self._formatter = False  # the chat template's formatter, built by the first chat_prompt() (None: no template)
 
     # -- tokens ----------------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
@@ -152,6 +153,16 @@ class Engine:
         out = self.llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.0, stop=stop,
                                               grammar=constraint)
         return out["choices"][0]["message"]["content"] or ""
+
+    def chat_prompt(self, messages: list[dict]) -> str:
+        """The prompt text ``chat`` sends for ``messages`` (the GGUF's chat template with its generation prompt;
+        "" when the GGUF has none): whether it ends inside an open reasoning section decides how the answer is
+        read (tasks.final_section.opens_reasoning)."""
+        from tasks.llama_load import chat_formatter
+
+        if self._formatter is False:
+            self._formatter = chat_formatter(self.llm)
+        return self._formatter(messages=messages).prompt if self._formatter is not None else ""
 
     # -- timings ---------------------------------------------------------------------------------
     def reset_timings(self) -> None:

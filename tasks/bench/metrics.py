@@ -8,6 +8,8 @@ import re
 from collections import Counter
 from typing import Any, NamedTuple
 
+from tasks.final_section import final_section
+
 
 class Metric(NamedTuple):
     """A per-item metric: the record field holding it, whether it is 0/1, and the [lo, hi] scale it is mapped
@@ -15,6 +17,11 @@ class Metric(NamedTuple):
     field: str
     binary: bool
     scale: tuple[float, float] = (0.0, 1.0)
+
+    def label(self, name: str) -> str:
+        """How the metric is shown beside a value on the [0, 1] scale (decision, report, model cards)."""
+        lo, hi = self.scale
+        return name if (lo, hi) == (0.0, 1.0) else f"{name} ({lo:g}-{hi:g} mapped to 0-1)"
 
     def value(self, raw: Any) -> float:
         lo, hi = self.scale
@@ -57,14 +64,14 @@ def char_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def split_thinking(text: str, think: tuple[str, str], final: tuple[str, str]) -> tuple[str, str]:
-    """(final answer, reasoning). The final section if tagged; else the text outside the reasoning tags."""
-    reasoning = "".join(re.findall(re.escape(think[0]) + r"(.*?)(?:" + re.escape(think[1]) + r"|$)", text, re.S))
-    match = re.search(re.escape(final[0]) + r"(.*?)(?:" + re.escape(final[1]) + r"|$)", text, re.S)
-    if match:
-        return match.group(1).strip(), reasoning
-    outside = re.sub(re.escape(think[0]) + r".*?(?:" + re.escape(think[1]) + r"|$)", "", text, flags=re.S)
-    return outside.strip(), reasoning
+def split_thinking(text: str, think: tuple[str, str], final: tuple[str, str], *,
+                   opened: bool = False) -> tuple[str, str]:
+    """(final answer, reasoning text): exactly what `alphagate serve` would return for ``text`` and the reasoning
+    it would hash (tasks/final_section.py: the final section if tagged, else the text outside the reasoning tags;
+    nested and stray tags never expose reasoning). ``opened``: the prompt ended inside an open reasoning section
+    (see tasks.final_section.opens_reasoning), so ``text`` starts inside it."""
+    answer, f = final_section(text, think, final, opened=opened, keep_reasoning=True)
+    return answer, f.reasoning_text
 
 
 def reasoning_audit(reasoning: str, keep_text: bool) -> dict[str, Any]:

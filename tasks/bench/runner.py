@@ -14,6 +14,7 @@ import jinja2
 
 from tasks.bench.metrics import METRICS, char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
 from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data, suite_path
+from tasks.final_section import opens_reasoning
 from tasks.progress import Progress
 from tasks.store import (
     STAMP,
@@ -90,10 +91,16 @@ def score_multiple_choice(engine, suite, doc, context: str) -> dict[str, Any]:
 def score_generation(engine, suite, doc, context: str, opts: RunOptions, judge) -> dict[str, Any]:
     gen = suite.generation
     if gen.chat:
-        text = engine.chat([{"role": "user", "content": context}], gen.max_tokens, gen.until or None)
+        messages = [{"role": "user", "content": context}]
+        text = engine.chat(messages, gen.max_tokens, gen.until or None)
+        prompt = engine.chat_prompt(messages)
     else:
         text = engine.generate(context, gen.max_tokens, gen.until)
-    final, reasoning = split_thinking(text, opts.think_tags, opts.final_tags)
+        prompt = context
+    # read as `alphagate serve` reads it: a prompt that opened the reasoning section (a thinking chat template
+    # ends with <think>) makes the generated text start inside it
+    final, reasoning = split_thinking(text, opts.think_tags, opts.final_tags,
+                                      opened=opens_reasoning(prompt, opts.think_tags))
     record: dict[str, Any] = {"final_answer": final, "completion_chars": len(text),
                               **reasoning_audit(reasoning, opts.keep_reasoning)}
     if suite.process_docs == "gsm8k":
