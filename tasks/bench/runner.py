@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from tasks.store import (
     ResultsConflictError,
     atomic_write_json,
     atomic_write_text,
+    check_writable_dir,
     read_json,
     seal,
     sha256_file,
@@ -228,27 +228,14 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
             summary = _evaluate(gguf, suite_name, tmp, opts, key, inputs)
             seal(tmp, "eval", key, inputs)
         return summary
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"--out {out_dir} is a file; results need a folder.")
     if (out_dir / STAMP).is_file():
         raise ResultsConflictError(f"--out {out_dir} is a sealed pipeline output (it holds {STAMP}); adding results "
                                    "there would change it. Choose another --out.")
     if (previous := _reusable(out_dir, suite_name, key, replace)) is not None:
         return previous
-    _check_writable(out_dir)
+    check_writable_dir(out_dir)  # before the evaluation, not after it: an unwritable --out would waste the run
+    out_dir.mkdir(parents=True, exist_ok=True)
     return _evaluate(gguf, suite_name, out_dir, opts, key, inputs)
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Before the evaluation, not after it: an unwritable --out would waste the whole run."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(f"Cannot write results into {out_dir} ({exc.strerror}); choose a writable --out."
-                              ) from None
 
 
 def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key: str,
