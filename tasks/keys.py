@@ -17,7 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-# stage -> modules (dotted; a package means all of its .py files) and package data folders ("pkg:folder")
+# stage -> its entry modules (dotted; a package means all of its .py files) and package data folders
+# ("pkg:folder"); every project module they import is added (see _closure)
 CODE: dict[str, tuple[str, ...]] = {
     "data": ("tasks.data", "tasks.pii", "tasks.config", "tasks:resources/sft"),
     "base": ("tasks.base_model", "tasks:resources"),
@@ -67,17 +68,79 @@ LIBRARIES: dict[str, tuple[str, ...]] = {"export": ("transformers", "llama-cpp-p
                                          "eval": ("llama-cpp-python",), "speed": ("llama-cpp-python",)}
 
 
+PROJECT = ("tasks", "alpha_gate")
+
+
+def _project_imports(path: Path) -> set[str]:
+    """The project modules (tasks.*, alpha_gate.*) a source file imports, anywhere in it (lazy imports in functions
+    included): ``from tasks.bench import suites`` names tasks.bench.suites when that is a module."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.split(".")[0] in PROJECT}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                and node.module.split(".")[0] in PROJECT:
+            names.add(node.module)
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if _locate_quiet(sub) is not None:
+                    names.add(sub)
+    return names
+
+
+def _locate_quiet(module: str):
+    try:
+        return _locate(module)
+    except (ImportError, ValueError):
+        return None
+
+
+def _closure(entries: tuple[str, ...]) -> list[str]:
+    """The stage's listed entries plus every project module they import, transitively: the code a stage runs is
+    hashed even where the list above forgot a helper. A module found this way counts alone (a package found this
+    way: its __init__ only); a *listed* package counts whole."""
+    listed = list(entries)
+    seen, todo, found = set(listed), [e for e in listed if ":" not in e], []
+    while todo:
+        module = todo.pop()
+        paths = _sources(module) if module in entries else _module_file(module)
+        for path in paths:
+            for name in sorted(_project_imports(path)):
+                if name not in seen and not any(name == e or name.startswith(e + ".") for e in entries
+                                                if ":" not in e and _is_package(e)):
+                    seen.add(name)
+                    found.append(name)
+                    todo.append(name)
+    return listed + sorted(found)
+
+
+def _is_package(module: str) -> bool:
+    spec = _locate_quiet(module)
+    return bool(spec and spec.submodule_search_locations)
+
+
+def _module_file(module: str) -> list[Path]:
+    spec = _locate(module)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"Code-version entry {module!r} is not importable; the install is incomplete.")
+    return [Path(spec.origin)]
+
+
 @cache
 def code_version(stage: str) -> str:
-    """sha256 over the source of the code ``stage`` runs and the versions of the libraries listed for it (cached for
-    the process: code does not change under it)."""
+    """sha256 over the source of the code ``stage`` runs (its listed modules and data folders, and every project
+    module they import) and the versions of the libraries listed for it (cached for the process: code does not
+    change under it)."""
     import importlib.metadata as md
 
     digest = hashlib.sha256()
     for library in LIBRARIES.get(stage, ()):
         digest.update(f"{library}=={md.version(library)}\0".encode())
-    for entry in CODE[stage]:
-        for path in _sources(entry):
+    for entry in _closure(CODE[stage]):
+        paths = _sources(entry) if entry in CODE[stage] else _module_file(entry)
+        for path in paths:
             digest.update(f"{entry}/{path.name}\0".encode() + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

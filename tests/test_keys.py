@@ -80,6 +80,30 @@ def test_stage_keys_hash_inputs_and_code(tmp_path, monkeypatch):
     keys.code_version.cache_clear()
 
 
+def test_a_module_a_stage_imports_is_part_of_its_code_version_even_when_not_listed(tmp_path, monkeypatch):
+    """The final-answer extractor (tasks/final_section.py) is not in CODE["eval"], but runner -> metrics imports
+    it: editing it must rerun evaluations, and leave stages that never import it alone."""
+    import importlib.util
+    import shutil
+
+    assert "tasks.final_section" not in keys.CODE["eval"]
+    copy = tmp_path / "final_section.py"
+    shutil.copy(keys._locate("tasks.final_section").origin, copy)
+    real = keys._locate
+    spec = importlib.util.spec_from_file_location("tasks.final_section", copy)
+    keys.code_version.cache_clear()
+    before = {stage: keys.code_version(stage) for stage in ("eval", "dpo", "speed", "export")}
+    monkeypatch.setattr(keys, "_locate", lambda name: spec if name == "tasks.final_section" else real(name))
+    keys.code_version.cache_clear()
+    assert {stage: keys.code_version(stage) for stage in before} == before  # identical copy: same versions
+    copy.write_text(copy.read_text() + "\n# edited\n")
+    keys.code_version.cache_clear()
+    after = {stage: keys.code_version(stage) for stage in before}
+    assert after["eval"] != before["eval"] and after["dpo"] != before["dpo"]
+    assert after["speed"] == before["speed"] and after["export"] == before["export"]
+    keys.code_version.cache_clear()
+
+
 def test_every_stage_lists_code_that_exists():
     for stage in keys.CODE:
         assert len(keys.code_version(stage)) == 64
