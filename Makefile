@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
-	$(BIN)/python -m tasks.converter fetch
+	$(BIN)/python -m tasks.export.converter fetch
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -105,7 +105,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from tasks.config import cache_root, load_config
-    from tasks.train import train_variant
+    from tasks.train.variant import train_variant
 
     config = load_config(args.config)
     record = train_variant(config, args.variant, args.out, cache_dir=args.cache or cache_root())
@@ -115,7 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_dpo(args: argparse.Namespace) -> int:
-    from tasks.dpo import train_dpo
+    from tasks.train.dpo import train_dpo
 
     spec = None
     if args.config:
@@ -131,7 +131,7 @@ def _cmd_dpo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from tasks.serve import ServeSettings, serve
+    from tasks.serve.server import ServeSettings, serve
 
     key = os.environ.get(args.api_key_env or "ALPHAGATE_API_KEY") or None
     if args.api_key_env and not key:
@@ -149,7 +149,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from tasks.export import export_model
+    from tasks.export.gguf import export_model
 
     formats = [f.strip().lower() for f in args.formats.split(",") if f.strip()]
     spec = None
@@ -222,7 +222,7 @@ def _labelled(items: list[str], flag: str, require_label: bool = False) -> dict[
 
 def _cmd_decide(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
-    from tasks.decide import decide
+    from tasks.decide.decision import decide
     from tasks.store import check_writable_dir, read_json_object
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
@@ -266,7 +266,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
 def _cmd_degrade(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
-    from tasks.degrade import write_analysis
+    from tasks.decide.degrade import write_analysis
     from tasks.store import check_writable_dir
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
@@ -283,8 +283,8 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 
 def _cmd_upload(args: argparse.Namespace) -> int:
     from tasks.config import load_config
+    from tasks.publish.upload import upload
     from tasks.store import check_writable_dir, read_json_object
-    from tasks.upload import upload
 
     out = args.out or Path(args.decision).parent / "upload"
     config = load_config(args.config)
@@ -350,7 +350,7 @@ def _stop_children(timeout: float = 10.0) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from tasks.report import write_report
+    from tasks.publish.report import write_report
     from tasks.store import check_writable_dir
 
     results = _labelled(args.results, "--results")

@@ -99,7 +99,7 @@ def _artifact(kind: str, key: str, payload, description: str) -> None:
 
 @_plan("data")
 def _data_plan(config_path: str, root: str, **_: Any) -> tuple[str, Path]:
-    from tasks.data import data_key
+    from tasks.data.sft import data_key
     from tasks.store import keyed_dir
 
     key = data_key(_config(config_path).data)[0]
@@ -108,14 +108,14 @@ def _data_plan(config_path: str, root: str, **_: Any) -> tuple[str, Path]:
 
 @task(cache_key_fn=keyed_cache("data"), persist_result=True, retries=1)
 def prepare_data_task(config_path: str, root: str) -> Ref:
-    from tasks.data import data_ref
+    from tasks.data.sft import data_ref
 
     return data_ref(_config(config_path).data, _data_plan(config_path, root)[1])
 
 
 @task(retries=1)  # found by key in the base-model cache (a hash and a check when it is there)
 def base_model_task(config_path: str, cache_dir: str) -> Ref:
-    from tasks.base_model import base_ref
+    from tasks.data.base_model import base_ref
 
     with _MODEL_LOCK:
         return base_ref(_config(config_path).base_model, Path(cache_dir))
@@ -126,7 +126,7 @@ def base_model_task(config_path: str, cache_dir: str) -> Ref:
 @_plan("train")
 def _train_plan(config_path: str, variant: str, data: Ref, base: Ref, root: str, **_: Any) -> tuple[str, Path]:
     from tasks.store import keyed_dir
-    from tasks.train import train_key
+    from tasks.train.variant import train_key
 
     key = train_key(_config(config_path), variant, base, data)[0]
     return key, keyed_dir(root, "train", key)
@@ -140,7 +140,7 @@ def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, 
     from prefect.concurrency.sync import concurrency
 
     from tasks.store import ref_of
-    from tasks.train import train_variant
+    from tasks.train.variant import train_variant
 
     key, out = _train_plan(config_path, variant, data, base, root)
     if expected_key is not None and key != expected_key:
@@ -179,8 +179,8 @@ def remote_train_task(deployment: str, config_path: str, variant: str, data: Ref
 @_plan("dpo")
 def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str],
               **_: Any) -> tuple[str, Path]:
-    from tasks.dpo import benchmark_texts, dpo_key
     from tasks.store import keyed_dir
+    from tasks.train.dpo import benchmark_texts, dpo_key
 
     exclude = benchmark_texts([Path(d) for d in extra_benchmark_dirs])
     key = dpo_key(Path(parent.path), _config(config_path).dpo, Path(gguf), exclude)[0]
@@ -191,8 +191,8 @@ def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchma
 def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str]) -> Ref:
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
-    from tasks.dpo import train_dpo
     from tasks.store import ref_of
+    from tasks.train.dpo import train_dpo
 
     out = _dpo_plan(config_path, parent, gguf, root, extra_benchmark_dirs)[1]
     with _MODEL_LOCK:
@@ -210,7 +210,7 @@ def _export_name(config_path: str, label: str) -> str:
 @_plan("export")
 def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], label: str, **_: Any
                  ) -> tuple[str, Path]:
-    from tasks.export import export_key
+    from tasks.export.gguf import export_key
     from tasks.store import keyed_dir
 
     key = export_key(model, formats, _config(config_path).export, _export_name(config_path, label))[0]
@@ -220,7 +220,7 @@ def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], la
 @task(cache_key_fn=keyed_cache("export"), persist_result=True, retries=1)
 def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
     """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
-    from tasks.export import export_model
+    from tasks.export.gguf import export_model
     from tasks.store import ref_of
 
     out = _export_plan(config_path, model, root, formats, label)[1]
@@ -293,7 +293,7 @@ def speed_task(ggufs: dict[str, str], root: str, repeats: int = 5, max_tokens: i
 
 @task(persist_result=True)
 def degrade_task(config_path: str, results: dict[str, Ref], root: str) -> Ref:
-    from tasks.degrade import write_analysis
+    from tasks.decide.degrade import write_analysis
 
     spec = _config(config_path).decision
     inputs = {"results": {k: r.sha256 for k, r in sorted(results.items())}, "decision": spec.model_dump(mode="json")}
@@ -306,7 +306,7 @@ def decide_task(config_path: str, results: dict[str, Ref], exports: dict[str, Re
                 degradation: Ref, speed: Ref, expected_suites: list[str], root: str) -> dict[str, Any]:
     """The decision record (with ``ref``: where it is). Inputs: the two sides' result sets, their exports and runs
     (for the upload), the degradation gates and the isolated speed samples, and this run's decision section."""
-    from tasks.decide import decide, decision_markdown
+    from tasks.decide.decision import decide, decision_markdown
     from tasks.store import read_json
 
     spec = _config(config_path).decision
@@ -332,7 +332,7 @@ def decide_task(config_path: str, results: dict[str, Ref], exports: dict[str, Re
 @task(persist_result=True)
 def report_task(results: dict[str, Ref], decision: Ref, degradation: Ref, runs: dict[str, Ref],
                 tuner: str | None, root: str) -> Ref:
-    from tasks.report import write_report
+    from tasks.publish.report import write_report
     from tasks.store import sha256_file
 
     tuner_path = Path(tuner) if tuner and Path(tuner).is_file() else None
@@ -352,7 +352,7 @@ def report_task(results: dict[str, Ref], decision: Ref, degradation: Ref, runs: 
 @task
 def preflight_task(config_path: str) -> str | None:
     """Before the first training of a run that really uploads: token, write access, namespace."""
-    from tasks.upload import preflight
+    from tasks.publish.upload import preflight
 
     spec = _config(config_path).upload
     if not spec.enabled:
@@ -366,7 +366,7 @@ def upload_task(config_path: str, decision: Ref, exports: dict[str, Ref], runs: 
                 dry_run: bool) -> dict[str, Any]:
     """Stage (dry run) or publish the winner, with the *current* config's upload section and names, from the refs of
     this run's exports and trainings (not paths read back from the decision record)."""
-    from tasks.upload import upload
+    from tasks.publish.upload import upload
 
     config = _config(config_path)
     card_config = config.model_dump(mode="json", include={"name", "base_model", "data", "export", "upload"})

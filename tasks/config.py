@@ -172,7 +172,7 @@ class UploadSpec(Strict):
 
 
 class DPOSpec(Strict):
-    """Optional preference stage after SFT (tasks/dpo.py): off unless enabled."""
+    """Optional preference stage after SFT (tasks/train/dpo.py): off unless enabled."""
 
     enabled: bool = False
     samples_per_question: int = Field(4, ge=2, le=64)

@@ -20,22 +20,22 @@ from typing import Any
 # stage -> its entry modules (dotted; a package means all of its .py files) and package data folders
 # ("pkg:folder"); every project module they import is added (see _closure)
 CODE: dict[str, tuple[str, ...]] = {
-    "data": ("tasks.data", "tasks.pii", "tasks.config", "tasks:resources/sft"),
-    "base": ("tasks.base_model", "tasks:resources"),
-    "train": ("alpha_gate", "tasks.train", "tasks.fit", "tasks.tune", "tasks.train_outputs", "tasks.base_model",
-              "tasks.unsloth_backend", "tasks.data", "tasks.config"),
-    "dpo": ("alpha_gate", "tasks.dpo", "tasks.fit", "tasks.train_outputs", "tasks.base_model", "tasks.data",
-            "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks.bench:samples"),
-    "export": ("alpha_gate", "tasks.export", "tasks.converter", "tasks.gguf_verify", "tasks.base_model",
-               "tasks.train_outputs", "tasks.llama_load"),
+    "data": ("tasks.data.sft", "tasks.data.pii", "tasks.config", "tasks.data:resources/sft"),
+    "base": ("tasks.data.base_model", "tasks.data:resources"),
+    "train": ("alpha_gate", "tasks.train.variant", "tasks.train.fit", "tasks.train.tune", "tasks.train.outputs",
+              "tasks.data.base_model", "tasks.train.unsloth_backend", "tasks.data.sft", "tasks.config"),
+    "dpo": ("alpha_gate", "tasks.train.dpo", "tasks.train.fit", "tasks.train.outputs", "tasks.data.base_model",
+            "tasks.data.sft", "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks.bench:samples"),
+    "export": ("alpha_gate", "tasks.export.gguf", "tasks.export.converter", "tasks.export.verify",
+               "tasks.data.base_model", "tasks.train.outputs", "tasks.llama_load"),
     "eval": ("tasks.llama_load", "tasks.bench.engine", "tasks.bench.runner", "tasks.bench.metrics",
              "tasks.bench.suites", "tasks.bench.judge", "tasks.bench.vision"),
     "results": ("tasks.keys",),
     "speed": ("tasks.bench.speed", "tasks.bench.engine", "tasks.llama_load"),
-    "degrade": ("tasks.degrade", "tasks.decide", "tasks.config"),
-    "decide": ("tasks.decide", "tasks.degrade", "tasks.config"),
-    "report": ("tasks.report", "tasks.decide", "tasks.bench.metrics"),
-    "upload": ("tasks.upload", "tasks.cards", "tasks.config", "tasks.gguf_verify"),
+    "degrade": ("tasks.decide.degrade", "tasks.decide.decision", "tasks.config"),
+    "decide": ("tasks.decide.decision", "tasks.decide.degrade", "tasks.config"),
+    "report": ("tasks.publish.report", "tasks.decide.decision", "tasks.bench.metrics"),
+    "upload": ("tasks.publish.upload", "tasks.publish.cards", "tasks.config", "tasks.export.verify"),
 }
 SUFFIXES = (".py", ".jsonl", ".jinja", ".yaml", ".json")
 

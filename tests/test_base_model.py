@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.base_model import chat_template_text, gguf_from_package, load_tokenizer, prepare_base_model
 from tasks.config import BaseModelSpec
+from tasks.data.base_model import chat_template_text, gguf_from_package, load_tokenizer, prepare_base_model
 
 
 def test_local_dir_must_be_a_model_folder(tmp_path):

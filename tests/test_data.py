@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tasks.config import DataSource, DataSpec, FieldMap
-from tasks.data import BadRecordError, Record, prepare_data, read_records, split_records
+from tasks.data.sft import BadRecordError, Record, prepare_data, read_records, split_records
 
 
 def _jsonl(path: Path, rows: list) -> Path:
@@ -31,7 +31,7 @@ def test_builtin_set_prepares_a_deterministic_split(tmp_path):
     again = prepare_data(spec, tmp_path / "b")
     assert again["files"] == manifest["files"]
     languages = {json.loads(line)["lang"] for line in
-                 (Path("tasks/resources/sft/thinking-mini.jsonl").read_text(encoding="utf-8").splitlines())}
+                 (Path("tasks/data/resources/sft/thinking-mini.jsonl").read_text(encoding="utf-8").splitlines())}
     assert languages == {"en", "ja"}
 
 

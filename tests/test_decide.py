@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tasks.config import DecisionSpec
-from tasks.decide import composite, decide, paired_test
+from tasks.decide.decision import composite, decide, paired_test
 
 SPEC = DecisionSpec(bootstrap=500)
 
@@ -173,7 +173,7 @@ def test_significant_needs_a_suite_in_the_composites_direction(tmp_path):
 
 
 def test_min_attainable_p():
-    from tasks.decide import min_attainable_p
+    from tasks.decide.decision import min_attainable_p
 
     assert min_attainable_p(5) == 0.0625 and min_attainable_p(6) == 0.03125 and min_attainable_p(0) == 1.0
     # what the tests really give when every pair differs one way
@@ -199,7 +199,7 @@ def test_bad_weights_are_an_error():
 def test_isolated_speed_samples_tie_unless_they_differ_significantly(tmp_path):
     import json
 
-    from tasks.decide import speed_from_benchmark
+    from tasks.decide.decision import speed_from_benchmark
 
     noisy = ([101.0, 99.0, 100.5, 98.7, 100.2], [100.4, 98.9, 101.2, 99.6, 100.1])
     a, b, info = speed_from_benchmark(noisy, SPEC)

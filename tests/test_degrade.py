@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tasks.config import DecisionSpec
-from tasks.degrade import analyze
+from tasks.decide.degrade import analyze
 
 SPEC = DecisionSpec(bootstrap=300)
 
@@ -67,7 +67,7 @@ def test_degradation_is_quality_only(tmp_path):
 def test_bootstrap_ci_for_graded_means(tmp_path):
     import numpy as np
 
-    from tasks.degrade import _ci
+    from tasks.decide.degrade import _ci
 
     lo, hi = _ci(np.array([0.2, 0.4, 0.6, 0.8, 1.0] * 4), binary=False, seed=0)
     assert lo < 0.6 < hi and 0.3 < lo and hi < 0.9

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.dpo import benchmark_texts, build_pairs, checkable, is_correct
+from tasks.train.dpo import benchmark_texts, build_pairs, checkable, is_correct
 from tests.conftest import tiny_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_training_data_never_overlaps_benchmark_items():
     """The bundled SFT set (where DPO questions come from) shares no question with any benchmark item we ship
     or the shared dev items."""
     from tasks.config import DataSpec
-    from tasks.data import read_records
+    from tasks.data.sft import read_records
 
     records, _, _ = read_records(DataSpec())
     texts = benchmark_texts([SHARED] if SHARED.is_dir() else None)
@@ -63,9 +63,9 @@ def test_dpo_stage_on_a_tiny_model_trains_the_sft_lora_and_exports(tiny_base_dir
     from safetensors.torch import load_file
 
     from tasks.config import DPOSpec
-    from tasks.dpo import load_sft_model, make_sampler, train_dpo
-    from tasks.export import export_model
-    from tasks.train import train_variant
+    from tasks.export.gguf import export_model
+    from tasks.train.dpo import load_sft_model, make_sampler, train_dpo
+    from tasks.train.variant import train_variant
 
     config = tiny_pipeline_config(tiny_base_dir, dpo=DPOSpec(enabled=True, max_steps=2, batch_size=2,
                                                              samples_per_question=2, max_new_tokens=8))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tasks.config import TrainSpec, TunerSpec, load_config
-from tasks.export import export_model
-from tasks.train import train_variant
+from tasks.export.gguf import export_model
+from tasks.train.variant import train_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import export as export_mod
 from tasks.config import ExportSpec
-from tasks.export import export_model
+from tasks.export import gguf as export_mod
+from tasks.export.gguf import export_model
 from tasks.store import read_json, sha256_file
-from tasks.train import train_variant
+from tasks.train.variant import train_variant
 from tests.conftest import tiny_pipeline_config
 
 

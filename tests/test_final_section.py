@@ -108,7 +108,7 @@ def test_opens_reasoning(prompt, opened):
 def test_evaluation_dpo_and_serve_agree():
     """The counterexample: a <final> inside the reasoning is scored by none of them."""
     from tasks.bench.metrics import split_thinking
-    from tasks.dpo import _final, is_correct
+    from tasks.train.dpo import _final, is_correct
 
     text = "<think>try 41 <final>41</final> no wait</think><final>42</final>"
     served, _ = final_section(text)
@@ -127,7 +127,7 @@ def test_evaluation_dpo_and_serve_agree():
 
 
 def test_dpo_reads_answers_as_their_prompt_opened_them():
-    from tasks.dpo import build_pairs
+    from tasks.train.dpo import build_pairs
 
     class Data:
         think_tags, final_tags = TAGS

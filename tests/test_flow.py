@@ -27,8 +27,8 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     import json
     from pathlib import Path
 
-    import tasks.fit
-    import tasks.train
+    import tasks.train.fit
+    import tasks.train.variant
     from flows.compare import CompareParams, compare
 
     params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),
@@ -49,9 +49,10 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     assert Path(index["linear"]["path"]).parent == (run / "store" / "train").resolve()  # outputs live by key
     assert (run / "linear").resolve() == Path(index["linear"]["path"])  # the friendly name links to it
     fits, bodies = [], []
-    real_fit, real_train = tasks.fit.fit, tasks.train.train_variant
-    monkeypatch.setattr(tasks.fit, "fit", lambda *a, **k: (fits.append(1), real_fit(*a, **k))[1])
-    monkeypatch.setattr(tasks.train, "train_variant", lambda *a, **k: (bodies.append(1), real_train(*a, **k))[1])
+    real_fit, real_train = tasks.train.fit.fit, tasks.train.variant.train_variant
+    monkeypatch.setattr(tasks.train.fit, "fit", lambda *a, **k: (fits.append(1), real_fit(*a, **k))[1])
+    monkeypatch.setattr(tasks.train.variant, "train_variant",
+                        lambda *a, **k: (bodies.append(1), real_train(*a, **k))[1])
     compare(params)
     assert fits == []  # nothing trained again: every output found by its key and verified
     bodies.clear()
@@ -103,7 +104,7 @@ def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harn
     import json
     from pathlib import Path
 
-    import tasks.dpo
+    import tasks.train.dpo
     from flows.compare import CompareParams, compare
 
     config = tmp_path / "dpo.yaml"
@@ -119,7 +120,7 @@ def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harn
         gold = {r["prompt"][0]["content"]: r["completion"][0]["content"] for r in rows}
         return lambda prompt, n: [gold[prompt[0]["content"]], "<think>x</think>\n<final>-1</final>"][:n]
 
-    monkeypatch.setattr(tasks.dpo, "make_gguf_sampler", gguf_sampler)
+    monkeypatch.setattr(tasks.train.dpo, "make_gguf_sampler", gguf_sampler)
     params = CompareParams(config=str(config), out=str(run), cache=str(tmp_path / "cache"), suites=["mmlu"],
                            formats=["bf16"], limit=2)
     result = compare(params)

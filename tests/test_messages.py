@@ -169,8 +169,8 @@ def test_a_pinned_dataset_that_is_not_cached_says_so(monkeypatch):
 
 
 def test_an_unreachable_hub_names_the_base_model(offline):
-    from tasks.base_model import base_ref
     from tasks.config import BaseModelSpec
+    from tasks.data.base_model import base_ref
 
     with pytest.raises(RuntimeError, match="Cannot resolve model 'org/some-model' .* could not be reached .* pin "
                                            "base_model.revision .* base_model.local_dir"):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.pii import (
+from tasks.data.pii import (
     KINDS,
     MASKS,
     find_personal_data,
@@ -43,7 +43,7 @@ def test_worked_maths_is_not_personal_data(text):
 
 
 def test_the_bundled_sft_set_is_clean():
-    path = ROOT / "tasks/resources/sft/thinking-mini.jsonl"
+    path = ROOT / "tasks/data/resources/sft/thinking-mini.jsonl"
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         for field in ("question", "reasoning", "answer"):

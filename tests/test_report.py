@@ -6,9 +6,9 @@ import pytest
 
 from flows.cli import main
 from tasks.config import DecisionSpec
-from tasks.decide import decide
-from tasks.degrade import write_analysis
-from tasks.report import import_lm_eval, write_report
+from tasks.decide.decision import decide
+from tasks.decide.degrade import write_analysis
+from tasks.publish.report import import_lm_eval, write_report
 
 
 def _suite(folder, suite, rows, gen=40.0):

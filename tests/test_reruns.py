@@ -25,7 +25,7 @@ def harness():
 @pytest.fixture(scope="module")
 def judges(tiny_base_dir, tmp_path_factory):
     """Two different judge models (the tiny model as BF16 and Q8_0) and a judge YAML for each."""
-    from tasks.export import export_model
+    from tasks.export.gguf import export_model
 
     out = tmp_path_factory.mktemp("judges")
     export_model(tiny_base_dir, out / "export", ["bf16", "q8_0"], name="judge")
@@ -69,7 +69,7 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
     import tasks.bench.suites as suites
     from flows.compare import CompareParams, compare
     from tasks import keys
-    from tasks.data import BUILTIN
+    from tasks.data.sft import BUILTIN
     from tasks.store import verified
 
     root = tmp_path / "run"
@@ -176,9 +176,9 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
 @pytest.mark.slow
 def test_deleting_the_run_folder_recomputes_instead_of_returning_dangling_references(harness, tiny_base_dir,
                                                                                      tmp_path, monkeypatch):
-    import tasks.fit
+    import tasks.train.fit
     from flows.compare import CompareParams, compare
-    from tasks.data import BUILTIN
+    from tasks.data.sft import BUILTIN
 
     config = _config(tmp_path / "c", tiny_base_dir, BUILTIN / "thinking-mini.jsonl")
     params = CompareParams(config=str(config), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
@@ -186,8 +186,8 @@ def test_deleting_the_run_folder_recomputes_instead_of_returning_dangling_refere
     compare(params)
     compare(params)  # from here on, Prefect's cache holds a record for every task
     shutil.rmtree(tmp_path / "run")
-    fits, real = [], tasks.fit.fit
-    monkeypatch.setattr(tasks.fit, "fit", lambda *a, **k: (fits.append(1), real(*a, **k))[1])
+    fits, real = [], tasks.train.fit.fit
+    monkeypatch.setattr(tasks.train.fit, "fit", lambda *a, **k: (fits.append(1), real(*a, **k))[1])
     result = compare(params)
     assert len(fits) >= 2  # trained again: a cache record whose output is gone is not a hit
     assert Path(result["report"]).is_file() and Path(result["decision_record"]).is_file()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tasks.final_section import FinalSectionFilter, final_section
-from tasks.serve import ServeSettings, check_settings
+from tasks.serve.server import ServeSettings, check_settings
 
 CASES = [
     ("<think>secret plan 42</think>\n<final>The answer is 7.</final>", "The answer is 7.", "secret plan 42"),
@@ -63,7 +63,7 @@ class Server:
     def __init__(self, settings: ServeSettings):
         import uvicorn
 
-        from tasks.serve import create_app
+        from tasks.serve.server import create_app
 
         self.app = create_app(settings)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
@@ -264,7 +264,7 @@ class ScriptedGenerator:
     def __new__(cls, settings: ServeSettings, template: str, scripts, delay: float = 0.0):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from tasks.serve import Generator
+        from tasks.serve.server import Generator
 
         gen = Generator.__new__(Generator)  # everything but loading a model
         gen.settings, gen.llm = settings, ScriptedLlama(scripts, delay)
@@ -275,7 +275,7 @@ class ScriptedGenerator:
 
 
 def _scripted_server(smollm2_gguf, tmp_path, template, scripts, delay=0.0, **settings):
-    from tasks.serve import create_app
+    from tasks.serve.server import create_app
 
     s = ServeSettings(gguf=smollm2_gguf, audit_log=tmp_path / "audit.jsonl", threads=1, **settings)
     server = Server.__new__(Server)

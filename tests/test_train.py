@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from tasks import fit as fit_mod
 from tasks.config import TunerSpec
-from tasks.fit import resolve_lora_targets
 from tasks.store import read_json
-from tasks.train import train_variant
+from tasks.train import fit as fit_mod
+from tasks.train.fit import resolve_lora_targets
+from tasks.train.variant import train_variant
 from tests.conftest import tiny_model, tiny_pipeline_config
 
 

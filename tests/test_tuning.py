@@ -126,7 +126,7 @@ def test_corrupt_history_names_the_file(tmp_path):
         SigmoidBayesTuner(history_path=path)
 
 
-# -- experiment fingerprint (tasks/tune.py): trials of other experiments never count -----------------------------
+# -- experiment fingerprint (tasks/train/tune.py): trials of other experiments never count -----------------------------
 
 BASE_SHA, DATA_SHA = "b" * 64, "d" * 64
 
@@ -144,7 +144,7 @@ def _config(**sections):
 
 
 def _fingerprint(config, base=BASE_SHA, data=DATA_SHA):
-    from tasks.tune import experiment_fingerprint
+    from tasks.train.tune import experiment_fingerprint
 
     return experiment_fingerprint(config, base, data)[0]
 
@@ -164,7 +164,7 @@ def test_fingerprint_covers_the_objective_but_not_the_seed(section, update, same
 
 
 def test_fingerprint_covers_base_model_and_data_and_lists_its_inputs():
-    from tasks.tune import experiment_fingerprint
+    from tasks.train.tune import experiment_fingerprint
 
     fp, inputs = experiment_fingerprint(_config(), BASE_SHA, DATA_SHA)
     assert fp != _fingerprint(_config(), base="c" * 64) and fp != _fingerprint(_config(), data="e" * 64)
@@ -175,7 +175,7 @@ def test_fingerprint_covers_base_model_and_data_and_lists_its_inputs():
 
 
 class FakeFit:
-    """Stands in for tasks.fit.fit: the toy bowl shifted by ``offset``; records every proposal."""
+    """Stands in for tasks.train.fit.fit: the toy bowl shifted by ``offset``; records every proposal."""
 
     def __init__(self, offset=1.0):
         self.offset, self.seen = offset, []
@@ -187,8 +187,8 @@ class FakeFit:
 
 
 def _tune(monkeypatch, config, history, run_id="run", offset=1.0):
-    from tasks import fit as fit_mod
-    from tasks.tune import tune_sigmoid
+    from tasks.train import fit as fit_mod
+    from tasks.train.tune import tune_sigmoid
 
     fake = FakeFit(offset)
     monkeypatch.setattr(fit_mod, "fit", fake)
@@ -223,14 +223,14 @@ def test_old_trials_without_fingerprint_are_ignored_with_a_log_line(tmp_path, mo
     legacy = SigmoidBayesTuner(K_BOUNDS, M_BOUNDS, history, seed=1)  # the pre-fingerprint format: meta has no key
     legacy.tell(SigmoidSchedule(8.0, 0.4), -5.0, meta={"run_id": "run", "trial": 0})
     legacy.tell(SigmoidSchedule(3.0, 0.6), -4.0, meta={"run_id": "run", "trial": 1})
-    with caplog.at_level("INFO", logger="tasks.tune"):
+    with caplog.at_level("INFO", logger="tasks.train.tune"):
         best, info, seen = _tune(monkeypatch, _config(), history)
     assert len(seen) == 3 and info["best_value"] >= 1.0 and info["trials_ignored_no_fingerprint"] == 2
     assert "2 trial(s) without an experiment fingerprint" in caplog.text
 
 
 def test_same_fingerprint_trials_of_an_earlier_run_count_and_warm_start(tmp_path, monkeypatch):
-    from tasks.tune import experiment_fingerprint
+    from tasks.train.tune import experiment_fingerprint
 
     history = tmp_path / "h.json"
     _, first, seen1 = _tune(monkeypatch, _config(), history, run_id="night1")

@@ -17,9 +17,9 @@ def test_unsloth_trains_and_gates_act(tiny_base_dir, tmp_path):
 
     from alpha_gate.so8 import set_blend_alpha
     from tasks.config import LinearSpec
-    from tasks.export import export_model
-    from tasks.train import train_variant
-    from tasks.train_outputs import load_trained
+    from tasks.export.gguf import export_model
+    from tasks.train.outputs import load_trained
+    from tasks.train.variant import train_variant
     from tests.conftest import tiny_pipeline_config
 
     # start at blend_alpha 0.5: at 0 the gate's gradient is exactly zero on the first step, by construction

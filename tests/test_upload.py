@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from tasks.config import UploadSpec
-from tasks.export import export_model
-from tasks.train import train_variant
-from tasks.upload import UploadRefusedError, upload
+from tasks.export.gguf import export_model
+from tasks.publish.upload import UploadRefusedError, upload
+from tasks.train.variant import train_variant
 from tests.conftest import tiny_pipeline_config
 from tests.hub_standin import HubStandIn
 
@@ -118,7 +118,7 @@ def test_checks_happen_before_the_first_byte(exported, config, tmp_path, hub, mo
 
 
 def test_preflight(hub, monkeypatch):
-    from tasks.upload import preflight
+    from tasks.publish.upload import preflight
 
     spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
     monkeypatch.setenv("HF_TOKEN", TOKEN)

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tasks.cards import card
 from tasks.config import PipelineConfig, UploadSpec, hf_token_from_env
+from tasks.publish.cards import card
 from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
 
 def verify_locally(the_plan: dict[str, Any]) -> None:
     """sha256 of every file against the export manifest, and a load test of every GGUF; raise on any failure."""
-    from tasks.gguf_verify import verify
+    from tasks.export.verify import verify
 
     for repo in the_plan["repos"]:
         for f in repo["files"]:

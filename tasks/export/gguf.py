@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import ExportSpec, PipelineConfig
-from tasks.converter import convert
+from tasks.export.converter import convert
 from tasks.store import Ref, atomic_write_json, read_json, seal, sha256_file, staging_dir, verified
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ def merge_and_fold(run_dir: Path, out: Path) -> tuple[PipelineConfig, str]:
     import torch
 
     from alpha_gate.so8 import fold_so8_gates
-    from tasks.base_model import load_tokenizer
-    from tasks.train_outputs import load_trained
+    from tasks.data.base_model import load_tokenizer
+    from tasks.train.outputs import load_trained
 
     model, run, config, base_dir = load_trained(run_dir)
     merged = fold_so8_gates(model).merge_and_unload()  # fold first: it covers the LoRA input too
@@ -123,7 +123,7 @@ def _verify_files(paths: dict[str, Path], wanted: list[str], merged: Path, run_d
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tasks.gguf_verify import check_parity, parity, verify
+    from tasks.export.verify import check_parity, parity, verify
 
     reports = {fmt: verify(paths[fmt], fmt, spec.answer_prompt) for fmt in wanted}
     reference = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
@@ -132,7 +132,7 @@ def _verify_files(paths: dict[str, Path], wanted: list[str], merged: Path, run_d
     del reference
     check_parity(reports["bf16"]["parity"], spec.parity_tolerance, paths["bf16"].name, "the merged model")
     if run_dir is not None:
-        from tasks.train_outputs import load_trained
+        from tasks.train.outputs import load_trained
 
         gated = load_trained(run_dir)[0].eval()
         for fmt in wanted:

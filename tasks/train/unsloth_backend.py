@@ -46,7 +46,7 @@ def load_unsloth(config: PipelineConfig, base_dir: Path, resolve_targets):
     from unsloth import FastLanguageModel
 
     from alpha_gate.so8 import attach_so8_gates
-    from tasks.base_model import chat_template_text
+    from tasks.data.base_model import chat_template_text
 
     t, lora = config.train, config.lora
     model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(base_dir), max_seq_length=t.max_length,

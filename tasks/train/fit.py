@@ -1,8 +1,9 @@
 """One training run: LoRA on a frozen base, SO(8) gates driven by a schedule, PET (the training-loss term).
 
-Used by the variants' trainings (tasks/train.py) and the sigmoid tuner's proxy runs (tasks/tune.py); it imports
-neither, so the two do not import each other. The CPU path is transformers + peft + trl; with CUDA and the
-``gpu`` extra it is Unsloth (tasks/unsloth_backend.py). Both write the same outputs.
+Used by the variants' trainings (tasks/train/variant.py) and the sigmoid tuner's proxy runs
+(tasks/train/tune.py); it imports neither, so the two do not import each other. The CPU path is transformers +
+peft + trl; with CUDA and the ``gpu`` extra it is Unsloth (tasks/train/unsloth_backend.py). Both write the same
+outputs.
 """
 
 from __future__ import annotations
@@ -95,10 +96,10 @@ def _load(config: PipelineConfig, base_dir: Path):
     from transformers import AutoModelForCausalLM
 
     from alpha_gate.so8 import attach_so8_gates
-    from tasks.base_model import load_tokenizer
+    from tasks.data.base_model import load_tokenizer
 
     if use_unsloth():
-        from tasks.unsloth_backend import load_unsloth
+        from tasks.train.unsloth_backend import load_unsloth
 
         model, tokenizer, targets = load_unsloth(config, base_dir, resolve_lora_targets)
         return model, tokenizer, "unsloth", targets
@@ -143,7 +144,7 @@ def fit(config: PipelineConfig, base_dir: Path, data_dir: Path, schedule, max_st
     from alpha_gate.callback import AlphaGateCallback
     from alpha_gate.pet import PETSchedule
     from alpha_gate.so8 import get_so8_gates
-    from tasks.data import load_split
+    from tasks.data.sft import load_split
 
     set_seed(config.train.seed)  # same LoRA init and data order for every variant: a paired comparison
     model, tokenizer, backend, targets = _load(config, base_dir)
@@ -175,7 +176,7 @@ def fit(config: PipelineConfig, base_dir: Path, data_dir: Path, schedule, max_st
                "final_eval_loss": final_eval, "final_blend_alpha": callback.blend_alpha,
                "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max_steps, 3)}
     if out is not None:
-        from tasks.train_outputs import write_outputs
+        from tasks.train.outputs import write_outputs
 
         write_outputs(out, model, trainer.state.log_history, callback, summary)
     return summary

@@ -25,12 +25,13 @@ from tasks.config import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
-# What a trial's value means. Bump the version whenever tasks/fit.py (or what tune_sigmoid reports as the
-# objective) changes the measured value, so older trials stop counting.
+# What a trial's value means. Bump the version whenever tasks/train/fit.py (or what tune_sigmoid reports as the
+# objective) changes the measured value, so older trials stop counting. "of" keeps the module's old dotted name
+# (tasks.fit, now tasks.train.fit): it is part of the fingerprint, and a rename alone changes no measured value.
 OBJECTIVE = {"metric": "final_eval_loss", "of": "tasks.fit.fit(max_steps=tuner.proxy_steps)",
              "split": "validation", "loss": "LM loss, PET excluded", "version": 1}
 K_PRIOR = "log-uniform"
-# config sections a proxy run reads (tasks/fit.py); the data section is covered by the data's sha256
+# config sections a proxy run reads (tasks/train/fit.py); the data section is covered by the data's sha256
 PROXY_SECTIONS = ("lora", "gates", "pet", "train")
 # train fields left out: the seed on purpose (replicates of one experiment share trials), max_steps because a proxy
 # run trains tuner.proxy_steps steps instead (the linear lr decay runs over proxy_steps too)
@@ -74,7 +75,7 @@ def tune_sigmoid(config: PipelineConfig, base_dir: Path, data_dir: Path, history
 
     ``run_id`` (the training's key) is recorded on each trial for tracing only; trials are scoped by the experiment
     fingerprint of (config, base model sha256, data sha256)."""
-    from tasks.fit import fit
+    from tasks.train.fit import fit
 
     fingerprint, inputs = experiment_fingerprint(config, base_sha256, data_sha256)
     tuner = make_tuner(config, history_path, fingerprint)

@@ -28,7 +28,7 @@ from tasks.final_section import opens_reasoning
 from tasks.store import atomic_write_json, atomic_write_text, read_json, seal, staging_dir, verified
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 CHOICE = re.compile(r"^\(?([A-E])\)?[.):]?$")
 
@@ -137,8 +137,8 @@ def load_sft_model(run_dir: Path, trainable: bool):
     """The SFT model of a run (tasks/train_outputs.load_trained) with its gates frozen at the final
     blend_alpha, and its tokenizer (a pad token set)."""
     from alpha_gate.so8 import get_so8_gates
-    from tasks.base_model import load_tokenizer
-    from tasks.train_outputs import load_trained
+    from tasks.data.base_model import load_tokenizer
+    from tasks.train.outputs import load_trained
 
     model, run, config, base_dir = load_trained(run_dir, trainable=trainable)
     for gate in get_so8_gates(model):
@@ -207,8 +207,8 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
     from trl import DPOConfig, DPOTrainer
 
     from alpha_gate.so8 import get_so8_gates
-    from tasks.data import load_split
-    from tasks.train_outputs import loss_curves, save_adapter_and_gates
+    from tasks.data.sft import load_split
+    from tasks.train.outputs import loss_curves, save_adapter_and_gates
 
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
     if not (parent_dir / "run.json").is_file():

@@ -108,7 +108,7 @@ def base_model_info(model_dir: Path) -> dict:
 
 
 def chat_template_text(value: str) -> str:
-    """A bundled template by name (tasks/resources/<name>.jinja) or the Jinja text itself."""
+    """A bundled template by name (tasks/data/resources/<name>.jinja) or the Jinja text itself."""
     bundled = RESOURCES / f"{value}.jinja"
     if "{" not in value:
         if not bundled.is_file():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import DataSource, DataSpec
-from tasks.pii import find_personal_data, mask_personal_data
+from tasks.data.pii import find_personal_data, mask_personal_data
 from tasks.store import Ref, atomic_write_json, read_json, ref_of, seal, sha256_file, staging_dir, verified
 
 logger = logging.getLogger(__name__)

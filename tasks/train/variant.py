@@ -1,8 +1,8 @@
 """Training one variant: LoRA on a frozen base, SO(8) gates driven by the variant's schedule, PET.
 
 Variants: ``linear`` (LinearSchedule) and ``sigmoid-bayes`` (SigmoidSchedule whose (k, midpoint) the
-Bayesian tuner picks from short proxy runs scored by validation loss; see tasks/tune.py). The run itself is
-tasks/fit.py. A training output is addressed by ``train_key``: the base model's and the data's refs, the config
+Bayesian tuner picks from short proxy runs scored by validation loss; see tasks/train/tune.py). The run itself is
+tasks/train/fit.py. A training output is addressed by ``train_key``: the base model's and the data's refs, the config
 sections the variant reads, the device kind and the training code; it is reused only under that key.
 """
 
@@ -64,8 +64,8 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
     of this exact key; otherwise it is trained (again) and replaced in one rename. Without refs (``alphagate
     train``) the base model is prepared in ``cache_dir`` and the data in ``data_dir`` (default: beside out_dir)."""
     from alpha_gate.schedules import LinearSchedule
-    from tasks.base_model import base_model_info
-    from tasks.tune import tune_sigmoid
+    from tasks.data.base_model import base_model_info
+    from tasks.train.tune import tune_sigmoid
 
     _check_variant(variant)
     import torch
@@ -75,9 +75,9 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
                            "run it on a GPU machine or use configs/demo.yaml on CPU.")
     out_dir = Path(out_dir)
     if base is None or data is None:
-        from tasks.base_model import base_ref
         from tasks.config import cache_root
-        from tasks.data import data_ref
+        from tasks.data.base_model import base_ref
+        from tasks.data.sft import data_ref
 
         base = base or base_ref(config.base_model, Path(cache_dir) if cache_dir else cache_root())
         data = data or data_ref(config.data, Path(data_dir) if data_dir else out_dir.parent / "data")
@@ -97,7 +97,7 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
         schedule, extra["tuner"] = tune_sigmoid(config, base_dir, data_dir, history, run_id=key,
                                                 base_sha256=base.sha256, data_sha256=data.sha256)
     with staging_dir(out_dir) as tmp:
-        from tasks.fit import fit
+        from tasks.train.fit import fit
 
         summary = fit(config, base_dir, data_dir, schedule, config.train.max_steps, tmp / "scratch", out=tmp,
                       label=variant)

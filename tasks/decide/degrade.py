@@ -3,10 +3,10 @@ BF16 of the same model) and the upload gates that follow from it.
 
 Result folders are labelled "<model>/<format>" (e.g. "base/bf16", "linear/q4_k_m"). Per suite: the
 degradation rate (base - model) / base * 100 (undefined when base scores 0), a 95% CI of the model's
-score (Wilson for proportions, bootstrap for means), the paired test of tasks/decide.py with Holm across
+score (Wilson for proportions, bootstrap for means), the paired test of tasks/decide/decision.py with Holm across
 suites, and a flag when the model is significantly worse. Composites here are quality only: speed is not a
 quality, and evaluation timings (measured under parallel load) are never used. Each suite is scored by its one
-declared metric (tasks/decide.py), the same for both sides.
+declared metric (tasks/decide/decision.py), the same for both sides.
 
 Gates hold a format back only on evidence: the composite is *significantly* below the base model's by more than
 decision.max_drop_vs_base (the lower end of the drop's CI exceeds it), or a quantization's loss against its BF16
@@ -23,7 +23,7 @@ import numpy as np
 
 from tasks.bench.metrics import summarize
 from tasks.config import DecisionSpec
-from tasks.decide import compare, item_scores, load_results
+from tasks.decide.decision import compare, item_scores, load_results
 from tasks.store import atomic_write_json
 
 

@@ -3,7 +3,7 @@
 Why this source: llama-cpp-python vendors llama.cpp at a fixed commit, and that same commit is the
 runtime that loads and benchmarks our GGUFs. Taking the converter (with its ``conversion/`` package and
 ``gguf-py``) from the sdist of the pinned llama-cpp-python pins converter and runtime together, from a
-package registry, with no git clone. ``make install`` runs ``python -m tasks.converter fetch`` once;
+package registry, with no git clone. ``make install`` runs ``python -m tasks.export.converter fetch`` once;
 afterwards conversion needs no network.
 """
 
@@ -36,7 +36,7 @@ def converter_script() -> Path:
     script = converter_dir() / "convert_hf_to_gguf.py"
     if not script.is_file():
         raise FileNotFoundError(f"llama.cpp's converter is not at {script}. Fetch it once (needs PyPI) with: "
-                                f"{sys.executable} -m tasks.converter fetch   (make install does this).")
+                                f"{sys.executable} -m tasks.export.converter fetch   (make install does this).")
     return script
 
 
@@ -74,5 +74,5 @@ def convert(model_dir: Path, outfile: Path, outtype: str = "bf16") -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["fetch"]:
-        sys.exit("usage: python -m tasks.converter fetch")
+        sys.exit("usage: python -m tasks.export.converter fetch")
     print(fetch())

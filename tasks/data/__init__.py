@@ -1,0 +1,1 @@
+"""Data stage: the SFT dataset, PII scrubbing and the base model."""

@@ -1,0 +1,1 @@
+"""Decide stage: the gate decision and the degradation checks."""

@@ -1,0 +1,1 @@
+"""Export stage: conversion of a trained model to GGUF and its verification."""

@@ -1,0 +1,1 @@
+"""Publish stage: upload, model cards and the report."""

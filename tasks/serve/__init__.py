@@ -1,0 +1,1 @@
+"""Serve stage: serving a published model."""

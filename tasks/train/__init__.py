@@ -1,0 +1,1 @@
+"""Train stage: the SFT/DPO training of a variant and its outputs."""
