@@ -1,1 +1,1 @@
-"""Data stage: the SFT dataset, PII scrubbing and the base model."""
+"""Data stage: the SFT dataset, its PII scrubbing, and the base model with its bundled resources."""

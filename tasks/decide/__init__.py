@@ -1,1 +1,1 @@
-"""Decide stage: the gate decision and the degradation checks."""
+"""Decide stage: the winner selection (decision.py) and the degradation analysis with its upload gates."""

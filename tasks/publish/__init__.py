@@ -1,1 +1,1 @@
-"""Publish stage: upload, model cards and the report."""
+"""Publish stage: the analysis report, model cards and the upload."""

@@ -1,1 +1,1 @@
-"""Serve stage: serving a published model."""
+"""Serve stage: an OpenAI-compatible server for a chosen GGUF."""

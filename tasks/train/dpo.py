@@ -134,7 +134,7 @@ def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[st
 
 
 def load_sft_model(run_dir: Path, trainable: bool):
-    """The SFT model of a run (tasks/train_outputs.load_trained) with its gates frozen at the final
+    """The SFT model of a run (tasks.train.outputs.load_trained) with its gates frozen at the final
     blend_alpha, and its tokenizer (a pad token set)."""
     from alpha_gate.so8 import get_so8_gates
     from tasks.data.base_model import load_tokenizer
