@@ -14,7 +14,7 @@ from tasks.bench.metrics import METRICS
 def _dataset(suite: str) -> tuple[str, str] | None:
     """(display name, Hub dataset id) as the suite declares them (configs/suites/<suite>.yaml)."""
     from tasks.bench.suites import suite_names
-    from tasks.decide.decision import suite_role
+    from tasks.decide.scores import suite_role
 
     if suite not in suite_names():
         return None

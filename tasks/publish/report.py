@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.bench.metrics import METRICS, summarize
-from tasks.decide.decision import item_scores, load_results, suite_role
+from tasks.decide.scores import item_scores, load_results, suite_role
 from tasks.store import atomic_write_text, read_json_object, read_jsonl
 
 
@@ -209,7 +209,7 @@ def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt)
 def _dpo_section(results: dict[str, Path]) -> list[str]:
     """Each "<variant>+dpo" model beside its SFT parent: paired per-suite differences and tests."""
     from tasks.config import DecisionSpec
-    from tasks.decide.decision import compare, load_results
+    from tasks.decide.decision import compare
 
     lines = []
     for label, folder in sorted(results.items()):
