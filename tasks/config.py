@@ -103,8 +103,22 @@ class TrainSpec(Strict):
     max_length: int = Field(384, ge=16)
     eval_every: int = Field(10, ge=1)
     seed: int = 1234
+    # training seeds as replicates of each arm: each arm is trained, exported and evaluated once per seed, and the
+    # decision treats seeds (not items) as the replicates of a schedule. None: one seed, ``seed``.
+    seeds: list[int] | None = Field(None, min_length=1)
     bf16_on_gpu: bool = True
     load_in_4bit: bool = True  # Unsloth path only (QLoRA); the CPU path trains on fp32 weights
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self):
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"train.seeds repeats a seed ({self.seeds}); replicates need distinct seeds")
+        return self
+
+    @property
+    def replicate_seeds(self) -> list[int]:
+        """The seeds each arm is trained with: ``seeds``, or ``[seed]``."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
 
 
 class TunerSpec(Strict):
@@ -115,6 +129,9 @@ class TunerSpec(Strict):
     base: Literal["phi", "zero"] = "phi"
     n_initial_points: int = Field(3, ge=1)
     history_path: Path | None = Field(None, description="shared history (nightly warm start); default: in the run dir")
+    # False: the tuner runs once per experiment and every seed's sigmoid training uses its choice (trials are shared
+    # across seeds); True: each seed tunes on its own (the seed joins the experiment fingerprint)
+    per_seed: bool = False
 
 
 class LinearSpec(Strict):
@@ -151,6 +168,10 @@ class DecisionSpec(Strict):
     # than max_drop_vs_base (composite points), or a quantization lost more than max_quant_loss of its BF16 score
     max_drop_vs_base: float = Field(0.02, ge=0.0)
     max_quant_loss: float = Field(0.05, ge=0.0, lt=1.0)
+    # power: the smallest composite difference worth detecting, and the power asked for (decision.json, report and
+    # `alphagate plan` give the minimum detectable difference and the items/seeds that would detect target_effect)
+    target_effect: float = Field(0.02, gt=0.0, lt=1.0)
+    power: float = Field(0.8, gt=0.5, lt=1.0)
 
     @model_validator(mode="after")
     def _all_weights(self):
@@ -210,6 +231,33 @@ class OrchestrationSpec(Strict):
         return self
 
 
+class NightlySpec(Strict):
+    """The nightly study (flows/compare.py:nightly): each night adds one replicate (a new seed) per arm, more tuner
+    trials under the same experiment fingerprint, evaluates on real items and decides on every replicate so far
+    with a correction for the repeated looks."""
+
+    max_looks: int = Field(14, ge=2, le=365, description="nights the alpha is spent over; the study ends after them")
+    # obrien_fleming: almost nothing spent early (early stops need overwhelming evidence); pocock: evenly spent
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+    data: str = Field("shared", description="'shared' (../shared/benchmarks), 'hub' or a file; never the 5-item "
+                                            "bundled samples")
+    limit: int | None = Field(None, ge=1, description="items per suite (None: every item of the source)")
+    suites: list[str] = Field(default_factory=lambda: ["mmlu", "arc_challenge", "hellaswag", "gsm8k"], min_length=1)
+    formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16"], min_length=1)
+    judge: str | None = None
+    tuner_trials_per_night: int = Field(1, ge=0, description="tuner trials added each night (warm-started)")
+    seed_base: int = Field(1000, description="night n trains seed seed_base + n")
+
+    @model_validator(mode="after")
+    def _not_samples(self):
+        if self.data == "sample":
+            raise ValueError("nightly.data is 'sample': the nightly study must not decide on the 5-item bundled "
+                             "samples; use 'shared', 'hub' or a file of real items")
+        if "bf16" not in self.formats:
+            raise ValueError(f"nightly.formats {self.formats} lacks bf16, which the decision compares")
+        return self
+
+
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     base_model: BaseModelSpec
@@ -225,6 +273,7 @@ class PipelineConfig(Strict):
     upload: UploadSpec = UploadSpec()
     dpo: DPOSpec = DPOSpec()
     orchestration: OrchestrationSpec = OrchestrationSpec()
+    nightly: NightlySpec = NightlySpec()
     requires_gpu: bool = False
 
 

@@ -193,9 +193,98 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
     comp_a = composite({s: paired[s][0].mean() for s in used}, speed_a, spec)
     comp_b = composite({s: paired[s][1].mean() for s in used}, speed_b, spec)
     lo, hi = _bootstrap_diff(paired, used, speed, speed_info, spec)
+    from tasks.decide.replicates import analyse
+
+    one = analyse({s: (paired[s][0][None, :], paired[s][1][None, :]) for s in used}, spec, spec.alpha,
+                  None if speed_a is None else (speed_a, speed_b))["composite"]
     return {"suites": rows, "failed_suites": failed, "composite_a": float(comp_a), "composite_b": float(comp_b),
             "diff": float(comp_a - comp_b), "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b,
-            "speed": speed_info}
+            "speed": speed_info, **_power_and_variance(one, spec, spec.alpha)}
+
+
+def _power_and_variance(comp: dict[str, Any], spec: DecisionSpec, alpha: float) -> dict[str, Any]:
+    """decision.json's power and variance-component fields from a replicate analysis's composite."""
+    seeds = comp["n_seeds"]
+    measured = comp["seed_var"] is not None
+    return {
+        "seeds": {"a": seeds[0], "b": seeds[1], "seed_variance_measured": measured,
+                  "note": ("training seeds are replicates: the interval covers seed-to-seed and item sampling "
+                           "variance, so the result speaks for the schedules" if measured else
+                           "one training seed per arm: seed variance is unmeasured, so the result speaks for these "
+                           "two trained models only, not for the schedules (set train.seeds to replicate)")},
+        "variance": {"between_seed_var": comp["seed_var"], "between_seed_df": comp["df"],
+                     "seed_var_term": comp["seed_var_term"], "item_var_term": comp["item_var_term"],
+                     "per_item_diff_var": comp["per_item_diff_var"], "n_items": comp["n_items"]},
+        "power": {"alpha": alpha, "power": spec.power, "se": comp["se"], "mde": comp["mde"],
+                  "target_effect": spec.target_effect, "target_detectable": bool(comp["mde"] <= spec.target_effect),
+                  "basis": f"seeds and items (t, df = {comp['df']})" if measured else "items only (normal)"},
+    }
+
+
+def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]], spec: DecisionSpec,
+                       alpha: float, speed: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
+    """The comparison of two arms with one or more seed replicates each (tasks/decide/replicates.py): per-seed
+    composites, seed-level t-tests per suite (Holm at ``alpha``) and for the composite, variance components and
+    power. Items are those scored in every replicate of both arms."""
+    from statsmodels.stats.multitest import multipletests
+
+    from tasks.decide.replicates import analyse, interval
+
+    (name_a, reps_a), (name_b, reps_b) = arms.items()
+    suites = sorted(set.intersection(*(set(r) for r in reps_a + reps_b)))
+    matrices, rows, failed, meta = {}, [], {}, {}
+    for suite in suites:
+        failure, metric = None, None
+        for ra in reps_a:
+            for rb in reps_b:
+                metric, failure = paired_metric(suite, ra[suite], rb[suite], spec)
+                if failure:
+                    break
+            if failure:
+                break
+        if failure:
+            failed[suite] = failure
+            continue
+        scored = [item_scores(r[suite]["records"], suite, metric)[:2] for r in reps_a + reps_b]
+        common = sorted(set.intersection(*(set(sc) for sc, _ in scored)))
+        if not common:
+            failed[suite] = "no item was scored in every replicate of both arms"
+            continue
+        grid = np.array([[sc[i] for i in common] for sc, _ in scored])
+        matrices[suite] = (grid[: len(reps_a)], grid[len(reps_a):])
+        meta[suite] = (metric, len(common), len(set.union(*(set(sc) for sc, _ in scored))) - len(common))
+    speed_a = speed_b = None
+    speed_info: dict[str, Any] = {"source": "not measured on its own: the speed term is left out"}
+    if speed is not None:
+        speed_a, speed_b, speed_info = speed_from_benchmark(speed, spec)
+    if not matrices:
+        return {"suites": [], "failed_suites": failed, "composite_a": None, "composite_b": None, "diff": 0.0,
+                "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
+    result = analyse(matrices, spec, alpha, None if speed_a is None else (speed_a, speed_b))
+    for suite, r in result["suites"].items():
+        metric, n, dropped = meta[suite]
+        mean_a, mean_b = float(np.mean(matrices[suite][0])), float(np.mean(matrices[suite][1]))
+        direction = "a" if r["diff"] > 0 else "b" if r["diff"] < 0 else "tie"
+        rows.append({"suite": suite, "metric": metric, "metric_label": METRICS[metric].label(metric),
+                     "n_paired": n, "n_seeds": r["n_seeds"], "dropped": dropped, "a": mean_a, "b": mean_b,
+                     "per_seed_a": r["per_seed_a"], "per_seed_b": r["per_seed_b"], "direction": direction,
+                     "test_direction": direction,
+                     "test": f"seed-level t (df={r['df']})" if r["df"] > 0 else "item-level z (one seed per arm)",
+                     "p_value": r["p_value"], "se": r["se"], "mde": r["mde"], "seed_var": r["seed_var"],
+                     "min_attainable_p": None, "can_reach_significance": r["df"] > 0})
+    adjusted = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")[1]
+    for row, p_adj in zip(rows, adjusted, strict=True):
+        row["p_holm"] = float(p_adj)
+        row["significant"] = bool(p_adj < alpha and row["direction"] != "tie" and row["can_reach_significance"])
+    comp = result["composite"]
+    ci95 = interval(comp["diff"], comp["seed_var"], tuple(comp["n_seeds"]), comp["item_var_term"], comp["df"],
+                    spec.alpha, spec.power)["ci"]
+    per_seed = {name: [{"label": label, "composite": c} for label, c in zip(labels[name], values, strict=True)]
+                for name, values in ((name_a, comp["per_seed_a"]), (name_b, comp["per_seed_b"]))}
+    return {"suites": rows, "failed_suites": failed, "composite_a": float(np.mean(comp["per_seed_a"])),
+            "composite_b": float(np.mean(comp["per_seed_b"])), "diff": comp["diff"], "diff_ci95": ci95,
+            "decision_ci": comp["ci"], "composite_p_value": comp["p_value"], "per_seed_composites": per_seed,
+            "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info, **_power_and_variance(comp, spec, alpha)}
 
 
 def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec) -> tuple[float, float]:
@@ -246,32 +335,60 @@ def significance(rows: list[dict[str, Any]], ci: list[float], winner: str, loser
     return "significant", f"{_favour(for_)} {winner} (Holm), none against"
 
 
-def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = None, *,
+def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: Path | None = None, *,
            exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None,
            degradation: Path | None = None, expected_suites: list[str] | None = None,
-           speed: Path | None = None) -> dict[str, Any]:
-    """Pick the winner of exactly two labelled result folders; write decision.json/.md when out_dir is given.
+           speed: Path | None = None, labels: dict[str, list[str]] | None = None,
+           look: dict[str, Any] | None = None, compute: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pick the winner of exactly two labelled arms; write decision.json/.md when out_dir is given.
 
+    ``results``: label -> one result folder, or a list of folders (seed replicates of that arm). With one folder
+    per arm the two trained models are compared item by item (McNemar/Wilcoxon, paired bootstrap); with replicates
+    (or a ``look``) seeds are the replicates (tasks/decide/replicates.py). ``labels``: each replicate's name (default
+    ``<arm>#<i>``), the keys of ``exports``/``runs``/the degradation gates for the upload of the winning arm's best
+    replicate. ``look``: a look of a sequential study (tasks/decide/replicates.py:look_alpha); its alpha replaces
+    decision.alpha. ``compute``: per arm, what its trainings cost (recorded beside the result).
     ``exports``/``runs`` (label -> export folder / training run folder) are recorded so that
     `alphagate upload --decision FILE` finds what to publish; ``degradation`` adds the upload gates.
     ``expected_suites``: what the run meant to evaluate; any of them not complete for both models is named
     in the record (``missing_suites``) and in the reason; a missing or failed *required* suite means no winner.
-    ``speed``: a speed.json of tasks/bench/speed.py measuring both labels (without it, no speed term)."""
+    ``speed``: a speed.json of tasks/bench/speed.py measuring both arm labels (without it, no speed term)."""
     if len(results) != 2:
         raise ValueError(f"decide compares exactly two models; got {sorted(results)}.")
-    (name_a, dir_a), (name_b, dir_b) = sorted(results.items())
-    loaded = {name_a: load_results(dir_a), name_b: load_results(dir_b)}
-    check_comparable(loaded, results, expected_suites)
+    arms = {k: [Path(x) for x in v] if isinstance(v, (list, tuple)) else [Path(v)] for k, v in sorted(results.items())}
+    for name, folders in arms.items():
+        if not folders:
+            raise ValueError(f"{name} has no result folder; pass at least one.")
+    (name_a, dirs_a), (name_b, dirs_b) = arms.items()
+    labels = {k: list(labels[k]) if labels and k in labels else
+              ([k] if len(v) == 1 else [f"{k}#{i + 1}" for i in range(len(v))]) for k, v in arms.items()}
+    for name, folders in arms.items():
+        if len(labels[name]) != len(folders):
+            raise ValueError(f"{name}: {len(labels[name])} replicate labels for {len(folders)} result folders.")
+    replicated = look is not None or any(len(v) > 1 for v in arms.values())
+    reps = {k: [load_results(d) for d in v] for k, v in arms.items()}
+    for (la, ra, fa) in zip(labels[name_a], reps[name_a], dirs_a, strict=True):
+        for (lb, rb, fb) in zip(labels[name_b], reps[name_b], dirs_b, strict=True):
+            check_comparable({la: ra, lb: rb}, {la: fa, lb: fb}, expected_suites)
+    for name in arms:  # the replicates of one arm must be comparable with each other too
+        for label, rep, folder in list(zip(labels[name], reps[name], arms[name], strict=True))[1:]:
+            first = (labels[name][0], reps[name][0], arms[name][0])
+            check_comparable({first[0]: first[1], label: rep}, {first[0]: first[2], label: folder}, expected_suites)
+    loaded = {k: {s: v[0][s] for s in set.intersection(*(set(r) for r in v))} for k, v in reps.items()}
     missing = sorted(s for s in spec.required_suites if any(s not in r for r in loaded.values()))
     absent = {s: sorted(m for m, r in loaded.items() if s not in r)
               for s in sorted(set(expected_suites or []) | set(spec.required_suites))}
     absent = {s: models for s, models in absent.items() if models}
+    alpha = look["alpha_this_look"] if look else spec.alpha
     record: dict[str, Any] = {"models": [name_a, name_b], "missing_required": missing,
                               "missing_suites": absent, "failed_suites": {},
-                              "results": {k: str(Path(v).resolve()) for k, v in results.items()},
+                              "results": {k: str(v[0].resolve()) if len(v) == 1 and not replicated else
+                                          [str(x.resolve()) for x in v] for k, v in arms.items()},
+                              "replicates": labels,
                               "exports": {k: str(Path(v).resolve()) for k, v in (exports or {}).items()},
                               "runs": {k: str(Path(v).resolve()) for k, v in (runs or {}).items()},
-                              "degradation": str(Path(degradation).resolve()) if degradation else None}
+                              "degradation": str(Path(degradation).resolve()) if degradation else None,
+                              "alpha": alpha, "sequential": look, "compute": compute or {}}
     if missing:
         record.update(winner=None, upload=False, significant=False, outcome="no winner",
                       reason=f"Required suite(s) {missing} are missing, so no winner is picked.")
@@ -283,7 +400,10 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
             raise ValueError(f"{speed} measures {sorted(models)}, not both of {[name_a, name_b]}; rerun the speed "
                              "benchmark on the two models being compared.")
         samples = (models[name_a]["tokens_per_s"], models[name_b]["tokens_per_s"])
-    cmp = compare(loaded[name_a], loaded[name_b], spec, speed=samples)
+    if replicated:
+        cmp = compare_replicates(reps, labels, spec, alpha, speed=samples)
+    else:
+        cmp = compare(loaded[name_a], loaded[name_b], spec, speed=samples)
     failed = cmp["failed_suites"]
     failed_note = ("" if not failed else " Failed suites (left out): "
                    + "; ".join(f"{s}: {why}" for s, why in failed.items()) + ".")
@@ -293,7 +413,8 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
                       reason=(f"Required suite(s) {failed_required} failed" if failed_required else
                               "No suite could be compared") + ", so no winner is picked." + failed_note)
         return _write(record, out_dir)
-    lo, hi = cmp["diff_ci95"]
+    lo, hi = cmp.get("decision_ci", cmp["diff_ci95"])
+    level = f"{1 - alpha:.4g}".rstrip("0")
     a_wins = cmp["diff"] > 0
     winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
     margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
@@ -314,15 +435,25 @@ def decide(results: dict[str, Path], spec: DecisionSpec, out_dir: Path | None = 
                       + (f"mixed ({split}), so nothing is uploaded." if split else "a tie, so nothing is uploaded.")
                       + failed_note)
     else:
-        outcome, why = significance(cmp["suites"], ci, winner, loser, names)
+        if replicated and not cmp["seeds"]["seed_variance_measured"]:
+            outcome, why = "not significant", ("one training seed per arm so far: the seed variance is unmeasured, "
+                                               "so no difference between the schedules can be claimed yet")
+        else:
+            outcome, why = significance(cmp["suites"], ci, winner, loser, names)
         significant = outcome == "significant"
         upload = significant or spec.on_not_significant == "upload_best"
-        reason = (f"{winner} beats {loser} by {margin:.4f} composite points (95% CI [{ci[0]:.4f}, {ci[1]:.4f}]): "
+        reason = (f"{winner} beats {loser} by {margin:.4f} composite points ({float(level) * 100:.4g}% CI "
+                  f"[{ci[0]:.4f}, {ci[1]:.4f}]): "
                   + ("a significant difference: " + why + "." if significant else
                      f"{outcome}: {why}" + ("; the rule uploads the better one anyway." if upload else
                                             "; the rule is: no upload.")))
         record.update(cmp, winner=winner, margin=margin, margin_ci95=ci, significant=significant, upload=upload,
                       outcome=outcome, reason=reason + failed_note)
+    per_seed = record.get("per_seed_composites")
+    if record.get("winner") and per_seed:  # what an upload publishes: the winning arm's best replicate
+        record["upload_label"] = max(per_seed[record["winner"]], key=lambda r: r["composite"])["label"]
+    elif record.get("winner"):
+        record["upload_label"] = labels[record["winner"]][0]
     if absent:
         record["reason"] += (" Decided on the complete suites only; missing: "
                              + "; ".join(f"{s} (for {', '.join(m)})" for s, m in absent.items()) + ".")
@@ -357,4 +488,37 @@ def decision_markdown(record: dict[str, Any]) -> str:
         if record.get("composite_a") is not None:
             lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}. "
                       f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]
+    lines += _replicate_lines(record)
     return "\n".join(lines) + "\n"
+
+
+def _replicate_lines(record: dict[str, Any]) -> list[str]:
+    """Seeds, variance components, power, repeated looks and compute, for people."""
+    lines: list[str] = []
+    if record.get("seeds"):
+        lines += ["", f"Seeds: {record['seeds']['a']} vs {record['seeds']['b']} per arm; {record['seeds']['note']}."]
+    for arm, rows in (record.get("per_seed_composites") or {}).items():
+        lines.append(f"- {arm}: per-seed composites " + ", ".join(f"{r['label']} {r['composite']:.4f}" for r in rows))
+    var = record.get("variance")
+    if var:
+        seed = "unmeasured" if var["between_seed_var"] is None else f"{var['between_seed_var']:.3g}"
+        lines += ["", f"Variance of the composite difference: seeds {var['seed_var_term']:.3g} + items "
+                      f"{var['item_var_term']:.3g} (between-seed variance of a composite: {seed}, df "
+                      f"{var['between_seed_df']})."]
+    power = record.get("power")
+    if power:
+        lines += ["", f"Minimum detectable composite difference (alpha {power['alpha']:.3g}, power "
+                      f"{power['power']:.0%}): {power['mde']:.4f}; the target effect {power['target_effect']:.4g} is "
+                      + ("detectable with these items and seeds." if power["target_detectable"] else
+                         "NOT detectable with these items and seeds (see `alphagate plan`).")]
+    look = record.get("sequential")
+    if look:
+        lines += ["", f"Repeated looks: look {look['look']} of {look['max_looks']} ({look['spending']} alpha "
+                      f"spending): this look tests at alpha {look['alpha_this_look']:.3g}; spent so far "
+                      f"{look['alpha_spent']:.3g} of {look['alpha_total']:.3g}."]
+    compute = record.get("compute")
+    if compute:
+        lines += ["", "| arm | optimizer steps (incl. tuner proxies) | of which tuner | wall s |", "|---|---|---|---|"]
+        lines += [f"| {arm} | {c['total_steps']} | {c['tuner_proxy_steps']} | {c['total_seconds']:.1f} |"
+                  for arm, c in compute.items()]
+    return lines

@@ -35,7 +35,8 @@ K_PRIOR = "log-uniform"
 PROXY_SECTIONS = ("lora", "gates", "pet", "train")
 # train fields left out: the seed on purpose (replicates of one experiment share trials), max_steps because a proxy
 # run trains tuner.proxy_steps steps instead (the linear lr decay runs over proxy_steps too)
-NOT_IN_FINGERPRINT = {"train": ("seed", "max_steps")}
+# (``seeds``, the replicate list, is not one run's setting at all: adding a seed must not orphan earlier trials)
+NOT_IN_FINGERPRINT = {"train": ("seed", "seeds", "max_steps")}
 
 
 def fingerprint_inputs(config: PipelineConfig, base_sha256: str, data_sha256: str) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def fingerprint_inputs(config: PipelineConfig, base_sha256: str, data_sha256: st
             "proxy_steps": t.proxy_steps,
             "space": {"k_bounds": list(t.k_bounds), "midpoint_bounds": list(t.midpoint_bounds), "base": t.base,
                       "k_prior": K_PRIOR},
-            "objective": OBJECTIVE}
+            "objective": OBJECTIVE, **({"seed": config.train.seed} if t.per_seed else {})}
 
 
 def experiment_fingerprint(config: PipelineConfig, base_sha256: str, data_sha256: str
@@ -103,11 +104,16 @@ def tune_sigmoid(config: PipelineConfig, base_dir: Path, data_dir: Path, history
         logger.info("tuner trial %d/%d: k=%.4g midpoint=%.4g -> validation loss %.5f", i + 1,
                     config.tuner.n_trials, schedule.k, schedule.midpoint, result["final_eval_loss"])
     own = tuner.experiment_trials
+    mine = [t for t in own if t.meta.get("run_id") == run_id]
     chosen = min(own, key=lambda t: t.value)
     best = chosen.schedule
     info = {"history_path": str(history_path), "fingerprint": fingerprint, "trials_total": len(tuner.trials),
             "trials_this_experiment": len(own),
-            "trials_this_run": sum(t.meta.get("run_id") == run_id for t in own),
+            "trials_this_run": len(mine),
+            "proxy_steps_this_run": sum(t.meta.get("proxy_steps", 0) for t in mine),
+            "seconds_this_run": round(sum(t.meta.get("seconds", 0.0) for t in mine), 2),
+            "proxy_steps_this_experiment": sum(t.meta.get("proxy_steps", 0) for t in own),
+            "seconds_this_experiment": round(sum(t.meta.get("seconds", 0.0) for t in own), 2),
             "trials_ignored_no_fingerprint": unscoped, "trials_other_experiments": others,
             "usable_trials": len(tuner.usable_trials), "best": best.to_dict(), "best_value": chosen.value}
     return best, info

@@ -34,8 +34,15 @@ def train_inputs(config: PipelineConfig, variant: str, base: Ref, data: Ref) -> 
     dumped = config.model_dump(mode="json")
     # The device is not part of the key (like library versions, it is recorded in run.json: "backend"): a GPU
     # worker must find the folder the orchestrator expects (orchestration.train_deployment).
+    dumped["train"].pop("seeds", None)  # one training has one seed (train.seed); the replicate list is the flow's
     return {"variant": variant, "base": base.sha256, "data": data.sha256,
             "config": {k: dumped[k] for k in COMMON_SECTIONS + VARIANT_SECTIONS[variant]}}
+
+
+def replicate_config(config: PipelineConfig, seed: int) -> PipelineConfig:
+    """The config of one replicate: train.seed = ``seed`` (train.seeds dropped), so a replicate's key is that of a
+    one-seed run with that seed and adding seeds to the list never retrains the ones already trained."""
+    return config.model_copy(update={"train": config.train.model_copy(update={"seed": seed, "seeds": None})})
 
 
 def train_key(config: PipelineConfig, variant: str, base: Ref, data: Ref) -> tuple[str, dict[str, Any]]:
@@ -55,6 +62,20 @@ def write_run_record(out: Path, config: PipelineConfig, variant: str, summary: d
     atomic_write_json(out / "run.json", {"variant": variant, "name": config.name, "seed": config.train.seed,
                                          **summary, **extra, "versions": _versions(),
                                          "config": config.model_dump(mode="json")})
+
+
+def compute_record(summary: dict[str, Any], tuner: dict[str, Any] | None) -> dict[str, Any]:
+    """What this training cost: its own optimizer steps and seconds, plus the tuner's proxy trainings it ran (a
+    replicate reusing an experiment's trials ran none; the experiment's whole tuning cost is listed beside it)."""
+    tuner = tuner or {}
+    steps, seconds = int(summary["steps"]), float(summary["train_seconds"])
+    proxy_steps, proxy_seconds = int(tuner.get("proxy_steps_this_run", 0)), float(tuner.get("seconds_this_run", 0.0))
+    return {"train_steps": steps, "train_seconds": seconds, "tuner_trials": int(tuner.get("trials_this_run", 0)),
+            "tuner_proxy_steps": proxy_steps, "tuner_seconds": proxy_seconds, "total_steps": steps + proxy_steps,
+            "total_seconds": round(seconds + proxy_seconds, 2),
+            "experiment_tuner_trials": int(tuner.get("trials_this_experiment", 0)),
+            "experiment_tuner_proxy_steps": int(tuner.get("proxy_steps_this_experiment", 0)),
+            "experiment_tuner_seconds": float(tuner.get("seconds_this_experiment", 0.0))}
 
 
 def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: Ref | None = None,
@@ -102,6 +123,7 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
         summary = fit(config, base_dir, data_dir, schedule, config.train.max_steps, tmp / "scratch", out=tmp,
                       label=variant)
         shutil.rmtree(tmp / "scratch", ignore_errors=True)
+        extra["compute"] = compute_record(summary, extra.get("tuner"))
         write_run_record(tmp, config, variant, summary, extra)
         seal(tmp, "train", key, inputs)
     return read_json(out_dir / "run.json")

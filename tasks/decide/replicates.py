@@ -1,0 +1,265 @@
+"""Training seeds as replicates of a schedule: the two sources of variance, power, and repeated looks.
+
+The question is about *schedules*, so a difference between two trained models mixes the schedule effect with
+training-seed noise. With several seeds per arm the composite difference D = mean_s c_A,s - mean_s c_B,s (c: a
+seed's composite over the items) gets the standard error of a nested design with items crossed:
+
+    SE^2 = s2_seed * (1/n_A + 1/n_B)  +  sum_suite coef_suite^2 * var_interaction / n_items
+
+where s2_seed is the between-seed variance of the per-seed composites, pooled over both arms (df = n_A + n_B - 2;
+the two schedules share the trainer, so one seed variance is assumed), and d_i is item i's paired difference of
+the arm means (items are paired: every replicate answered the same items). The test is a t-test with the seed
+degrees of freedom: seeds, not items, are the replicates of a schedule, so two seeds per arm give df = 2 and a
+wide interval however many items there are. The per-seed composites' variance already holds the noise of one
+seed's answers on each item, so the item term keeps only the arm x item interaction (the seed x item residual,
+measured from the replicates, is subtracted from var_i(d_i); see ``item_term``). Every suite is tested the
+same way on its own mean, Holm across suites, and the sign-aware rule of tasks/decide/decision.py applies.
+
+With one seed per arm the seed variance is unmeasured (df = 0): the interval covers items only and the result
+speaks for these two trained models, not for the schedules; normal quantiles are used then.
+
+Power: the minimum detectable difference at the configured alpha and power is (q(1 - alpha/2) + q(power)) * SE;
+``plan`` turns earlier variance estimates (or priors) into the items per suite and seeds per arm that would detect
+``decision.target_effect``.
+
+Repeated looks (the nightly study): alpha is spent over ``nightly.max_looks`` looks by a Lan-DeMets spending
+function (O'Brien-Fleming-type or Pocock-type); look k tests at alpha_k = A(k/K) - A((k-1)/K). Since
+sum_k alpha_k = alpha, the union bound keeps the chance of ever declaring a null effect significant at or below
+alpha whatever the correlation between looks (conservative: it ignores that correlation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tasks.config import DecisionSpec
+
+# Priors for `alphagate plan` when no earlier decision measured the variances (assumptions, replaced by measured
+# values as soon as a decision exists): the per-item variance of the paired difference of two fine-tunes of one
+# base model (binary items: about the share of items the two answer differently; graded items in [0, 1]), and the
+# between-seed standard deviation of a composite score.
+PRIOR_ITEM_DIFF_VAR = {"binary": 0.15, "graded": 0.05}
+PRIOR_SEED_SD = 0.01
+
+
+def composite_coefficients(suites: list[str], spec: DecisionSpec, speed: bool = False
+                           ) -> tuple[dict[str, float], float]:
+    """The composite as a linear form: composite = sum_s coef[s] * mean_s + speed_coef * speed (the same weights
+    and renormalisation as tasks/decide/decision.py:composite)."""
+    from tasks.decide.scores import suite_role
+
+    groups: dict[str, list[str]] = {}
+    for s in suites:
+        groups.setdefault(suite_role(s).group, []).append(s)
+    weights = {g: spec.weights[g] for g in groups} | ({"speed": spec.weights["speed"]} if speed else {})
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"decision.weights give every present group weight 0 ({sorted(weights)}); nothing to "
+                         "compare.")
+    coefs = {s: spec.weights[g] / total / len(members) for g, members in groups.items() for s in members}
+    return coefs, (spec.weights["speed"] / total if speed else 0.0)
+
+
+def _quantile(q: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df)) if df > 0 else float(stats.norm.ppf(q))
+
+
+def _p_value(estimate: float, se: float, df: int) -> float:
+    from scipy import stats
+
+    if se <= 0:
+        return 1.0 if estimate == 0 else 0.0
+    z = abs(estimate) / se
+    return float(2 * (stats.t.sf(z, df) if df > 0 else stats.norm.sf(z)))
+
+
+def contrast(a: np.ndarray, b: np.ndarray, coefs: np.ndarray, offsets: tuple[float, float] = (0.0, 0.0)
+             ) -> dict[str, Any]:
+    """The difference of arm means of a linear score over suites, with its variance components.
+
+    ``a``: (n_A seeds, n_items) scores of arm A, items of every suite side by side; ``b`` likewise (same items,
+    same order); ``coefs``: (n_items,) weight of each item in the score (coef of its suite / items in the suite);
+    ``offsets``: a constant added to each arm's score (the speed term)."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    per_seed_a, per_seed_b = a @ coefs + offsets[0], b @ coefs + offsets[1]
+    n_a, n_b = len(per_seed_a), len(per_seed_b)
+    df = n_a + n_b - 2
+    seed_var = (None if df <= 0 else float((np.sum((per_seed_a - per_seed_a.mean()) ** 2)
+                                           + np.sum((per_seed_b - per_seed_b.mean()) ** 2)) / df))
+    return {"per_seed_a": per_seed_a.tolist(), "per_seed_b": per_seed_b.tolist(),
+            "diff": float(per_seed_a.mean() - per_seed_b.mean()), "df": max(df, 0), "seed_var": seed_var,
+            "n_seeds": [n_a, n_b]}
+
+
+def residual_var(*arms: np.ndarray) -> float | None:
+    """The seed x item residual variance (a two-way layout per arm: score = seed effect + item effect + residual),
+    pooled over the arms with at least two seeds; None when no arm has two."""
+    ss = df = 0.0
+    for y in arms:
+        y = np.atleast_2d(np.asarray(y, dtype=float))
+        if y.shape[0] < 2 or y.shape[1] < 2:
+            continue
+        r = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
+        ss += float(np.sum(r ** 2))
+        df += (y.shape[0] - 1) * (y.shape[1] - 1)
+    return ss / df if df else None
+
+
+def item_term(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(variance of the difference of arm means from sampling this suite's items, the per-item variance of the
+    paired difference it rests on).
+
+    var_i(d_i) holds the arm x item interaction (what items add) plus the seed x item residual of the arm means,
+    sigma2_e (1/n_A + 1/n_B), which the per-seed composites' variance already carries; with replicates that part
+    is subtracted (measured from the two-way residual), so nothing is counted twice. With one seed per arm it
+    stays: the item term is then the whole uncertainty of the comparison of these two models."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    d = a.mean(axis=0) - b.mean(axis=0)
+    if len(d) < 2:
+        return 0.0, 0.0
+    total = float(np.var(d, ddof=1))
+    sigma2 = residual_var(a, b)
+    interaction = total if sigma2 is None else max(0.0, total - sigma2 * (1 / a.shape[0] + 1 / b.shape[0]))
+    return interaction / len(d), total
+
+
+def item_variance(suites: dict[str, tuple[np.ndarray, np.ndarray]], coefs: dict[str, float]) -> float:
+    """Variance of the composite difference from sampling items: sum over suites of coef^2 x the suite's item term."""
+    return float(sum(coefs[s] ** 2 * item_term(*pair)[0] for s, pair in suites.items()))
+
+
+def interval(diff: float, seed_var: float | None, n_seeds: tuple[int, int], item_var: float, df: int, alpha: float,
+             power: float) -> dict[str, Any]:
+    """SE, CI at 1 - alpha, two-sided p and minimum detectable difference (at ``power``) of a difference."""
+    seed_part = 0.0 if seed_var is None else seed_var * (1 / n_seeds[0] + 1 / n_seeds[1])
+    se = math.sqrt(seed_part + item_var)
+    half = _quantile(1 - alpha / 2, df) * se
+    return {"se": se, "ci": [diff - half, diff + half], "p_value": _p_value(diff, se, df),
+            "mde": (_quantile(1 - alpha / 2, df) + _quantile(power, df)) * se, "df": df,
+            "seed_var_term": seed_part, "item_var_term": item_var}
+
+
+def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec, alpha: float,
+            speed: tuple[float, float] | None = None) -> dict[str, Any]:
+    """The replicate analysis of two arms. ``suites``: suite -> (A scores (n_A, n_items), B scores (n_B, n_items)),
+    items paired by column; ``speed``: each arm's speed score (a constant per arm) or None (no speed term).
+
+    Returns the composite difference with its interval and variance components, and one row per suite."""
+    names = sorted(suites)
+    coefs, speed_coef = composite_coefficients(names, spec, speed is not None)
+    a = np.concatenate([np.atleast_2d(suites[s][0]) for s in names], axis=1)
+    b = np.concatenate([np.atleast_2d(suites[s][1]) for s in names], axis=1)
+    item_coef = np.concatenate([np.full(np.atleast_2d(suites[s][0]).shape[1],
+                                        coefs[s] / np.atleast_2d(suites[s][0]).shape[1]) for s in names])
+    offsets = (speed_coef * speed[0], speed_coef * speed[1]) if speed is not None else (0.0, 0.0)
+    comp = contrast(a, b, item_coef, offsets)
+    item_var = item_variance(suites, coefs)
+    comp |= interval(comp["diff"], comp["seed_var"], tuple(comp["n_seeds"]), item_var, comp["df"], alpha,
+                     spec.power)
+    comp["per_item_diff_var"] = {s: item_term(*suites[s])[1] for s in names}
+    comp["n_items"] = {s: int(np.atleast_2d(suites[s][0]).shape[1]) for s in names}
+    comp["coefficients"] = coefs
+    rows = {}
+    for s in names:
+        sa, sb = np.atleast_2d(suites[s][0]), np.atleast_2d(suites[s][1])
+        one = contrast(sa, sb, np.full(sa.shape[1], 1 / sa.shape[1]))
+        one |= interval(one["diff"], one["seed_var"], tuple(one["n_seeds"]), item_term(sa, sb)[0], one["df"],
+                        alpha, spec.power)
+        rows[s] = one
+    return {"composite": comp, "suites": rows}
+
+
+# --- repeated looks ---------------------------------------------------------------------------------------------
+
+def spent_alpha(t: float, alpha: float, kind: str) -> float:
+    """Lan-DeMets spending function: the share of alpha spent by information fraction ``t`` in [0, 1]."""
+    from scipy import stats
+
+    t = min(max(t, 0.0), 1.0)
+    if t == 0:
+        return 0.0
+    if kind == "obrien_fleming":
+        return float(min(alpha, 2 * stats.norm.sf(stats.norm.isf(alpha / 2) / math.sqrt(t))))
+    if kind == "pocock":
+        return float(alpha * math.log(1 + (math.e - 1) * t))
+    raise ValueError(f"unknown alpha-spending function {kind!r}; expected 'obrien_fleming' or 'pocock'")
+
+
+def look_alpha(look: int, max_looks: int, alpha: float, kind: str) -> dict[str, Any]:
+    """The nominal alpha of look ``look`` (1-based) of ``max_looks``: what this look may spend."""
+    if not 1 <= look <= max_looks:
+        raise ValueError(f"look {look} is outside 1..{max_looks} (nightly.max_looks); the study is over.")
+    before, now = spent_alpha((look - 1) / max_looks, alpha, kind), spent_alpha(look / max_looks, alpha, kind)
+    return {"look": look, "max_looks": max_looks, "spending": kind, "alpha_total": alpha,
+            "alpha_spent_before": before, "alpha_spent": now, "alpha_this_look": now - before}
+
+
+# --- planning ---------------------------------------------------------------------------------------------------
+
+def mde(coefs: dict[str, float], item_diff_var: dict[str, float], n_items: dict[str, int], seed_var: float,
+        n_seeds: int, alpha: float, power: float) -> float:
+    """Minimum detectable composite difference with ``n_seeds`` per arm and ``n_items`` per suite. One seed per arm
+    leaves the seed variance out (unmeasurable): what that MDE claims is about two trained models only."""
+    df = 2 * n_seeds - 2
+    var = sum(coefs[s] ** 2 * item_diff_var[s] / max(n_items[s], 1) for s in coefs)
+    if n_seeds > 1:
+        var += seed_var * 2 / n_seeds
+    return (_quantile(1 - alpha / 2, df) + _quantile(power, df)) * math.sqrt(var)
+
+
+def plan(suites: dict[str, int], spec: DecisionSpec, *, item_diff_var: dict[str, float] | None = None,
+         seed_var: float | None = None, limit: int | None = None, seeds: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
+         ) -> dict[str, Any]:
+    """How small a difference each design can detect, and what would detect ``spec.target_effect``.
+
+    ``suites``: suite -> items available; ``item_diff_var``/``seed_var``: measured variances (None: priors);
+    ``limit``: items per suite the run would use (None: all)."""
+    from tasks.bench.metrics import METRICS
+    from tasks.decide.scores import suite_role
+
+    coefs, _ = composite_coefficients(sorted(suites), spec)
+    source = {}
+    variances = {}
+    for s in sorted(suites):
+        if item_diff_var and s in item_diff_var:
+            variances[s], source[s] = item_diff_var[s], "measured"
+        else:
+            binary = METRICS[suite_role(s).primary].binary
+            variances[s], source[s] = PRIOR_ITEM_DIFF_VAR["binary" if binary else "graded"], "prior"
+    seed_var_used = seed_var if seed_var is not None else PRIOR_SEED_SD ** 2
+    used = {s: min(n, limit) if limit else n for s, n in suites.items()}
+    rows = []
+    for n in seeds:
+        at_used = mde(coefs, variances, used, seed_var_used, n, spec.alpha, spec.power)
+        at_all = mde(coefs, variances, suites, seed_var_used, n, spec.alpha, spec.power)
+        need = _items_needed(coefs, variances, suites, seed_var_used, n, spec)
+        rows.append({"seeds_per_arm": n, "mde_at_items_used": at_used, "mde_at_all_items": at_all,
+                     "items_per_suite_for_target": need})
+    enough = [r["seeds_per_arm"] for r in rows if r["seeds_per_arm"] > 1 and r["items_per_suite_for_target"]]
+    return {"target_effect": spec.target_effect, "alpha": spec.alpha, "power": spec.power, "suites": suites,
+            "items_used": used, "item_diff_var": variances, "item_diff_var_source": source,
+            "seed_var": seed_var_used, "seed_var_source": "measured" if seed_var is not None else "prior",
+            "rows": rows, "fewest_seeds_for_target": min(enough) if enough else None}
+
+
+def _items_needed(coefs, variances, sizes, seed_var, n_seeds, spec) -> int | None:
+    """The fewest items per suite (one cap for every suite, at most what it has) whose MDE reaches the target;
+    None when even every item does not."""
+    cap_max = max(sizes.values())
+    at = lambda cap: mde(coefs, variances, {s: min(cap, n) for s, n in sizes.items()}, seed_var, n_seeds,  # noqa: E731
+                         spec.alpha, spec.power)
+    if at(cap_max) > spec.target_effect:
+        return None
+    lo, hi = 1, cap_max
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at(mid) <= spec.target_effect:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
