@@ -72,66 +72,176 @@ def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     return flow_(params, orch.model_dump(mode="json"), str(storage) if storage else None, config.dpo.enabled)
 
 
+def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tuner_trials: int | None, dpo: bool):
+    """Data, base model, one training per (variant, seed) and every export (the base model's too). The tuner runs
+    once per experiment: a variant's later seeds wait for its first, then reuse its trials (same fingerprint)."""
+    from tasks.train.variant import replicate_label
+
+    root, config = params.out, params.config
+    data = prepare_data_task.submit(config, root)
+    base = base_model_task.submit(config, params.cache)
+    labels = {v: [replicate_label(v, seed, replicated) for seed in seeds] for v in VARIANTS}
+    trains = {}
+    for v in VARIANTS:
+        first = None
+        for seed, label in zip(seeds, labels[v], strict=True):
+            wait = [first] if first is not None and v == "sigmoid-bayes" else None
+            if orch.train_deployment:  # on a (GPU) work pool, several at once
+                trains[label] = remote_train_task.submit(orch.train_deployment, config, v, data, base, root, seed,
+                                                         tuner_trials, wait_for=wait)
+            else:
+                trains[label] = train_task.submit(config, v, data, base, root, None, seed, tuner_trials,
+                                                  wait_for=wait)
+            first = first or trains[label]
+    exports = {m: export_task.submit(config, trains[m], root, params.formats, m) for m in list(trains)}
+    if dpo:  # the optional preference stage: "<model>+dpo", sampled from the parent's BF16 GGUF
+        for m in [m for v in VARIANTS for m in labels[v]]:
+            tuned = f"{m}+dpo"
+            parent_gguf = exports[m].result().file("bf16")
+            trains[tuned] = dpo_task.submit(config, trains[m], str(parent_gguf), root, [])
+            exports[tuned] = export_task.submit(config, trains[tuned], root, params.formats, tuned)
+    exports["base"] = export_task.submit(config, base, root, params.formats, "base")
+    return data, base, labels, {m: ref.result() for m, ref in trains.items()}, \
+        {m: ref.result() for m, ref in exports.items()}
+
+
 @flow(name="alphagate-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def pipeline(params: CompareParams, orchestration: dict, storage: str | None = None, dpo: bool = False) -> dict:
+def pipeline(params: CompareParams, orchestration: dict, storage: str | None = None, dpo: bool = False,
+             seeds: list[int] | None = None, tuner_trials: int | None = None, earlier: dict | None = None,
+             look: dict | None = None, study: str | None = None, make_report: bool = True) -> dict:
     """Every stage output is found by the key of its inputs under <out>/store/ (flows/stages.py); stages hand each
-    other refs, so a changed input reruns exactly what depends on it."""
+    other refs, so a changed input reruns exactly what depends on it.
+
+    ``seeds``: the training seeds of each arm (default: the config's train.seeds, else train.seed); several make
+    seed replicates (models "<variant>-s<seed>"). The nightly study passes one new seed a night, the tuner budget
+    (``tuner_trials``), the ``earlier`` nights' replicates (arm -> [{label, results, export, run}] refs), the
+    ``look`` and its ``study`` record; it writes the report itself (``make_report`` False) once tonight is recorded."""
     from flows.stages import eval_task_runner
-    from tasks.config import OrchestrationSpec
+    from tasks.config import OrchestrationSpec, load_config
 
     orch = OrchestrationSpec.model_validate(orchestration)
     evaluate_flow = evaluate.with_options(task_runner=eval_task_runner(orch))
     if storage:  # a local folder (absolute path) or a saved block's slug
         evaluate_flow = evaluate_flow.with_options(result_storage=Path(storage) if storage.startswith("/") else storage)
     root, config = params.out, params.config
+    seeds = list(seeds or load_config(config).train.replicate_seeds)
+    earlier = {arm: [{k: v if k == "label" else Ref.model_validate(v) for k, v in rep.items()} for rep in reps]
+               for arm, reps in (earlier or {}).items()}
+    replicated = len(seeds) > 1 or bool(earlier) or look is not None
     if params.upload:  # a real upload: token, write access and namespace checked before any training
         preflight_task(config)
-    data = prepare_data_task.submit(config, root)
-    base = base_model_task.submit(config, params.cache)
-    if orch.train_deployment:  # on a (GPU) work pool, both at once
-        trains = {v: remote_train_task.submit(orch.train_deployment, config, v, data, base, root) for v in VARIANTS}
-    else:
-        trains = {v: train_task.submit(config, v, data, base, root) for v in VARIANTS}
-    exports = {m: export_task.submit(config, trains[m], root, params.formats, m) for m in VARIANTS}
-    if dpo:  # the optional preference stage: "<variant>+dpo", sampled from the parent's BF16 GGUF
-        for v in VARIANTS:
-            tuned = f"{v}+dpo"
-            parent_gguf = exports[v].result().file("bf16")
-            trains[tuned] = dpo_task.submit(config, trains[v], str(parent_gguf), root, [])
-            exports[tuned] = export_task.submit(config, trains[tuned], root, params.formats, tuned)
-    exports["base"] = export_task.submit(config, base, root, params.formats, "base")
-    exports = {m: ref.result() for m, ref in exports.items()}
-    runs = {m: ref.result() for m, ref in trains.items()}
+    data, _, labels, runs, exports = _models(params, orch, seeds, replicated, tuner_trials, dpo)
     files = {m: {f: str(ref.file(f)) for f in params.formats} for m, ref in exports.items()}
     done = evaluate_flow(files, params.suites, root, params.data, params.limit, params.judge)
     results = {f"{m}/{f}": results_task.submit({s: done[f"{m}/{f}/{s}"] for s in params.suites
                                                 if done[f"{m}/{f}/{s}"] is not None}, root)
                for m in files for f in params.formats}
     results = {k: ref.result() for k, ref in results.items()}
+    for arm, reps in earlier.items():  # earlier nights' replicates join the pooled decision (not retrained)
+        for rep in reps:
+            labels[arm].insert(len(labels[arm]) - len(seeds), rep["label"])
+            results[f"{rep['label']}/bf16"], exports[rep["label"]], runs[rep["label"]] = (
+                rep["results"], rep["export"], rep["run"])
     degradation = degrade_task(config, results, root)  # reads the suites that completed
-    speed = speed_task({v: files[v]["bf16"] for v in VARIANTS}, root)
-    decision = decide_task(config, {v: results[f"{v}/bf16"] for v in VARIANTS}, {v: exports[v] for v in VARIANTS},
-                           {v: runs[v] for v in VARIANTS}, degradation, speed, list(params.suites), root)
+    speed = speed_task({v: files[labels[v][-1]]["bf16"] for v in VARIANTS}, root)
+    members = [m for v in VARIANTS for m in labels[v]]
+    decision = decide_task(config, {v: [results[f"{m}/bf16"] for m in labels[v]] for v in VARIANTS},
+                           {m: exports[m] for m in members}, {m: runs[m] for m in members}, degradation, speed,
+                           list(params.suites), root, labels if replicated else None, look)
     names: dict[str, Ref] = {"data": data.result(), **runs, "degradation": degradation, "speed": speed,
                              "decision": decision["ref"]}
     names |= {f"export-{m}": ref for m, ref in exports.items()}
     names |= {f"eval/{k.replace('/', '-')}": ref for k, ref in results.items()}
     upload = None
     if decision["upload"]:
-        upload = upload_task(config, decision["ref"], {v: exports[v] for v in VARIANTS}, {v: runs[v] for v in VARIANTS},
+        upload = upload_task(config, decision["ref"], {m: exports[m] for m in members}, {m: runs[m] for m in members},
                              root, not params.upload)
         names["upload"] = upload["ref"]
-    report = report_task(results, decision["ref"], degradation, {v: runs[v] for v in VARIANTS},
-                         str(Path(root) / "tuner_history.json"), root)
-    names["report"] = report
+    report_inputs = (results, decision["ref"], degradation, {m: runs[m] for m in members},
+                     str(Path(root) / "tuner_history.json"), root)
+    report_md = None
+    if make_report:
+        report = report_task(*report_inputs, study)
+        names["report"] = report
+        report_md = Path(report.path) / "report.md"
     publish_names_task(root, config, names)
     failed = sorted(k for k, ref in done.items() if ref is None)
-    report_md = Path(report.path) / "report.md"
     decision_json = Path(decision["ref"].path) / "decision.json"
-    print(f"decision: {decision['reason']}\nreport: {report_md}\ndecision record: {decision_json}"
+    print(f"decision: {decision['reason']}\nreport: {report_md or '(written by the calling flow)'}\n"
+          f"decision record: {decision_json}"
           + (f"\nfailed evaluations (rerun the flow to retry only these): {', '.join(failed)}" if failed else ""))
-    return {"decision": decision["reason"], "report": str(report_md), "decision_record": str(decision_json),
-            "upload": upload, "evaluations": len(done), "failed_evaluations": failed}
+    new = {v: [{"label": m, "results": results[f"{m}/bf16"], "export": exports[m], "run": runs[m]}
+               for m in labels[v][len(labels[v]) - len(seeds):]] for v in VARIANTS}
+    return {"decision": decision["reason"], "report": str(report_md) if report_md else None,
+            "decision_record": str(decision_json), "upload": upload, "evaluations": len(done),
+            "failed_evaluations": failed, "replicates": new, "names": names, "report_inputs": report_inputs,
+            "record": {k: v for k, v in decision.items() if k != "ref"}}
+
+
+class NightlyParams(BaseModel):
+    """The nightly study's run form: what to study and where; what each night runs is the config's ``nightly``
+    section (looks, spending, items, suites, tuner trials per night)."""
+
+    config: str = Field("configs/demo.yaml", description="pipeline config; its nightly section sets the study")
+    out: str = Field("runs/nightly", description="the study's folder: study/study.json, nights/<date>-nightNN/, "
+                                                 "store/")
+    cache: str = Field("runs/cache", description="base-model cache")
+    date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+                             description="tonight's date label (YYYY-MM-DD); default: today")
+    upload: bool = Field(False, description="really upload a decided winner (needs upload.enabled and a token)")
+
+
+@flow(name="alphagate-nightly", log_prints=True)
+def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - pydantic defaults are immutable here
+    """One night of the accumulating study (tasks/decide/study.py): one new seed replicate per arm, more tuner trials
+    under the same experiment fingerprint, evaluation on real items, and a decision on every replicate so far at
+    this night's look of the alpha-spending boundary. A decided (or ended) study trains nothing and says so."""
+    import datetime
+
+    from flows.stages import result_storage
+    from tasks.config import load_config
+    from tasks.decide.replicates import look_alpha
+    from tasks.decide.study import closed, earlier_replicates, next_night, open_study, record_night, study_path
+    from tasks.validate import validate_run
+
+    spec = load_config(params.config).nightly
+    config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge)
+    study = open_study(params.out, config, params.config)
+    if (why := closed(study)) is not None:
+        print(why)
+        _artifact_markdown("alphagate-study", f"# Nightly study\n\n{why}\n", "the study is closed")
+        return {"closed": why, "nights": len(study["nights"])}
+    tonight = next_night(study, config)
+    date = params.date or datetime.date.today().isoformat()
+    look = look_alpha(tonight["night"], spec.max_looks, config.decision.alpha, spec.spending)
+    print(f"night {tonight['night']} of {spec.max_looks}: seed {tonight['seed']}, tuner budget "
+          f"{tonight['tuner_trials']} trials, testing at alpha {look['alpha_this_look']:.3g} ({spec.spending})")
+    cparams = CompareParams(config=params.config, out=params.out, cache=params.cache, suites=list(spec.suites),
+                            formats=list(spec.formats), data=spec.data, limit=spec.limit, judge=spec.judge,
+                            upload=params.upload)
+    orch = config.orchestration
+    storage = result_storage(orch.result_storage)
+    flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
+    result = flow_(cparams, orch.model_dump(mode="json"), str(storage) if storage else None, False,
+                   [tonight["seed"]], tonight["tuner_trials"], earlier_replicates(study), look, None, False)
+    decision_dir = Path(result["decision_record"]).parent
+    study = record_night(params.out, study, tonight, date, result["replicates"], result["record"], decision_dir)
+    report = report_task(*result["report_inputs"], str(study_path(params.out)))
+    publish_names_task(params.out, params.config, {**result["names"], "report": report})
+    report_md = Path(report.path) / "report.md"
+    state = closed(study) or f"open: {len(study['nights'])} of {spec.max_looks} looks"
+    print(f"study: {state}\nreport: {report_md}")
+    return {"night": tonight["night"], "decision": result["decision"], "study": state, "report": str(report_md),
+            "decision_record": result["decision_record"]}
+
+
+def _artifact_markdown(key: str, text: str, description: str) -> None:
+    from prefect import artifacts
+
+    try:
+        artifacts.create_markdown_artifact(text, key=key, description=description)
+    except Exception:  # noqa: BLE001 - an artifact that cannot be written never fails the run
+        pass
 
 
 @flow(name="alphagate-evaluate", validate_parameters=False)
@@ -148,6 +258,8 @@ def evaluate(files: dict[str, dict[str, str]], suites: list[str], root: str, dat
 
 
 @flow(name="alphagate-train", log_prints=True)
-def train(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None) -> Ref:
-    """One variant's training: what the comparison sends to a GPU work pool (orchestration.train_deployment)."""
-    return train_task(config_path, variant, data, base, root, expected_key)
+def train(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None,
+          seed: int | None = None, tuner_trials: int | None = None) -> Ref:
+    """One variant's training (one seed replicate): what the comparison sends to a GPU work pool
+    (orchestration.train_deployment)."""
+    return train_task(config_path, variant, data, base, root, expected_key, seed, tuner_trials)

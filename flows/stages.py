@@ -123,48 +123,57 @@ def base_model_task(config_path: str, cache_dir: str) -> Ref:
 
 # --- trainings -------------------------------------------------------------------------------------------------
 
+def _replicate(config_path: str, seed: int | None, tuner_trials: int | None):
+    from tasks.train.variant import replicate_config
+
+    return replicate_config(_config(config_path), seed, tuner_trials)
+
+
 @_plan("train")
-def _train_plan(config_path: str, variant: str, data: Ref, base: Ref, root: str, **_: Any) -> tuple[str, Path]:
+def _train_plan(config_path: str, variant: str, data: Ref, base: Ref, root: str, seed: int | None = None,
+                tuner_trials: int | None = None, **_: Any) -> tuple[str, Path]:
     from tasks.store import keyed_dir
     from tasks.train.variant import train_key
 
-    key = train_key(_config(config_path), variant, base, data)[0]
+    key = train_key(_replicate(config_path, seed, tuner_trials), variant, base, data)[0]
     return key, keyed_dir(root, "train", key)
 
 
 @task(cache_key_fn=keyed_cache("train"), persist_result=True, retries=1, log_prints=False)
-def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None
-               ) -> Ref:
-    """``expected_key``: the key the orchestrator computed (a training sent to a work pool); a worker whose code or
-    config gives another key refuses, rather than writing where nobody looks."""
+def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None,
+               seed: int | None = None, tuner_trials: int | None = None) -> Ref:
+    """``seed``: this replicate's training seed (None: train.seed); ``tuner_trials``: the tuner's budget (None: the
+    config's). ``expected_key``: the key the orchestrator computed (a training sent to a work pool); a worker whose
+    code or config gives another key refuses, rather than writing where nobody looks."""
     from prefect.concurrency.sync import concurrency
 
     from tasks.store import ref_of
     from tasks.train.variant import train_variant
 
-    key, out = _train_plan(config_path, variant, data, base, root)
+    key, out = _train_plan(config_path, variant, data, base, root, seed, tuner_trials)
     if expected_key is not None and key != expected_key:
         raise RuntimeError(f"This worker computes the training key {key[:12]}… but the comparison expects "
                            f"{expected_key[:12]}…: the worker runs other code or sees another config/data. Install "
                            "the same version of the project on both machines and share the run folder.")
     with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
-        train_variant(_config(config_path), variant, out, base=base, data=data,
+        train_variant(_replicate(config_path, seed, tuner_trials), variant, out, base=base, data=data,
                       history=Path(root) / "tuner_history.json")
     return ref_of(out)
 
 
 @task(cache_key_fn=keyed_cache("train"), persist_result=True)
-def remote_train_task(deployment: str, config_path: str, variant: str, data: Ref, base: Ref, root: str) -> Ref:
+def remote_train_task(deployment: str, config_path: str, variant: str, data: Ref, base: Ref, root: str,
+                      seed: int | None = None, tuner_trials: int | None = None) -> Ref:
     """Train on a work pool (a GPU one): run the alphagate-train deployment and wait for it. The worker writes
     into the keyed folder, so it must see the same filesystem; paths are passed absolute."""
     from prefect.deployments import run_deployment
 
     from tasks.store import verified
 
-    key, out = _train_plan(config_path, variant, data, base, root)
+    key, out = _train_plan(config_path, variant, data, base, root, seed, tuner_trials)
     parameters = {"config_path": str(Path(config_path).resolve()), "variant": variant,
                   "data": data.model_dump(), "base": base.model_dump(), "root": str(Path(root).resolve()),
-                  "expected_key": key}
+                  "expected_key": key, "seed": seed, "tuner_trials": tuner_trials}
     run = run_deployment(deployment, parameters=parameters, timeout=None)
     if run.state is None or not run.state.is_completed():
         raise RuntimeError(f"Training {variant} on deployment {deployment} ended {run.state and run.state.name}: "
@@ -301,24 +310,49 @@ def degrade_task(config_path: str, results: dict[str, Ref], root: str) -> Ref:
         {k: Path(r.path) for k, r in results.items()}, spec, tmp))
 
 
+def _compute(runs: dict[str, Ref], labels: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Per arm: what its trainings cost (sums over its replicates' run.json "compute")."""
+    from tasks.store import read_json
+
+    out: dict[str, dict[str, Any]] = {}
+    for arm, names in labels.items():
+        rows = [read_json(Path(runs[n].path) / "run.json").get("compute") for n in names if n in runs]
+        rows = [r for r in rows if r]
+        if not rows:
+            continue
+        total = {k: sum(r[k] for r in rows) for k in ("train_steps", "train_seconds", "tuner_trials",
+                                                      "tuner_proxy_steps", "tuner_seconds", "total_steps",
+                                                      "total_seconds")}
+        total["total_seconds"] = round(total["total_seconds"], 2)
+        total["replicates"] = len(rows)
+        out[arm] = total
+    return out
+
+
 @task(persist_result=True)
-def decide_task(config_path: str, results: dict[str, Ref], exports: dict[str, Ref], runs: dict[str, Ref],
-                degradation: Ref, speed: Ref, expected_suites: list[str], root: str) -> dict[str, Any]:
-    """The decision record (with ``ref``: where it is). Inputs: the two sides' result sets, their exports and runs
-    (for the upload), the degradation gates and the isolated speed samples, and this run's decision section."""
+def decide_task(config_path: str, results: dict[str, list[Ref]], exports: dict[str, Ref], runs: dict[str, Ref],
+                degradation: Ref, speed: Ref, expected_suites: list[str], root: str,
+                labels: dict[str, list[str]] | None = None, look: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The decision record (with ``ref``: where it is). Inputs: each arm's result sets (one per seed replicate,
+    named by ``labels``), the replicates' exports and runs (for the upload and the compute per arm), the
+    degradation gates, the isolated speed samples, this run's decision section and, in a sequential study, the
+    ``look``."""
     from tasks.decide.decision import decide, decision_markdown
     from tasks.store import read_json
 
     spec = _config(config_path).decision
-    inputs = {"results": {k: r.sha256 for k, r in sorted(results.items())},
+    labels = labels or {arm: [arm] for arm in results}
+    inputs = {"results": {k: [r.sha256 for r in v] for k, v in sorted(results.items())}, "labels": labels,
               "exports": {k: r.sha256 for k, r in sorted(exports.items())},
               "runs": {k: r.sha256 for k, r in sorted(runs.items())}, "degradation": degradation.sha256,
               "speed": speed.sha256, "expected_suites": sorted(expected_suites),
-              "decision": spec.model_dump(mode="json")}
+              "decision": spec.model_dump(mode="json"), "look": look}
+    single = look is None and all(len(v) == 1 for v in results.values())
     ref = _produce("decide", root, inputs, lambda tmp: decide(
-        {k: Path(r.path) for k, r in results.items()}, spec, tmp, exports={k: Path(r.path) for k, r in exports.items()},
-        runs={k: Path(r.path) for k, r in runs.items()}, degradation=Path(degradation.path) / "degradation.json",
-        expected_suites=expected_suites, speed=Path(speed.path) / "speed.json"))
+        {k: Path(v[0].path) if single else [Path(r.path) for r in v] for k, v in results.items()}, spec, tmp,
+        exports={k: Path(r.path) for k, r in exports.items()}, runs={k: Path(r.path) for k, r in runs.items()},
+        degradation=Path(degradation.path) / "degradation.json", expected_suites=expected_suites,
+        speed=Path(speed.path) / "speed.json", labels=labels, look=look, compute=_compute(runs, labels)))
     record = read_json(Path(ref.path) / "decision.json")
     _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
     if record.get("suites"):
@@ -331,18 +365,21 @@ def decide_task(config_path: str, results: dict[str, Ref], exports: dict[str, Re
 
 @task(persist_result=True)
 def report_task(results: dict[str, Ref], decision: Ref, degradation: Ref, runs: dict[str, Ref],
-                tuner: str | None, root: str) -> Ref:
+                tuner: str | None, root: str, study: str | None = None) -> Ref:
+    """``study``: a nightly study's study.json (its night-by-night margin and CI become the trend figure)."""
     from tasks.publish.report import write_report
     from tasks.store import sha256_file
 
     tuner_path = Path(tuner) if tuner and Path(tuner).is_file() else None
+    study_path = Path(study) if study else None
     inputs = {"results": {k: r.sha256 for k, r in sorted(results.items())}, "decision": decision.sha256,
               "degradation": degradation.sha256, "runs": {k: r.sha256 for k, r in sorted(runs.items())},
-              "tuner": sha256_file(tuner_path) if tuner_path else None}
+              "tuner": sha256_file(tuner_path) if tuner_path else None,
+              "study": sha256_file(study_path) if study_path else None}
     ref = _produce("report", root, inputs, lambda tmp: write_report(
         {k: Path(r.path) for k, r in results.items()}, tmp, decision=Path(decision.path) / "decision.json",
         degradation=Path(degradation.path) / "degradation.json", runs={k: Path(r.path) for k, r in runs.items()},
-        tuner=tuner_path))
+        tuner=tuner_path, study=study_path))
     path = Path(ref.path) / "report.md"
     _artifact("markdown", "alphagate-report", f"Report: `{path}`\n\n" + path.read_text(encoding="utf-8"),
               "the comparison report (figures beside it on disk)")

@@ -488,11 +488,11 @@ def decision_markdown(record: dict[str, Any]) -> str:
         if record.get("composite_a") is not None:
             lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}. "
                       f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]
-    lines += _replicate_lines(record)
+    lines += replicate_lines(record)
     return "\n".join(lines) + "\n"
 
 
-def _replicate_lines(record: dict[str, Any]) -> list[str]:
+def replicate_lines(record: dict[str, Any]) -> list[str]:
     """Seeds, variance components, power, repeated looks and compute, for people."""
     lines: list[str] = []
     if record.get("seeds"):

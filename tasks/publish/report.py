@@ -237,9 +237,49 @@ def _dpo_section(results: dict[str, Path]) -> list[str]:
     return lines
 
 
+def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
+    """The nightly study's trend: the composite difference and its CIs night by night (figure + table)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tasks.decide.study import closed, trend_rows
+
+    rows = trend_rows(study)
+    if not rows:
+        return []
+    a, b = rows[-1]["models"] or ("A", "B")
+    nights = [r["night"] for r in rows]
+    diffs = [r["diff"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) + 3), 4.5))
+    ax.axhline(0, color="gray", lw=1)
+    for key, style, label in (("ci95", dict(lw=1, color="lightsteelblue", capsize=3), "95% CI (no correction)"),
+                              ("ci", dict(lw=3, color="navy", capsize=5), "CI at the look's spent alpha")):
+        lo = [r["diff"] - r[key][0] if r.get(key) else 0 for r in rows]
+        hi = [r[key][1] - r["diff"] if r.get(key) else 0 for r in rows]
+        ax.errorbar(nights, diffs, yerr=[lo, hi], fmt="none", label=label, **style)
+    ax.plot(nights, diffs, "o-", color="black", label=f"composite {a} - {b}")
+    ax.set(xlabel="night (look)", ylabel="composite difference", xticks=nights,
+           title="Nightly study: the margin and its CI, night by night")
+    ax.legend(fontsize=8)
+    made.append(_save(fig, out / "study_trend.png"))
+    lines = ["## Nightly study", "", closed(study) or f"Open: {len(study['nights'])} of {study['max_looks']} looks "
+             f"({study['spending']} alpha spending).", "",
+             f"| night | date | seeds per arm | {a} - {b} | CI (look alpha) | look alpha | outcome |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]" if r.get("ci") else "n/a"
+        alpha = f"{r['alpha']:.3g}" if r.get("alpha") is not None else "n/a"
+        lines.append(f"| {r['night']} | {r['date']} | {r['seeds']} | {r['diff']:+.4f} | {ci} | {alpha} | "
+                     f"{r['outcome']} |")
+    return [*lines, ""]
+
+
 def write_report(results: dict[str, Path], out: Path, *, decision: Path | None = None,
                  degradation: Path | None = None, runs: dict[str, Path] | None = None,
-                 tuner: Path | None = None, trend: bool = False) -> Path:
+                 tuner: Path | None = None, trend: bool = False, study: Path | None = None) -> Path:
+    """``study``: a nightly study's study.json: its margin and CI night by night become a trend figure and table."""
     out = Path(out)
     # every file named on the command line is read before any figure is drawn: a bad one fails first, named
     deg = read_json_object(degradation, "degradation.json of `alphagate degrade`", ("gates",),
@@ -250,14 +290,22 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
                               ) if decision else None
     if tuner is not None and Path(tuner).is_file():
         read_json_object(tuner, "tuner history", ("trials",), "Pass the --history file of `alphagate tune`.")
+    nights = read_json_object(study, "nightly study record", ("nights",),
+                              "Pass the study.json of the alphagate-nightly flow, or leave --study out."
+                              ) if study else None
     out.mkdir(parents=True, exist_ok=True)
     scores, cats = score_table(results)
     if scores.empty:
         raise ValueError("No scored items in the given results; nothing to report.")
     made = figures(scores, cats, out, deg, runs or {}, tuner, results, trend)
+    study_lines = _study_section(nights, out, made) if nights else []
     lines = ["# alpha-gate comparison report", ""]
     if record is not None:
-        lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}", ""]
+        from tasks.decide.decision import replicate_lines
+
+        lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}",
+                  *replicate_lines(record), ""]
+    lines += study_lines
     lines += ["## Scores (primary metric, 95% CI, computed from per-item records)", "",
               "| model/format | suite | metric | score | 95% CI | n |", "|---|---|---|---|---|---|"]
     for r in scores.itertuples():

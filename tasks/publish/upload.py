@@ -67,7 +67,7 @@ def preflight(spec: UploadSpec) -> str | None:
 
 def _scores_for(label: str, fmt: str, decision: dict) -> dict[str, tuple[str, float]]:
     """Measured scores of this exact model/format: BF16 from the decision, quantizations from degradation."""
-    if fmt == "bf16" and decision.get("suites"):
+    if fmt == "bf16" and decision.get("suites") and label in decision["models"]:
         side = "a" if decision["models"][0] == label else "b"
         return {r["suite"]: (r["metric"], r[side]) for r in decision["suites"] if r[side] is not None}
     if decision.get("degradation") and Path(decision["degradation"]).is_file():
@@ -85,8 +85,10 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
     if not decision.get("upload"):
         raise UploadRefusedError(f"The decision says not to upload: {decision.get('reason')}")
     winner = decision["winner"]
-    export_dir = Path((exports or {}).get(winner) or decision["exports"].get(winner, ""))
-    run_dir = Path((runs or {}).get(winner) or decision["runs"].get(winner, ""))
+    # with seed replicates, the winning arm's best replicate (decision "upload_label") is what is published
+    label = decision.get("upload_label") or winner
+    export_dir = Path((exports or {}).get(label) or decision["exports"].get(label, ""))
+    run_dir = Path((runs or {}).get(label) or decision["runs"].get(label, ""))
     if not (export_dir / "manifest.json").is_file() or not (run_dir / "run.json").is_file():
         raise FileNotFoundError(f"The decision does not locate {winner}'s export (manifest.json) and training run "
                                 "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
@@ -98,7 +100,7 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
     files_by_fmt = {f["format"]: f for f in manifest["files"]}
     repos = []
     for fmt in spec.formats:
-        gate = gates.get(f"{winner}/{fmt}")
+        gate = gates.get(f"{label}/{fmt}")
         if gate is not None and not gate["upload"]:
             logger.warning("%s/%s held back by the upload gates: %s", winner, fmt, "; ".join(gate["reasons"]))
             continue
@@ -115,7 +117,7 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
         repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
         body = card(repo=repo, fmt=fmt, base_model=config.base_model.hub_id or config.base_model.name,
                     license=config.base_model.license, schedule=run["schedule"], decision=decision,
-                    scores=_scores_for(winner, fmt, decision), files=[f["path"] for f in files],
+                    scores=_scores_for(label, fmt, decision), files=[f["path"] for f in files],
                     think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags))
         repos.append({"repo_id": repo, "format": fmt, "files": files, "card": body})
     if not repos:

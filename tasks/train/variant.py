@@ -39,10 +39,22 @@ def train_inputs(config: PipelineConfig, variant: str, base: Ref, data: Ref) -> 
             "config": {k: dumped[k] for k in COMMON_SECTIONS + VARIANT_SECTIONS[variant]}}
 
 
-def replicate_config(config: PipelineConfig, seed: int) -> PipelineConfig:
+def replicate_config(config: PipelineConfig, seed: int | None = None, tuner_trials: int | None = None
+                     ) -> PipelineConfig:
     """The config of one replicate: train.seed = ``seed`` (train.seeds dropped), so a replicate's key is that of a
-    one-seed run with that seed and adding seeds to the list never retrains the ones already trained."""
-    return config.model_copy(update={"train": config.train.model_copy(update={"seed": seed, "seeds": None})})
+    one-seed run with that seed and adding seeds to the list never retrains the ones already trained.
+    ``tuner_trials``: the tuner's trial budget for this training (the nightly study raises it night by night; trials
+    of the same experiment fingerprint already done count towards it)."""
+    train = config.train.model_copy(update={"seed": config.train.seed if seed is None else seed, "seeds": None})
+    update: dict[str, Any] = {"train": train}
+    if tuner_trials is not None:
+        update["tuner"] = config.tuner.model_copy(update={"n_trials": tuner_trials})
+    return config.model_copy(update=update)
+
+
+def replicate_label(variant: str, seed: int, replicated: bool) -> str:
+    """A trained model's name: the variant, or ``<variant>-s<seed>`` when an arm has seed replicates."""
+    return f"{variant}-s{seed}" if replicated else variant
 
 
 def train_key(config: PipelineConfig, variant: str, base: Ref, data: Ref) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,104 @@
+"""The nightly study: replicates accumulate night by night (tasks/decide/study.py, flows/compare.py:nightly)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.config import load_config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+
+
+def _config(tmp_path, tiny_base_dir, max_looks: int = 3, extra: str = "") -> Path:
+    path = tmp_path / "smoke.yaml"
+    path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
+                    "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
+                    "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
+                    "decision: {bootstrap: 200}\n"
+                    f"nightly: {{max_looks: {max_looks}, spending: pocock, data: shared, limit: 3, "
+                    "suites: [mmlu, arc_challenge], formats: [bf16], tuner_trials_per_night: 1}\n" + extra)
+    return path
+
+
+def test_a_study_refuses_another_design_but_not_another_night(tmp_path, tiny_base_dir):
+    from tasks.decide.study import STUDY_VERSION, next_night, open_study, study_path
+    from tasks.store import atomic_write_json
+
+    config = load_config(_config(tmp_path, tiny_base_dir))
+    study = open_study(tmp_path / "out", config, "smoke.yaml")
+    assert study["nights"] == [] and study["version"] == STUDY_VERSION
+    assert next_night(study, config) == {"night": 1, "seed": 1001, "tuner_trials": 1}
+    atomic_write_json(study_path(tmp_path / "out"), {**study, "nights": [{"night": 1}]})
+    assert next_night(open_study(tmp_path / "out", config, "x"), config) == {"night": 2, "seed": 1002,
+                                                                             "tuner_trials": 2}
+    # the per-night settings may differ (seed, tuner budget); anything else is another study
+    seeded = load_config(_config(tmp_path, tiny_base_dir, extra=""))
+    seeded = seeded.model_copy(update={"train": seeded.train.model_copy(update={"seed": 7, "seeds": [7, 8]})})
+    open_study(tmp_path / "out", seeded, "x")
+    other = seeded.model_copy(update={"train": seeded.train.model_copy(update={"learning_rate": 1e-3})})
+    with pytest.raises(ValueError, match="another design: the config's train changed"):
+        open_study(tmp_path / "out", other, "x")
+
+
+def test_nightly_data_must_not_be_the_bundled_samples(tmp_path, tiny_base_dir):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: x\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\nnightly: {{data: sample}}\n")
+    with pytest.raises(ValueError, match="nightly.data is 'sample'"):
+        load_config(path)
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=300):
+        yield
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/benchmarks (real items) beside the repository")
+def test_three_nights_accumulate_replicates_and_then_the_study_is_closed(harness, tiny_base_dir, tmp_path,
+                                                                         monkeypatch):
+    import tasks.train.variant
+    from flows.compare import NightlyParams, nightly
+
+    trained = []
+    real = tasks.train.variant.train_variant
+    monkeypatch.setattr(tasks.train.variant, "train_variant",
+                        lambda config, variant, *a, **k: (trained.append((variant, config.train.seed)),
+                                                          real(config, variant, *a, **k))[1])
+    config = _config(tmp_path, tiny_base_dir)
+    out = tmp_path / "nightly"
+    history = out / "tuner_history.json"
+    trials = []
+    for night, date in enumerate(("2026-12-01", "2026-12-02", "2026-12-03"), 1):
+        trained.clear()
+        result = nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache"), date=date))
+        assert result["night"] == night
+        # tonight trains one new seed per arm; earlier nights' models are pooled, not retrained
+        assert sorted(trained) == [("linear", 1000 + night), ("sigmoid-bayes", 1000 + night)]
+        record = json.loads(Path(result["decision_record"]).read_text())
+        assert record["seeds"]["a"] == record["seeds"]["b"] == night
+        assert [r["label"] for r in record["per_seed_composites"]["linear"]] == \
+            [f"linear-s{1000 + n}" for n in range(1, night + 1)]
+        assert record["sequential"]["look"] == night
+        assert (out / "nights" / f"{date}-night{night:02d}" / "decision.json").is_file()
+        fingerprints = {t["meta"]["fingerprint"] for t in json.loads(history.read_text())["trials"]}
+        trials.append(len(json.loads(history.read_text())["trials"]))
+        assert len(fingerprints) == 1  # one experiment: the tuner warm-starts from every earlier trial
+    assert trials == [1, 2, 3]  # tuner.n_trials + (night - 1) * nightly.tuner_trials_per_night
+    study = json.loads((out / "study" / "study.json").read_text())
+    assert [n["seed"] for n in study["nights"]] == [1001, 1002, 1003]
+    assert study["decided"] or study["ended"]  # max_looks is 3: after the third look the study is closed
+    report = (Path(result["report"])).read_text()
+    assert "## Nightly study" in report and report.count("| 2026-12-0") == 3
+    assert (Path(result["report"]).parent / "study_trend.png").is_file()
+    assert "| linear |" in report or "optimizer steps" in report  # compute per arm beside the result
+    # a closed study says so and trains nothing
+    trained.clear()
+    closed = nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache"),
+                                   date="2026-12-04"))
+    assert "closed" in closed and trained == []
