@@ -220,15 +220,59 @@ def _labelled(items: list[str], flag: str, require_label: bool = False) -> dict[
     return out
 
 
+def _replicated(items: list[str]) -> dict[str, list[Path]]:
+    """LABEL=DIR[,DIR...] -> label: folders (several folders: seed replicates of that arm)."""
+    out: dict[str, list[Path]] = {}
+    for item in items:
+        label, sep, folders = item.partition("=")
+        parts = [p for p in folders.split(",")] if sep else []
+        if not sep or not label or not parts or any(not p for p in parts):
+            raise ValueError(f"--results expects LABEL=DIR or LABEL=DIR,DIR,... (seed replicates of one arm, e.g. "
+                             f"linear=runs/a/eval,runs/b/eval); got {item!r}")
+        if label in out:
+            raise ValueError(f"--results names {label!r} twice; list an arm's replicates in one LABEL=DIR,DIR,...")
+        out[label] = [Path(p) for p in parts]
+    return out
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from flows.compare import SUITES
+    from tasks.config import load_config
+    from tasks.decide.planning import plan_for, plan_text
+    from tasks.validate import validate_run
+
+    config = load_config(args.config)
+    suites = args.suites or list(config.nightly.suites if args.nightly else SUITES)
+    data = args.data or (config.nightly.data if args.nightly else "sample")
+    limit = args.limit if args.limit is not None else (config.nightly.limit if args.nightly else None)
+    validate_run(args.config, suites, ["bf16"], data, limit, None)
+    result = plan_for(config, suites, data, limit, args.history)
+    print(json.dumps(result, indent=2) if args.json else plan_text(result))
+    return 0
+
+
+def _cmd_nightly(args: argparse.Namespace) -> int:
+    from flows.compare import NightlyParams, nightly
+    from tasks.layout import sweep_staging
+
+    params = NightlyParams(config=args.config, out=args.out, cache=args.cache, date=args.date,
+                           upload=bool(args.upload))
+    sweep_staging(Path(params.out))
+    result = nightly(params)
+    print(result.get("closed") or f"study: {result['study']}\nreport: {result['report']}")
+    return 0
+
+
 def _cmd_decide(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.decide.decision import decide
     from tasks.store import check_writable_dir, read_json_object
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
-    results = _labelled(args.results, "--results", require_label=True)
-    for label, folder in results.items():
-        _check_results_dir(folder, f"--results {label}={folder}")
+    results = _replicated(args.results)
+    for label, folders in results.items():
+        for folder in folders:
+            _check_results_dir(folder, f"--results {label}={folder}")
     # files decide reads (or records for the upload) are checked here, before any statistics
     if args.speed is not None:
         speed = read_json_object(args.speed, "speed.json of `alphagate speed`", ("models",),
@@ -241,7 +285,9 @@ def _cmd_decide(args: argparse.Namespace) -> int:
         read_json_object(args.degradation, "degradation.json of `alphagate degrade`", ("gates",),
                          "Pass the degradation.json that `alphagate degrade` wrote, or leave --degradation out.")
     check_writable_dir(args.out, "--out")
-    record = decide(results, spec, args.out, exports=_labelled(args.exports, "--exports"),
+    replicated = any(len(v) > 1 for v in results.values())
+    record = decide({k: v if replicated else v[0] for k, v in results.items()}, spec, args.out,
+                    exports=_labelled(args.exports, "--exports"),
                     runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
     print(record["reason"])
     print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
@@ -359,7 +405,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     check_writable_dir(args.out, "--out")
     path = write_report(results, args.out, decision=args.decision,
                         degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner,
-                        trend=args.trend)
+                        trend=args.trend, study=args.study)
     print(f"report: {path}")
     return 0
 
@@ -456,8 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_eval)
 
     dec = sub.add_parser("decide", help="pick the winner of two evaluated models with paired statistics")
-    dec.add_argument("--results", nargs=2, required=True, metavar="LABEL=DIR",
-                     help="two result folders of `alphagate eval`, labelled")
+    dec.add_argument("--results", nargs=2, required=True, metavar="LABEL=DIR[,DIR...]",
+                     help="two arms: result folders of `alphagate eval`, labelled; several comma-separated folders "
+                          "are seed replicates of that arm (then seeds, not items, are the replicates)")
     dec.add_argument("--config", type=Path, help="pipeline config whose `decision` section to use")
     dec.add_argument("--exports", nargs="*", metavar="LABEL=DIR", help="export folders (for the upload)")
     dec.add_argument("--runs", nargs="*", metavar="LABEL=DIR", help="training run folders (for the upload)")
@@ -502,6 +549,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--upload", action="store_true", default=None, help="really upload (else a dry run)")
     run.set_defaults(func=_cmd_run)
 
+    pln = sub.add_parser("plan", help="before training: the minimum detectable difference, and the items and seeds "
+                                      "that would detect decision.target_effect")
+    pln.add_argument("--config", required=True, type=Path)
+    pln.add_argument("--suites", nargs="+", help="default: every suite (with --nightly: the nightly section's)")
+    pln.add_argument("--data", help="'sample' (default), 'shared', 'hub' (the published split sizes) or a file")
+    pln.add_argument("--limit", type=_at_least(1, " (items per suite; omit --limit to use every item)"))
+    pln.add_argument("--nightly", action="store_true", help="plan the config's nightly study (its suites, data, limit)")
+    pln.add_argument("--history", type=Path, help="earlier variances: a decision.json, a run folder or a nightly "
+                                                  "study folder (default: priors)")
+    pln.add_argument("--json", action="store_true")
+    pln.set_defaults(func=_cmd_plan)
+
+    ngt = sub.add_parser("nightly", help="one night of the accumulating study (what the nightly deployment runs): a "
+                                         "new seed per arm, a pooled decision with repeated-looks correction")
+    ngt.add_argument("--config", default="configs/demo.yaml")
+    ngt.add_argument("--out", default="runs/nightly")
+    ngt.add_argument("--cache", default="runs/cache")
+    ngt.add_argument("--date", help="tonight's date label, YYYY-MM-DD (default: today)")
+    ngt.add_argument("--upload", action="store_true", default=None, help="really upload a decided winner")
+    ngt.set_defaults(func=_cmd_nightly)
+
     rep = sub.add_parser("report", help="figures + Markdown report over any set of result folders")
     rep.add_argument("--results", nargs="+", required=True, metavar="[LABEL=]DIR",
                      help="our eval folders or lm-evaluation-harness output (results_*.json + samples_*.jsonl); "
@@ -511,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", nargs="*", metavar="LABEL=RUN_DIR", help="training runs (alpha and loss curves)")
     rep.add_argument("--tuner", type=Path, help="tuner history JSON")
     rep.add_argument("--trend", action="store_true", help="the results are successive runs: plot a trend")
+    rep.add_argument("--study", type=Path, help="a nightly study's study.json: the margin and CI night by night")
     rep.add_argument("--out", required=True, type=Path)
     rep.set_defaults(func=_cmd_report)
     return parser

@@ -242,7 +242,8 @@ class NightlySpec(Strict):
     data: str = Field("shared", description="'shared' (../shared/benchmarks), 'hub' or a file; never the 5-item "
                                             "bundled samples")
     limit: int | None = Field(None, ge=1, description="items per suite (None: every item of the source)")
-    suites: list[str] = Field(default_factory=lambda: ["mmlu", "arc_challenge", "hellaswag", "gsm8k"], min_length=1)
+    suites: list[str] = Field(default_factory=lambda: ["mmlu", "arc_challenge", "hellaswag", "gsm8k",
+                                                       "elyza_tasks_100"], min_length=1)
     formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16"], min_length=1)
     judge: str | None = None
     tuner_trials_per_night: int = Field(1, ge=0, description="tuner trials added each night (warm-started)")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,51 @@ def test_decide_from_the_cli(tmp_path, capsys):
                  "--out", str(tmp_path / "d")]) == 0
     assert "tie" in capsys.readouterr().out and (tmp_path / "d" / "decision.md").is_file()
     assert main(["decide", "--results", "oops", "x=y", "--out", str(tmp_path)]) == 2
+    assert main(["decide", "--results", "a=x,", "b=y", "--out", str(tmp_path)]) == 2
+    assert "LABEL=DIR,DIR" in capsys.readouterr().err
+
+
+def test_decide_with_seed_replicates_from_the_cli(tmp_path, capsys):
+    folders = {}
+    for label, scores in (("linear", ([1, 0] * 10, [1, 1, 0, 0] * 5)), ("sigmoid-bayes", ([0, 1] * 10, [1, 0] * 10))):
+        folders[label] = []
+        for i, correct in enumerate(scores):
+            folder = tmp_path / f"{label}-{i}"
+            folder.mkdir()
+            (folder / "mmlu.jsonl").write_text("".join(json.dumps({"index": j, "correct": bool(c)}) + "\n"
+                                                       for j, c in enumerate(correct)))
+            (folder / "mmlu.summary.json").write_text(json.dumps({"suite": "mmlu"}))
+            folders[label].append(str(folder))
+    assert main(["decide", "--results", "linear=" + ",".join(folders["linear"]),
+                 "sigmoid-bayes=" + ",".join(folders["sigmoid-bayes"]), "--out", str(tmp_path / "d")]) == 0
+    record = json.loads((tmp_path / "d" / "decision.json").read_text())
+    assert record["seeds"]["a"] == record["seeds"]["b"] == 2 and record["seeds"]["seed_variance_measured"]
+    assert record["results"]["linear"] == [str(Path(f).resolve()) for f in folders["linear"]]
+    assert "Minimum detectable" in (tmp_path / "d" / "decision.md").read_text()
+    capsys.readouterr()
+    # a missing replicate folder is named
+    assert main(["decide", "--results", f"linear={folders['linear'][0]},{tmp_path / 'nope'}",
+                 "sigmoid-bayes=" + ",".join(folders["sigmoid-bayes"]), "--out", str(tmp_path / "d")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_plan_prints_the_detectable_difference_before_any_training(tmp_path, capsys):
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    assert main(["plan", "--config", str(config), "--data", "hub", "--suites", "mmlu", "gsm8k"]) == 0
+    out = capsys.readouterr().out
+    assert "mmlu 14042" in out and "gsm8k 1319" in out and "prior" in out and "Fewest seeds per arm" in out
+    assert main(["plan", "--config", str(config), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["suites"]["mmlu"] == 6 and len(result["rows"]) >= 4  # the bundled samples
+    # measured variances of an earlier decision replace the priors
+    decision = tmp_path / "decision.json"
+    decision.write_text(json.dumps({"reason": "x", "variance": {"per_item_diff_var": {"mmlu": 0.3},
+                                                                "between_seed_var": 0.0009}}))
+    assert main(["plan", "--config", str(config), "--suites", "mmlu", "--history", str(decision), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["item_diff_var"]["mmlu"] == 0.3 and result["seed_var_source"] == "measured"
+    assert main(["plan", "--config", str(config), "--history", str(tmp_path / "none")]) == 2
+    assert "--history" in capsys.readouterr().err
 
 
 def test_cli_gives_prefects_ephemeral_server_time_to_migrate_a_fresh_database(monkeypatch, capsys):

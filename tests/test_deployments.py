@@ -12,19 +12,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_prefect_yaml_is_valid_and_points_at_the_flow():
     from prefect.schedules import Cron
 
-    from flows.compare import CompareParams, compare
+    from flows.compare import CompareParams, NightlyParams, compare, nightly
+    from tasks.config import load_config
 
     spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())
-    names = {d["name"]: d for d in spec["deployments"] if d["entrypoint"].endswith(":compare")}
-    assert set(names) == {"nightly-recomparison", "on-demand"}
-    for d in names.values():
+    names = {d["name"]: d for d in spec["deployments"] if d["entrypoint"].endswith((":compare", ":nightly"))}
+    assert set(names) == {"nightly-study", "on-demand"}
+    for d, flow_, model in ((names["on-demand"], compare, CompareParams), (names["nightly-study"], nightly,
+                                                                             NightlyParams)):
         path, func = d["entrypoint"].split(":")
-        assert (ROOT / path).is_file() and func == compare.fn.__name__
-        CompareParams(**d["parameters"]["params"])  # the parameters validate against the flow's model
-    nightly = names["nightly-recomparison"]
-    schedule = nightly["schedules"][0]
+        assert (ROOT / path).is_file() and func == flow_.fn.__name__
+        model(**d["parameters"]["params"])  # the parameters validate against the flow's model
+    study = names["nightly-study"]
+    schedule = study["schedules"][0]
     Cron(schedule["cron"], timezone=schedule["timezone"])  # a valid cron in a real timezone
-    assert nightly["concurrency_limit"]["collision_strategy"] == "CANCEL_NEW"
+    assert study["concurrency_limit"]["collision_strategy"] == "CANCEL_NEW"
+    # the nightly study decides on real items, never the 5-item bundled samples
+    assert load_config(ROOT / study["parameters"]["params"]["config"]).nightly.data != "sample"
 
 
 def test_serve_script_builds_both_deployments():
@@ -34,7 +38,7 @@ def test_serve_script_builds_both_deployments():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     nightly, on_demand = module.deployments()
-    assert nightly.name == "nightly-recomparison" and on_demand.name == "on-demand"
+    assert nightly.name == "nightly-study" and on_demand.name == "on-demand"
     assert nightly.schedules and nightly.schedules[0].schedule.timezone == "Asia/Tokyo"
     from prefect.utilities.callables import parameter_schema
 

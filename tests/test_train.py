@@ -67,6 +67,10 @@ def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path
     best = min(trials, key=lambda t: t["value"])
     assert run["schedule"] == {"kind": "sigmoid", "k": best["k"], "midpoint": best["midpoint"], "base": best["base"]}
     assert run["tuner"]["trials_this_run"] == 2
+    compute = run["compute"]  # what this training cost, tuner proxies included
+    assert compute["tuner_trials"] == 2 and compute["tuner_proxy_steps"] == 4
+    assert compute["total_steps"] == config.train.max_steps + 4 and compute["experiment_tuner_trials"] == 2
+    assert compute["total_seconds"] >= compute["train_seconds"] > 0
     same = train_variant(config, "sigmoid-bayes", tmp_path / "night2" / "sb", cache_dir=tmp_path / "cache")
     assert same["tuner"]["trials_total"] == 2  # the same inputs (same key): its trials are done, none added
     reseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 99})})
@@ -74,6 +78,28 @@ def test_sigmoid_bayes_tunes_then_trains_and_warm_starts(tiny_base_dir, tmp_path
     # another seed is a replicate of the same experiment (same fingerprint): its trials count, none are re-measured
     assert run2["tuner"]["trials_total"] == 2 and run2["tuner"]["fingerprint"] == run["tuner"]["fingerprint"]
     assert run2["schedule"] == run["schedule"] and run2["key"] != run["key"]
+    assert run2["compute"]["tuner_proxy_steps"] == 0 and run2["compute"]["experiment_tuner_proxy_steps"] == 4
+
+
+def test_a_replicate_has_the_key_of_a_one_seed_run_so_adding_seeds_retrains_nothing(tiny_base_dir):
+    from tasks.store import Ref
+    from tasks.train.variant import replicate_config, train_key
+
+    base, data = Ref(kind="base", key="b" * 64, path="/b", sha256="1" * 64), Ref(kind="data", key="d" * 64,
+                                                                                  path="/d", sha256="2" * 64)
+    config = tiny_pipeline_config(tiny_base_dir)
+    one = config.model_copy(update={"train": config.train.model_copy(update={"seed": 7})})
+    listed = config.model_copy(update={"train": config.train.model_copy(update={"seeds": [5, 6, 7]})})
+    grown = config.model_copy(update={"train": config.train.model_copy(update={"seeds": [5, 6, 7, 8]})})
+    for variant in ("linear", "sigmoid-bayes"):
+        key = train_key(one, variant, base, data)[0]
+        assert train_key(replicate_config(listed, 7), variant, base, data)[0] == key
+        assert train_key(replicate_config(grown, 7), variant, base, data)[0] == key
+        assert train_key(replicate_config(grown, 8), variant, base, data)[0] != key
+    # a larger tuner budget is another sigmoid training (its schedule may differ), not another linear one
+    assert train_key(replicate_config(one, 7, 5), "linear", base, data)[0] == train_key(one, "linear", base, data)[0]
+    assert train_key(replicate_config(one, 7, 5), "sigmoid-bayes", base, data)[0] != \
+        train_key(one, "sigmoid-bayes", base, data)[0]
 
 
 def test_interrupted_tuning_resumes_without_redoing_trials(tiny_base_dir, tmp_path, monkeypatch):

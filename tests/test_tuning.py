@@ -151,6 +151,8 @@ def _fingerprint(config, base=BASE_SHA, data=DATA_SHA):
 
 @pytest.mark.parametrize("section,update,same", [
     ("train", {"seed": 99}, True),  # replicates of one experiment share its trials
+    ("train", {"seeds": [1, 2, 3]}, True),  # adding replicates must not orphan earlier trials
+    ("tuner", {"per_seed": True}, False),  # ... unless each seed tunes on its own
     ("train", {"max_steps": 500}, True),  # proxies train tuner.proxy_steps, not max_steps
     ("tuner", {"n_trials": 9, "n_initial_points": 1}, True),  # how long to search, not what is measured
     ("train", {"learning_rate": 1e-3}, False), ("train", {"batch_size": 8}, False),
@@ -271,3 +273,9 @@ def test_tuner_with_a_fingerprint_stamps_and_scopes_its_trials(tmp_path):
         b.tell(SigmoidSchedule(3.0, 0.6), 2.0, meta={"fingerprint": "A"})
     with pytest.raises(ValueError, match="fingerprint"):
         SigmoidBayesTuner(fingerprint="")
+
+
+def test_per_seed_tuning_gives_each_seed_its_own_experiment():
+    per_seed = _config(tuner={"per_seed": True})
+    reseeded = per_seed.model_copy(update={"train": per_seed.train.model_copy(update={"seed": 99})})
+    assert _fingerprint(per_seed) != _fingerprint(reseeded)

@@ -238,8 +238,10 @@ def plan(suites: dict[str, int], spec: DecisionSpec, *, item_diff_var: dict[str,
         at_used = mde(coefs, variances, used, seed_var_used, n, spec.alpha, spec.power)
         at_all = mde(coefs, variances, suites, seed_var_used, n, spec.alpha, spec.power)
         need = _items_needed(coefs, variances, suites, seed_var_used, n, spec)
+        terms = {s: coefs[s] ** 2 * variances[s] / max(suites[s], 1) for s in coefs}
+        terms["seeds"] = seed_var_used * 2 / n if n > 1 else 0.0
         rows.append({"seeds_per_arm": n, "mde_at_items_used": at_used, "mde_at_all_items": at_all,
-                     "items_per_suite_for_target": need})
+                     "items_per_suite_for_target": need, "largest_variance_at_all_items": max(terms, key=terms.get)})
     enough = [r["seeds_per_arm"] for r in rows if r["seeds_per_arm"] > 1 and r["items_per_suite_for_target"]]
     return {"target_effect": spec.target_effect, "alpha": spec.alpha, "power": spec.power, "suites": suites,
             "items_used": used, "item_diff_var": variances, "item_diff_var_source": source,
