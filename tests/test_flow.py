@@ -134,3 +134,38 @@ def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harn
     decision = json.loads((run / "decision" / "decision.json").read_text())
     assert decision["models"] == ["linear", "sigmoid-bayes"]  # the research question is still SFT vs SFT
     assert "DPO beside its SFT parent" in (run / "report" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_flow_with_seed_replicates_decides_on_the_arms_and_stages_the_best_replicate(harness, tiny_base_dir,
+                                                                                    tmp_path):
+    import json
+    from pathlib import Path
+
+    from flows.compare import CompareParams, compare
+
+    config = tmp_path / "seeds.yaml"
+    config.write_text(_config(tmp_path, tiny_base_dir).read_text().replace(
+        "decision: {bootstrap: 200", "decision: {on_not_significant: upload_best, bootstrap: 200")
+        .replace("max_length: 96}", "max_length: 96, seeds: [5, 6]}"))
+    run = tmp_path / "run"
+    params = CompareParams(config=str(config), out=str(run), cache=str(tmp_path / "cache"), suites=["mmlu"],
+                           formats=["bf16"], limit=3)
+    result = compare(params)
+    assert result["evaluations"] == 5  # base + two arms x two seeds
+    for label, seed in (("linear-s5", 5), ("sigmoid-bayes-s6", 6)):
+        assert json.loads((run / label / "run.json").read_text())["seed"] == seed
+    decision = json.loads((run / "decision" / "decision.json").read_text())
+    assert decision["models"] == ["linear", "sigmoid-bayes"] and decision["seeds"]["a"] == 2
+    assert decision["replicates"] == {"linear": ["linear-s5", "linear-s6"],
+                                      "sigmoid-bayes": ["sigmoid-bayes-s5", "sigmoid-bayes-s6"]}
+    assert set(decision["compute"]) == {"linear", "sigmoid-bayes"}
+    assert decision["compute"]["linear"]["replicates"] == 2 and decision["compute"]["linear"]["tuner_proxy_steps"] == 0
+    assert decision["compute"]["sigmoid-bayes"]["tuner_proxy_steps"] == 1  # tuned once (seed 5), reused by seed 6
+    if decision["winner"]:  # upload_best: the winning arm's best replicate is what is staged
+        label = decision["upload_label"]
+        assert label in decision["replicates"][decision["winner"]]
+        plan = json.loads((run / "upload" / "plan.json").read_text())
+        staged = [f for r in plan["repos"] for f in r["files"] if f["path"].endswith("-BF16.gguf")]
+        assert staged and all(label in f["path"] for f in staged)
+    assert "per-seed composites" in (run / "report" / "report.md").read_text()
