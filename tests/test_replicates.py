@@ -66,6 +66,8 @@ def test_seed_noise_is_not_mistaken_for_a_schedule_effect(seed_dominated, tmp_pa
     assert var["between_seed_df"] == 2
     assert record["power"]["mde"] > record["margin"]  # no effect of this size could have been detected
     assert record["power"]["target_detectable"] is False
+    # and with seeds this noisy, even every MMLU item and 16 seeds per arm would not detect 0.02
+    assert record["power"]["to_detect_target"]["fewest_seeds_per_arm"] is None
     per_seed = record["per_seed_composites"]
     assert [round(r["composite"], 4) for r in per_seed["a"]] == [0.70, 0.50]
     assert [r["label"] for r in per_seed["b"]] == ["b#1", "b#2"]
@@ -86,6 +88,7 @@ def test_consistent_seeds_do_make_a_significant_schedule_effect(tmp_path):
     record = decide(folders, SPEC, labels={"a": ["a-s1", "a-s2", "a-s3"], "b": ["b-s1", "b-s2", "b-s3"]})
     assert record["significant"] is True and record["winner"] == "a"
     assert record["power"]["mde"] < record["margin"]
+    assert record["power"]["to_detect_target"]["suite_sizes"] == {"mmlu": 14042}  # the full split to draw from
     assert record["upload_label"] == "a-s2"
 
 

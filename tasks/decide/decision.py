@@ -217,8 +217,23 @@ def _power_and_variance(comp: dict[str, Any], spec: DecisionSpec, alpha: float) 
                      "per_item_diff_var": comp["per_item_diff_var"], "n_items": comp["n_items"]},
         "power": {"alpha": alpha, "power": spec.power, "se": comp["se"], "mde": comp["mde"],
                   "target_effect": spec.target_effect, "target_detectable": bool(comp["mde"] <= spec.target_effect),
-                  "basis": f"seeds and items (t, df = {comp['df']})" if measured else "items only (normal)"},
+                  "basis": f"seeds and items (t, df = {comp['df']})" if measured else "items only (normal)",
+                  "to_detect_target": _to_detect(comp, spec)},
     }
+
+
+def _to_detect(comp: dict[str, Any], spec: DecisionSpec) -> dict[str, Any]:
+    """With the variances measured here (priors for what is unmeasured), the seeds per arm and items per suite that
+    would detect decision.target_effect, drawing items from the full published splits (tasks/decide/planning.py)."""
+    from tasks.decide.planning import SPLIT_SIZES
+    from tasks.decide.replicates import plan
+
+    sizes = {s: max(SPLIT_SIZES.get(s, n), n) for s, n in comp["n_items"].items()}
+    result = plan(sizes, spec, item_diff_var=comp["per_item_diff_var"], seed_var=comp["seed_var"])
+    return {"fewest_seeds_per_arm": result["fewest_seeds_for_target"], "suite_sizes": sizes,
+            "seed_var_source": result["seed_var_source"],
+            "rows": [{k: r[k] for k in ("seeds_per_arm", "mde_at_all_items", "items_per_suite_for_target")}
+                     for r in result["rows"]]}
 
 
 def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]], spec: DecisionSpec,
@@ -511,6 +526,14 @@ def replicate_lines(record: dict[str, Any]) -> list[str]:
                       f"{power['power']:.0%}): {power['mde']:.4f}; the target effect {power['target_effect']:.4g} is "
                       + ("detectable with these items and seeds." if power["target_detectable"] else
                          "NOT detectable with these items and seeds (see `alphagate plan`).")]
+        need = power.get("to_detect_target") or {}
+        if need:
+            fewest = need["fewest_seeds_per_arm"]
+            row = next((r for r in need["rows"] if r["seeds_per_arm"] == fewest), None)
+            lines.append(f"To detect {power['target_effect']:.4g} (variances measured here; seed variance "
+                         f"{need['seed_var_source']}): " + (
+                             f"{fewest} seeds per arm with up to {row['items_per_suite_for_target']} items per suite "
+                             "(full splits)." if row else "more than 16 seeds per arm, even with every item."))
     look = record.get("sequential")
     if look:
         lines += ["", f"Repeated looks: look {look['look']} of {look['max_looks']} ({look['spending']} alpha "

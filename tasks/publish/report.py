@@ -254,12 +254,17 @@ def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
     diffs = [r["diff"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) + 3), 4.5))
     ax.axhline(0, color="gray", lw=1)
-    for key, style, label in (("ci95", dict(lw=1, color="lightsteelblue", capsize=3), "95% CI (no correction)"),
-                              ("ci", dict(lw=3, color="navy", capsize=5), "CI at the look's spent alpha")):
+    for key, style, label in (("ci", dict(lw=7, color="lightsteelblue", capsize=0),
+                               "CI at this look's alpha (what the decision uses)"),
+                              ("ci95", dict(lw=1.5, color="navy", capsize=4), "95% CI (no correction for looks)")):
         lo = [r["diff"] - r[key][0] if r.get(key) else 0 for r in rows]
         hi = [r[key][1] - r["diff"] if r.get(key) else 0 for r in rows]
         ax.errorbar(nights, diffs, yerr=[lo, hi], fmt="none", label=label, **style)
     ax.plot(nights, diffs, "o-", color="black", label=f"composite {a} - {b}")
+    # early looks of an O'Brien-Fleming study test at a tiny alpha: their intervals are huge; keep the scale of
+    # the 95% CIs (the wide bars run off the plot, which is what they mean)
+    span = max([abs(x) for r in rows for x in (r.get("ci95") or [r["diff"]])] + [abs(d) for d in diffs] + [1e-6])
+    ax.set_ylim(-1.4 * span, 1.4 * span)
     ax.set(xlabel="night (look)", ylabel="composite difference", xticks=nights,
            title="Nightly study: the margin and its CI, night by night")
     ax.legend(fontsize=8)
@@ -269,7 +274,7 @@ def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
              f"| night | date | seeds per arm | {a} - {b} | CI (look alpha) | look alpha | outcome |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        ci = f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]" if r.get("ci") else "n/a"
+        ci = f"[{r['ci'][0]:+.4g}, {r['ci'][1]:+.4g}]" if r.get("ci") else "n/a"
         alpha = f"{r['alpha']:.3g}" if r.get("alpha") is not None else "n/a"
         lines.append(f"| {r['night']} | {r['date']} | {r['seeds']} | {r['diff']:+.4f} | {ci} | {alpha} | "
                      f"{r['outcome']} |")
