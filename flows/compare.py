@@ -224,6 +224,11 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
     result = flow_(cparams, orch.model_dump(mode="json"), str(storage) if storage else None, False,
                    [tonight["seed"]], tonight["tuner_trials"], earlier_replicates(study), look, None, False)
+    if result["failed_evaluations"]:  # a replicate missing a suite would drop that suite for the rest of the study
+        failed = ", ".join(result["failed_evaluations"])
+        raise RuntimeError(f"Night {tonight['night']}: evaluations failed for good ({failed}), so the night is not "
+                           "recorded and no look is spent. Its seed and finished stages are kept: rerun the nightly "
+                           "flow (or wait for the next night) to retry only what failed.")
     decision_dir = Path(result["decision_record"]).parent
     study = record_night(params.out, study, tonight, date, result["replicates"], result["record"], decision_dir)
     report = report_task(*result["report_inputs"], str(study_path(params.out)))

@@ -103,7 +103,9 @@ def test_spending_functions_spend_exactly_alpha_and_obrien_fleming_almost_nothin
     for kind in ("obrien_fleming", "pocock"):
         looks = [look_alpha(k, 10, 0.05, kind)["alpha_this_look"] for k in range(1, 11)]
         assert sum(looks) == pytest.approx(0.05) and all(x >= 0 for x in looks)
+        assert looks[0] == 0  # look 1 (one seed per arm) can never decide, so it spends nothing
     assert spent_alpha(0.1, 0.05, "obrien_fleming") < 1e-6 < spent_alpha(0.1, 0.05, "pocock")
+    assert look_alpha(2, 10, 0.05, "pocock")["alpha_this_look"] == pytest.approx(spent_alpha(1 / 9, 0.05, "pocock"))
     with pytest.raises(ValueError, match="outside 1..10"):
         look_alpha(11, 10, 0.05, "pocock")
 
@@ -160,3 +162,38 @@ def test_plan_more_seeds_detect_less_and_seed_variance_caps_what_items_can_do():
     # a limit shrinks the items used, and the MDE grows
     limited = plan(sizes, spec, seed_var=0.0001, limit=40)
     assert limited["rows"][3]["mde_at_items_used"] > rows[4]["mde_at_items_used"]
+
+
+def test_unequal_seed_counts_use_welch_so_the_noisier_small_arm_does_not_inflate_false_positives():
+    """Arm A: 2 seeds with seed SD 0.05; arm B: 4 seeds with SD 0.01; no effect. A pooled seed variance (df = 4)
+    takes B's small spread for A's and rejects far more often than alpha; Welch keeps each arm's own variance."""
+    from tasks.decide.replicates import seed_term
+
+    rng = np.random.default_rng(7)
+    alpha, studies, items = 0.05, 1500, 60
+    welch = pooled = 0
+    for _ in range(studies):
+        p = rng.uniform(0.3, 0.7, items)
+        a = np.stack([(rng.random(items) < np.clip(p + rng.normal(0, 0.05), 0, 1)) for _ in range(2)]).astype(float)
+        b = np.stack([(rng.random(items) < np.clip(p + rng.normal(0, 0.01), 0, 1)) for _ in range(4)]).astype(float)
+        comp = analyse({"mmlu": (a, b)}, SPEC, alpha)["composite"]
+        assert comp["seed_test"] == "welch"
+        welch += comp["p_value"] < alpha
+        from scipy import stats
+
+        ca, cb = a.mean(axis=1), b.mean(axis=1)
+        s2 = (np.var(ca, ddof=1) + 3 * np.var(cb, ddof=1)) / 4
+        t = (ca.mean() - cb.mean()) / np.sqrt(s2 * (1 / 2 + 1 / 4))
+        pooled += 2 * stats.t.sf(abs(t), 4) < alpha
+    tolerance = 2 * np.sqrt(alpha * (1 - alpha) / studies)
+    assert welch / studies <= alpha + tolerance < pooled / studies
+    assert seed_term(np.array([0.5]), np.array([0.4, 0.6]))["assumed"] == "a"  # one seed: the other arm's variance
+
+
+def test_identical_replicates_on_one_item_are_not_a_significant_difference(tmp_path):
+    for arm, value in (("a", 1), ("b", 0)):
+        for i in range(2):
+            _write_mmlu(tmp_path / f"{arm}{i}", [value])
+    record = decide({"a": [tmp_path / "a0", tmp_path / "a1"], "b": [tmp_path / "b0", tmp_path / "b1"]}, SPEC)
+    assert record["margin"] == 1.0 and record["significant"] is False
+    assert record["suites"][0]["p_value"] == 1.0 and record["suites"][0]["can_reach_significance"] is False

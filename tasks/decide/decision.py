@@ -206,15 +206,20 @@ def _power_and_variance(comp: dict[str, Any], spec: DecisionSpec, alpha: float) 
     """decision.json's power and variance-component fields from a replicate analysis's composite."""
     seeds = comp["n_seeds"]
     measured = comp["seed_var"] is not None
+    note = ("training seeds are replicates: the interval covers seed-to-seed and item sampling variance, so the "
+            "result speaks for the schedules" if measured else
+            "one training seed per arm: seed variance is unmeasured, so the result speaks for these two trained "
+            "models only, not for the schedules (set train.seeds to replicate)")
+    if comp.get("assumed"):
+        note += (f" (arm {comp['assumed']} has one seed: the other arm's seed variance is assumed for it; train "
+                 "as many seeds per arm)")
     return {
-        "seeds": {"a": seeds[0], "b": seeds[1], "seed_variance_measured": measured,
-                  "note": ("training seeds are replicates: the interval covers seed-to-seed and item sampling "
-                           "variance, so the result speaks for the schedules" if measured else
-                           "one training seed per arm: seed variance is unmeasured, so the result speaks for these "
-                           "two trained models only, not for the schedules (set train.seeds to replicate)")},
+        "seeds": {"a": seeds[0], "b": seeds[1], "seed_variance_measured": measured, "note": note},
         "variance": {"between_seed_var": comp["seed_var"], "between_seed_df": comp["df"],
-                     "seed_var_term": comp["seed_var_term"], "item_var_term": comp["item_var_term"],
-                     "per_item_diff_var": comp["per_item_diff_var"], "n_items": comp["n_items"]},
+                     "seed_var_a": comp.get("seed_var_a"), "seed_var_b": comp.get("seed_var_b"),
+                     "seed_test": comp.get("seed_test"), "seed_var_term": comp["seed_var_term"],
+                     "item_var_term": comp["item_var_term"], "per_item_diff_var": comp["per_item_diff_var"],
+                     "per_item_interaction_var": comp.get("per_item_interaction_var"), "n_items": comp["n_items"]},
         "power": {"alpha": alpha, "power": spec.power, "se": comp["se"], "mde": comp["mde"],
                   "target_effect": spec.target_effect, "target_detectable": bool(comp["mde"] <= spec.target_effect),
                   "basis": f"seeds and items (t, df = {comp['df']})" if measured else "items only (normal)",
@@ -229,7 +234,8 @@ def _to_detect(comp: dict[str, Any], spec: DecisionSpec) -> dict[str, Any]:
     from tasks.decide.replicates import plan
 
     sizes = {s: max(SPLIT_SIZES.get(s, n), n) for s, n in comp["n_items"].items()}
-    result = plan(sizes, spec, item_diff_var=comp["per_item_diff_var"], seed_var=comp["seed_var"])
+    result = plan(sizes, spec, item_diff_var=comp["per_item_diff_var"], seed_var=comp["seed_var"],
+                  interaction_var=comp.get("per_item_interaction_var") if comp["seed_var"] is not None else None)
     return {"fewest_seeds_per_arm": result["fewest_seeds_for_target"], "suite_sizes": sizes,
             "seed_var_source": result["seed_var_source"],
             "rows": [{k: r[k] for k in ("seeds_per_arm", "mde_at_all_items", "items_per_suite_for_target")}
@@ -284,16 +290,17 @@ def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]]
                      "n_paired": n, "n_seeds": r["n_seeds"], "dropped": dropped, "a": mean_a, "b": mean_b,
                      "per_seed_a": r["per_seed_a"], "per_seed_b": r["per_seed_b"], "direction": direction,
                      "test_direction": direction,
-                     "test": f"seed-level t (df={r['df']})" if r["df"] > 0 else "item-level z (one seed per arm)",
+                     "test": (f"seed-level {'Welch ' if r['seed_test'] == 'welch' else ''}t (df={r['df']:.3g})"
+                              if r["df"] > 0 else "item-level z (one seed per arm)"),
                      "p_value": r["p_value"], "se": r["se"], "mde": r["mde"], "seed_var": r["seed_var"],
-                     "min_attainable_p": None, "can_reach_significance": r["df"] > 0})
+                     "min_attainable_p": None, "can_reach_significance": bool(r["df"] > 0 and r["testable"])})
     adjusted = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")[1]
     for row, p_adj in zip(rows, adjusted, strict=True):
         row["p_holm"] = float(p_adj)
         row["significant"] = bool(p_adj < alpha and row["direction"] != "tie" and row["can_reach_significance"])
     comp = result["composite"]
-    ci95 = interval(comp["diff"], comp["seed_var"], tuple(comp["n_seeds"]), comp["item_var_term"], comp["df"],
-                    spec.alpha, spec.power)["ci"]
+    ci95 = interval(comp["diff"], comp["seed_var_term"], comp["item_var_term"], comp["df"], spec.alpha,
+                    spec.power)["ci"]
     per_seed = {name: [{"label": label, "composite": c} for label, c in zip(labels[name], values, strict=True)]
                 for name, values in ((name_a, comp["per_seed_a"]), (name_b, comp["per_seed_b"]))}
     return {"suites": rows, "failed_suites": failed, "composite_a": float(np.mean(comp["per_seed_a"])),

@@ -41,8 +41,9 @@ def suite_sizes(suites: list[str], data: str | None) -> dict[str, int]:
     return sizes
 
 
-def earlier_variances(history: Path | None) -> tuple[dict[str, float] | None, float | None, str | None]:
-    """(per-item variance of the paired difference per suite, between-seed variance of a composite, where from)
+def earlier_variances(history: Path | None) -> tuple[dict[str, Any] | None, float | None, str | None]:
+    """({"total": per-item variance of the paired difference per suite, "interaction": its arm x item part},
+    between-seed variance of a composite, where from)
     from the latest decision under ``history``; (None, None, None) when there is none."""
     if history is None:
         return None, None, None
@@ -59,7 +60,9 @@ def earlier_variances(history: Path | None) -> tuple[dict[str, float] | None, fl
             record = read_json_object(path, "decision.json of `alphagate decide`", ("reason",),
                                       "Pass a decision.json, a run folder or a nightly study folder as --history.")
             var = record.get("variance") or {}
-            return var.get("per_item_diff_var") or None, var.get("between_seed_var"), str(path)
+            return ({"total": var.get("per_item_diff_var") or None,
+                     "interaction": var.get("per_item_interaction_var") if var.get("between_seed_var") is not None
+                     else None}, var.get("between_seed_var"), str(path))
     if not history.exists():
         raise FileNotFoundError(f"--history {history} does not exist; pass a decision.json, a run folder (--out of "
                                 "`alphagate run`) or a nightly study folder, or leave --history out for priors.")
@@ -71,7 +74,9 @@ def plan_for(config: PipelineConfig, suites: list[str], data: str | None, limit:
     from tasks.decide.replicates import plan
 
     item_var, seed_var, source = earlier_variances(history)
-    result = plan(suite_sizes(suites, data), config.decision, item_diff_var=item_var, seed_var=seed_var, limit=limit)
+    item_var = item_var or {}
+    result = plan(suite_sizes(suites, data), config.decision, item_diff_var=item_var.get("total"), seed_var=seed_var,
+                  limit=limit, interaction_var=item_var.get("interaction"))
     return {**result, "data": data or "sample", "variance_from": source}
 
 

@@ -63,13 +63,13 @@ def composite_coefficients(suites: list[str], spec: DecisionSpec, speed: bool = 
     return coefs, (spec.weights["speed"] / total if speed else 0.0)
 
 
-def _quantile(q: float, df: int) -> float:
+def _quantile(q: float, df: float) -> float:
     from scipy import stats
 
     return float(stats.t.ppf(q, df)) if df > 0 else float(stats.norm.ppf(q))
 
 
-def _p_value(estimate: float, se: float, df: int) -> float:
+def _p_value(estimate: float, se: float, df: float) -> float:
     from scipy import stats
 
     if se <= 0:
@@ -80,20 +80,42 @@ def _p_value(estimate: float, se: float, df: int) -> float:
 
 def contrast(a: np.ndarray, b: np.ndarray, coefs: np.ndarray, offsets: tuple[float, float] = (0.0, 0.0)
              ) -> dict[str, Any]:
-    """The difference of arm means of a linear score over suites, with its variance components.
+    """The difference of arm means of a linear score over suites, with its seed variance part.
 
     ``a``: (n_A seeds, n_items) scores of arm A, items of every suite side by side; ``b`` likewise (same items,
     same order); ``coefs``: (n_items,) weight of each item in the score (coef of its suite / items in the suite);
     ``offsets``: a constant added to each arm's score (the speed term)."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     per_seed_a, per_seed_b = a @ coefs + offsets[0], b @ coefs + offsets[1]
-    n_a, n_b = len(per_seed_a), len(per_seed_b)
-    df = n_a + n_b - 2
-    seed_var = (None if df <= 0 else float((np.sum((per_seed_a - per_seed_a.mean()) ** 2)
-                                           + np.sum((per_seed_b - per_seed_b.mean()) ** 2)) / df))
     return {"per_seed_a": per_seed_a.tolist(), "per_seed_b": per_seed_b.tolist(),
-            "diff": float(per_seed_a.mean() - per_seed_b.mean()), "df": max(df, 0), "seed_var": seed_var,
-            "n_seeds": [n_a, n_b]}
+            "diff": float(per_seed_a.mean() - per_seed_b.mean()), **seed_term(per_seed_a, per_seed_b)}
+
+
+def seed_term(per_seed_a: np.ndarray, per_seed_b: np.ndarray) -> dict[str, Any]:
+    """The seed part of Var(D) and its degrees of freedom.
+
+    Equal seed counts: the seed variance pooled over both arms (the two schedules share the trainer), df = 2n - 2.
+    Unequal counts with two or more seeds each: Welch (each arm its own variance, Satterthwaite df), since a
+    pooled variance is liberal when the arm with fewer seeds is the noisier one. One seed in one arm: the other
+    arm's variance is assumed for it (``assumed`` says so). One seed in each: unmeasured (df 0)."""
+    n_a, n_b = len(per_seed_a), len(per_seed_b)
+    var = {n: float(np.var(x, ddof=1)) if len(x) > 1 else None for n, x in (("a", per_seed_a), ("b", per_seed_b))}
+    base = {"n_seeds": [n_a, n_b], "seed_var_a": var["a"], "seed_var_b": var["b"], "assumed": None}
+    if var["a"] is None and var["b"] is None:
+        return {**base, "seed_var": None, "seed_var_term": 0.0, "df": 0, "seed_test": "unmeasured"}
+    if var["a"] is None or var["b"] is None:
+        known, n_known = (var["b"], n_b) if var["a"] is None else (var["a"], n_a)
+        return {**base, "seed_var": known, "seed_var_term": known * (1 / n_a + 1 / n_b), "df": n_known - 1,
+                "seed_test": "pooled", "assumed": "a" if var["a"] is None else "b"}
+    if n_a == n_b:
+        pooled = (var["a"] + var["b"]) / 2
+        return {**base, "seed_var": pooled, "seed_var_term": pooled * 2 / n_a, "df": 2 * n_a - 2,
+                "seed_test": "pooled"}
+    ta, tb = var["a"] / n_a, var["b"] / n_b
+    term = ta + tb
+    df = term ** 2 / (ta ** 2 / (n_a - 1) + tb ** 2 / (n_b - 1)) if term > 0 else float(n_a + n_b - 2)
+    pooled = ((n_a - 1) * var["a"] + (n_b - 1) * var["b"]) / (n_a + n_b - 2)
+    return {**base, "seed_var": pooled, "seed_var_term": term, "df": df, "seed_test": "welch"}
 
 
 def residual_var(*arms: np.ndarray) -> float | None:
@@ -120,7 +142,7 @@ def item_term(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     stays: the item term is then the whole uncertainty of the comparison of these two models."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     d = a.mean(axis=0) - b.mean(axis=0)
-    if len(d) < 2:
+    if len(d) < 2:  # one item: its variance is unknown, and nothing is testable (interval() gives p = 1)
         return 0.0, 0.0
     total = float(np.var(d, ddof=1))
     sigma2 = residual_var(a, b)
@@ -133,15 +155,19 @@ def item_variance(suites: dict[str, tuple[np.ndarray, np.ndarray]], coefs: dict[
     return float(sum(coefs[s] ** 2 * item_term(*pair)[0] for s, pair in suites.items()))
 
 
-def interval(diff: float, seed_var: float | None, n_seeds: tuple[int, int], item_var: float, df: int, alpha: float,
-             power: float) -> dict[str, Any]:
-    """SE, CI at 1 - alpha, two-sided p and minimum detectable difference (at ``power``) of a difference."""
-    seed_part = 0.0 if seed_var is None else seed_var * (1 / n_seeds[0] + 1 / n_seeds[1])
+def interval(diff: float, seed_part: float, item_var: float, df: float, alpha: float, power: float
+             ) -> dict[str, Any]:
+    """SE, CI at 1 - alpha, two-sided p and minimum detectable difference (at ``power``) of a difference whose
+    variance is ``seed_part + item_var``, tested with t on ``df`` degrees of freedom (normal when df is 0).
+    A zero SE measures nothing (identical replicates, a single item): p is 1 and the CI unbounded."""
     se = math.sqrt(seed_part + item_var)
+    if se == 0:
+        return {"se": 0.0, "ci": [-math.inf, math.inf], "p_value": 1.0, "mde": math.inf, "df": df,
+                "seed_var_term": seed_part, "item_var_term": item_var, "testable": False}
     half = _quantile(1 - alpha / 2, df) * se
     return {"se": se, "ci": [diff - half, diff + half], "p_value": _p_value(diff, se, df),
             "mde": (_quantile(1 - alpha / 2, df) + _quantile(power, df)) * se, "df": df,
-            "seed_var_term": seed_part, "item_var_term": item_var}
+            "seed_var_term": seed_part, "item_var_term": item_var, "testable": True}
 
 
 def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec, alpha: float,
@@ -159,17 +185,17 @@ def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec
     offsets = (speed_coef * speed[0], speed_coef * speed[1]) if speed is not None else (0.0, 0.0)
     comp = contrast(a, b, item_coef, offsets)
     item_var = item_variance(suites, coefs)
-    comp |= interval(comp["diff"], comp["seed_var"], tuple(comp["n_seeds"]), item_var, comp["df"], alpha,
-                     spec.power)
+    comp |= interval(comp["diff"], comp["seed_var_term"], item_var, comp["df"], alpha, spec.power)
     comp["per_item_diff_var"] = {s: item_term(*suites[s])[1] for s in names}
+    comp["per_item_interaction_var"] = {s: item_term(*suites[s])[0] * np.atleast_2d(suites[s][0]).shape[1]
+                                        for s in names}
     comp["n_items"] = {s: int(np.atleast_2d(suites[s][0]).shape[1]) for s in names}
     comp["coefficients"] = coefs
     rows = {}
     for s in names:
         sa, sb = np.atleast_2d(suites[s][0]), np.atleast_2d(suites[s][1])
         one = contrast(sa, sb, np.full(sa.shape[1], 1 / sa.shape[1]))
-        one |= interval(one["diff"], one["seed_var"], tuple(one["n_seeds"]), item_term(sa, sb)[0], one["df"],
-                        alpha, spec.power)
+        one |= interval(one["diff"], one["seed_var_term"], item_term(sa, sb)[0], one["df"], alpha, spec.power)
         rows[s] = one
     return {"composite": comp, "suites": rows}
 
@@ -191,10 +217,16 @@ def spent_alpha(t: float, alpha: float, kind: str) -> float:
 
 
 def look_alpha(look: int, max_looks: int, alpha: float, kind: str) -> dict[str, Any]:
-    """The nominal alpha of look ``look`` (1-based) of ``max_looks``: what this look may spend."""
+    """The nominal alpha of look ``look`` (1-based) of ``max_looks``: what this look may spend.
+
+    Look 1 has one seed per arm, so the seed variance is unmeasured and it can never decide: it spends nothing.
+    The spending function runs over looks 2..K (information fraction (k - 1) / (K - 1)), so all of alpha is
+    available to looks that can use it."""
     if not 1 <= look <= max_looks:
         raise ValueError(f"look {look} is outside 1..{max_looks} (nightly.max_looks); the study is over.")
-    before, now = spent_alpha((look - 1) / max_looks, alpha, kind), spent_alpha(look / max_looks, alpha, kind)
+    span = max_looks - 1
+    before = spent_alpha(max(look - 2, 0) / span, alpha, kind) if look > 1 else 0.0
+    now = spent_alpha((look - 1) / span, alpha, kind) if look > 1 else 0.0
     return {"look": look, "max_looks": max_looks, "spending": kind, "alpha_total": alpha,
             "alpha_spent_before": before, "alpha_spent": now, "alpha_this_look": now - before}
 
@@ -202,22 +234,26 @@ def look_alpha(look: int, max_looks: int, alpha: float, kind: str) -> dict[str, 
 # --- planning ---------------------------------------------------------------------------------------------------
 
 def mde(coefs: dict[str, float], item_diff_var: dict[str, float], n_items: dict[str, int], seed_var: float,
-        n_seeds: int, alpha: float, power: float) -> float:
+        n_seeds: int, alpha: float, power: float, interaction_var: dict[str, float] | None = None) -> float:
     """Minimum detectable composite difference with ``n_seeds`` per arm and ``n_items`` per suite. One seed per arm
-    leaves the seed variance out (unmeasurable): what that MDE claims is about two trained models only."""
+    leaves the seed variance out (unmeasurable: what that MDE claims is about two trained models only) and uses the
+    whole per-item variance of the paired difference; with replicates the item part is the arm x item interaction
+    (``interaction_var``, when measured; else the whole variance, which is conservative)."""
     df = 2 * n_seeds - 2
-    var = sum(coefs[s] ** 2 * item_diff_var[s] / max(n_items[s], 1) for s in coefs)
+    per_item = interaction_var if n_seeds > 1 and interaction_var else item_diff_var
+    var = sum(coefs[s] ** 2 * per_item.get(s, item_diff_var[s]) / max(n_items[s], 1) for s in coefs)
     if n_seeds > 1:
         var += seed_var * 2 / n_seeds
     return (_quantile(1 - alpha / 2, df) + _quantile(power, df)) * math.sqrt(var)
 
 
 def plan(suites: dict[str, int], spec: DecisionSpec, *, item_diff_var: dict[str, float] | None = None,
-         seed_var: float | None = None, limit: int | None = None, seeds: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
-         ) -> dict[str, Any]:
+         seed_var: float | None = None, limit: int | None = None, seeds: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16),
+         interaction_var: dict[str, float] | None = None) -> dict[str, Any]:
     """How small a difference each design can detect, and what would detect ``spec.target_effect``.
 
     ``suites``: suite -> items available; ``item_diff_var``/``seed_var``: measured variances (None: priors);
+    ``interaction_var``: the measured arm x item part of the item variance (decisions with replicates);
     ``limit``: items per suite the run would use (None: all)."""
     from tasks.bench.metrics import METRICS
     from tasks.decide.scores import suite_role
@@ -235,10 +271,12 @@ def plan(suites: dict[str, int], spec: DecisionSpec, *, item_diff_var: dict[str,
     used = {s: min(n, limit) if limit else n for s, n in suites.items()}
     rows = []
     for n in seeds:
-        at_used = mde(coefs, variances, used, seed_var_used, n, spec.alpha, spec.power)
-        at_all = mde(coefs, variances, suites, seed_var_used, n, spec.alpha, spec.power)
-        need = _items_needed(coefs, variances, suites, seed_var_used, n, spec)
-        terms = {s: coefs[s] ** 2 * variances[s] / max(suites[s], 1) for s in coefs}
+        inter = {s: v for s, v in (interaction_var or {}).items() if s in variances}
+        at_used = mde(coefs, variances, used, seed_var_used, n, spec.alpha, spec.power, inter)
+        at_all = mde(coefs, variances, suites, seed_var_used, n, spec.alpha, spec.power, inter)
+        need = _items_needed(coefs, variances, suites, seed_var_used, n, spec, inter)
+        per_item = inter if n > 1 and inter else variances
+        terms = {s: coefs[s] ** 2 * per_item.get(s, variances[s]) / max(suites[s], 1) for s in coefs}
         terms["seeds"] = seed_var_used * 2 / n if n > 1 else 0.0
         rows.append({"seeds_per_arm": n, "mde_at_items_used": at_used, "mde_at_all_items": at_all,
                      "items_per_suite_for_target": need, "largest_variance_at_all_items": max(terms, key=terms.get)})
@@ -249,12 +287,12 @@ def plan(suites: dict[str, int], spec: DecisionSpec, *, item_diff_var: dict[str,
             "rows": rows, "fewest_seeds_for_target": min(enough) if enough else None}
 
 
-def _items_needed(coefs, variances, sizes, seed_var, n_seeds, spec) -> int | None:
+def _items_needed(coefs, variances, sizes, seed_var, n_seeds, spec, inter=None) -> int | None:
     """The fewest items per suite (one cap for every suite, at most what it has) whose MDE reaches the target;
     None when even every item does not."""
     cap_max = max(sizes.values())
     at = lambda cap: mde(coefs, variances, {s: min(cap, n) for s, n in sizes.items()}, seed_var, n_seeds,  # noqa: E731
-                         spec.alpha, spec.power)
+                         spec.alpha, spec.power, inter)
     if at(cap_max) > spec.target_effect:
         return None
     lo, hi = 1, cap_max
