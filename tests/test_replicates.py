@@ -197,3 +197,16 @@ def test_identical_replicates_on_one_item_are_not_a_significant_difference(tmp_p
     record = decide({"a": [tmp_path / "a0", tmp_path / "a1"], "b": [tmp_path / "b0", tmp_path / "b1"]}, SPEC)
     assert record["margin"] == 1.0 and record["significant"] is False
     assert record["suites"][0]["p_value"] == 1.0 and record["suites"][0]["can_reach_significance"] is False
+
+
+def test_five_items_on_which_replicates_agree_do_not_claim_to_detect_a_small_effect():
+    """Variances measured on 5 items and 2 seeds can be ~0 (the models barely differ): taken at face value they make
+    a small difference look detectable. Shrunk toward the priors, the MDE says what 5 items can really show."""
+    from tasks.decide.seeds import power_and_variance
+
+    a = np.array([[0.50, 0.60, 0.40, 0.70, 0.30], [0.501, 0.60, 0.40, 0.70, 0.30]])
+    b = np.array([[0.50, 0.60, 0.40, 0.70, 0.301], [0.50, 0.601, 0.40, 0.70, 0.30]])
+    comp = analyse({"mmlu": (a, b)}, SPEC, 0.05)["composite"]
+    power = power_and_variance(comp, SPEC, 0.05)["power"]
+    assert power["mde_measured"] < 0.02 < 0.5 < power["mde"]  # face value: "detects 0.02" on 5 items
+    assert power["target_detectable"] is False

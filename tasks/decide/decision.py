@@ -194,119 +194,13 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
     comp_b = composite({s: paired[s][1].mean() for s in used}, speed_b, spec)
     lo, hi = _bootstrap_diff(paired, used, speed, speed_info, spec)
     from tasks.decide.replicates import analyse
+    from tasks.decide.seeds import power_and_variance
 
     one = analyse({s: (paired[s][0][None, :], paired[s][1][None, :]) for s in used}, spec, spec.alpha,
                   None if speed_a is None else (speed_a, speed_b))["composite"]
     return {"suites": rows, "failed_suites": failed, "composite_a": float(comp_a), "composite_b": float(comp_b),
             "diff": float(comp_a - comp_b), "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b,
-            "speed": speed_info, **_power_and_variance(one, spec, spec.alpha)}
-
-
-def _power_and_variance(comp: dict[str, Any], spec: DecisionSpec, alpha: float) -> dict[str, Any]:
-    """decision.json's power and variance-component fields from a replicate analysis's composite."""
-    seeds = comp["n_seeds"]
-    measured = comp["seed_var"] is not None
-    note = ("training seeds are replicates: the interval covers seed-to-seed and item sampling variance, so the "
-            "result speaks for the schedules" if measured else
-            "one training seed per arm: seed variance is unmeasured, so the result speaks for these two trained "
-            "models only, not for the schedules (set train.seeds to replicate)")
-    if comp.get("assumed"):
-        note += (f" (arm {comp['assumed']} has one seed: the other arm's seed variance is assumed for it; train "
-                 "as many seeds per arm)")
-    return {
-        "seeds": {"a": seeds[0], "b": seeds[1], "seed_variance_measured": measured, "note": note},
-        "variance": {"between_seed_var": comp["seed_var"], "between_seed_df": comp["df"],
-                     "seed_var_a": comp.get("seed_var_a"), "seed_var_b": comp.get("seed_var_b"),
-                     "seed_test": comp.get("seed_test"), "seed_var_term": comp["seed_var_term"],
-                     "item_var_term": comp["item_var_term"], "per_item_diff_var": comp["per_item_diff_var"],
-                     "per_item_interaction_var": comp.get("per_item_interaction_var"), "n_items": comp["n_items"]},
-        "power": {"alpha": alpha, "power": spec.power, "se": comp["se"], "mde": comp["mde"],
-                  "target_effect": spec.target_effect, "target_detectable": bool(comp["mde"] <= spec.target_effect),
-                  "basis": f"seeds and items (t, df = {comp['df']})" if measured else "items only (normal)",
-                  "to_detect_target": _to_detect(comp, spec)},
-    }
-
-
-def _to_detect(comp: dict[str, Any], spec: DecisionSpec) -> dict[str, Any]:
-    """With the variances measured here (priors for what is unmeasured), the seeds per arm and items per suite that
-    would detect decision.target_effect, drawing items from the full published splits (tasks/decide/planning.py)."""
-    from tasks.decide.planning import SPLIT_SIZES
-    from tasks.decide.replicates import plan
-
-    sizes = {s: max(SPLIT_SIZES.get(s, n), n) for s, n in comp["n_items"].items()}
-    result = plan(sizes, spec, item_diff_var=comp["per_item_diff_var"], seed_var=comp["seed_var"],
-                  interaction_var=comp.get("per_item_interaction_var") if comp["seed_var"] is not None else None)
-    return {"fewest_seeds_per_arm": result["fewest_seeds_for_target"], "suite_sizes": sizes,
-            "seed_var_source": result["seed_var_source"],
-            "rows": [{k: r[k] for k in ("seeds_per_arm", "mde_at_all_items", "items_per_suite_for_target")}
-                     for r in result["rows"]]}
-
-
-def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]], spec: DecisionSpec,
-                       alpha: float, speed: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
-    """The comparison of two arms with one or more seed replicates each (tasks/decide/replicates.py): per-seed
-    composites, seed-level t-tests per suite (Holm at ``alpha``) and for the composite, variance components and
-    power. Items are those scored in every replicate of both arms."""
-    from statsmodels.stats.multitest import multipletests
-
-    from tasks.decide.replicates import analyse, interval
-
-    (name_a, reps_a), (name_b, reps_b) = arms.items()
-    suites = sorted(set.intersection(*(set(r) for r in reps_a + reps_b)))
-    matrices, rows, failed, meta = {}, [], {}, {}
-    for suite in suites:
-        failure, metric = None, None
-        for ra in reps_a:
-            for rb in reps_b:
-                metric, failure = paired_metric(suite, ra[suite], rb[suite], spec)
-                if failure:
-                    break
-            if failure:
-                break
-        if failure:
-            failed[suite] = failure
-            continue
-        scored = [item_scores(r[suite]["records"], suite, metric)[:2] for r in reps_a + reps_b]
-        common = sorted(set.intersection(*(set(sc) for sc, _ in scored)))
-        if not common:
-            failed[suite] = "no item was scored in every replicate of both arms"
-            continue
-        grid = np.array([[sc[i] for i in common] for sc, _ in scored])
-        matrices[suite] = (grid[: len(reps_a)], grid[len(reps_a):])
-        meta[suite] = (metric, len(common), len(set.union(*(set(sc) for sc, _ in scored))) - len(common))
-    speed_a = speed_b = None
-    speed_info: dict[str, Any] = {"source": "not measured on its own: the speed term is left out"}
-    if speed is not None:
-        speed_a, speed_b, speed_info = speed_from_benchmark(speed, spec)
-    if not matrices:
-        return {"suites": [], "failed_suites": failed, "composite_a": None, "composite_b": None, "diff": 0.0,
-                "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
-    result = analyse(matrices, spec, alpha, None if speed_a is None else (speed_a, speed_b))
-    for suite, r in result["suites"].items():
-        metric, n, dropped = meta[suite]
-        mean_a, mean_b = float(np.mean(matrices[suite][0])), float(np.mean(matrices[suite][1]))
-        direction = "a" if r["diff"] > 0 else "b" if r["diff"] < 0 else "tie"
-        rows.append({"suite": suite, "metric": metric, "metric_label": METRICS[metric].label(metric),
-                     "n_paired": n, "n_seeds": r["n_seeds"], "dropped": dropped, "a": mean_a, "b": mean_b,
-                     "per_seed_a": r["per_seed_a"], "per_seed_b": r["per_seed_b"], "direction": direction,
-                     "test_direction": direction,
-                     "test": (f"seed-level {'Welch ' if r['seed_test'] == 'welch' else ''}t (df={r['df']:.3g})"
-                              if r["df"] > 0 else "item-level z (one seed per arm)"),
-                     "p_value": r["p_value"], "se": r["se"], "mde": r["mde"], "seed_var": r["seed_var"],
-                     "min_attainable_p": None, "can_reach_significance": bool(r["df"] > 0 and r["testable"])})
-    adjusted = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")[1]
-    for row, p_adj in zip(rows, adjusted, strict=True):
-        row["p_holm"] = float(p_adj)
-        row["significant"] = bool(p_adj < alpha and row["direction"] != "tie" and row["can_reach_significance"])
-    comp = result["composite"]
-    ci95 = interval(comp["diff"], comp["seed_var_term"], comp["item_var_term"], comp["df"], spec.alpha,
-                    spec.power)["ci"]
-    per_seed = {name: [{"label": label, "composite": c} for label, c in zip(labels[name], values, strict=True)]
-                for name, values in ((name_a, comp["per_seed_a"]), (name_b, comp["per_seed_b"]))}
-    return {"suites": rows, "failed_suites": failed, "composite_a": float(np.mean(comp["per_seed_a"])),
-            "composite_b": float(np.mean(comp["per_seed_b"])), "diff": comp["diff"], "diff_ci95": ci95,
-            "decision_ci": comp["ci"], "composite_p_value": comp["p_value"], "per_seed_composites": per_seed,
-            "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info, **_power_and_variance(comp, spec, alpha)}
+            "speed": speed_info, **power_and_variance(one, spec, spec.alpha)}
 
 
 def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec) -> tuple[float, float]:
@@ -423,6 +317,8 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
                              "benchmark on the two models being compared.")
         samples = (models[name_a]["tokens_per_s"], models[name_b]["tokens_per_s"])
     if replicated:
+        from tasks.decide.seeds import compare_replicates
+
         cmp = compare_replicates(reps, labels, spec, alpha, speed=samples)
     else:
         cmp = compare(loaded[name_a], loaded[name_b], spec, speed=samples)
@@ -510,45 +406,7 @@ def decision_markdown(record: dict[str, Any]) -> str:
         if record.get("composite_a") is not None:
             lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}. "
                       f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]
+    from tasks.decide.seeds import replicate_lines
+
     lines += replicate_lines(record)
     return "\n".join(lines) + "\n"
-
-
-def replicate_lines(record: dict[str, Any]) -> list[str]:
-    """Seeds, variance components, power, repeated looks and compute, for people."""
-    lines: list[str] = []
-    if record.get("seeds"):
-        lines += ["", f"Seeds: {record['seeds']['a']} vs {record['seeds']['b']} per arm; {record['seeds']['note']}."]
-    for arm, rows in (record.get("per_seed_composites") or {}).items():
-        lines.append(f"- {arm}: per-seed composites " + ", ".join(f"{r['label']} {r['composite']:.4f}" for r in rows))
-    var = record.get("variance")
-    if var:
-        seed = "unmeasured" if var["between_seed_var"] is None else f"{var['between_seed_var']:.3g}"
-        lines += ["", f"Variance of the composite difference: seeds {var['seed_var_term']:.3g} + items "
-                      f"{var['item_var_term']:.3g} (between-seed variance of a composite: {seed}, df "
-                      f"{var['between_seed_df']})."]
-    power = record.get("power")
-    if power:
-        lines += ["", f"Minimum detectable composite difference (alpha {power['alpha']:.3g}, power "
-                      f"{power['power']:.0%}): {power['mde']:.4f}; the target effect {power['target_effect']:.4g} is "
-                      + ("detectable with these items and seeds." if power["target_detectable"] else
-                         "NOT detectable with these items and seeds (see `alphagate plan`).")]
-        need = power.get("to_detect_target") or {}
-        if need:
-            fewest = need["fewest_seeds_per_arm"]
-            row = next((r for r in need["rows"] if r["seeds_per_arm"] == fewest), None)
-            lines.append(f"To detect {power['target_effect']:.4g} (variances measured here; seed variance "
-                         f"{need['seed_var_source']}): " + (
-                             f"{fewest} seeds per arm with up to {row['items_per_suite_for_target']} items per suite "
-                             "(full splits)." if row else "more than 16 seeds per arm, even with every item."))
-    look = record.get("sequential")
-    if look:
-        lines += ["", f"Repeated looks: look {look['look']} of {look['max_looks']} ({look['spending']} alpha "
-                      f"spending): this look tests at alpha {look['alpha_this_look']:.3g}; spent so far "
-                      f"{look['alpha_spent']:.3g} of {look['alpha_total']:.3g}."]
-    compute = record.get("compute")
-    if compute:
-        lines += ["", "| arm | optimizer steps (incl. tuner proxies) | of which tuner | wall s |", "|---|---|---|---|"]
-        lines += [f"| {arm} | {c['total_steps']} | {c['tuner_proxy_steps']} | {c['total_seconds']:.1f} |"
-                  for arm, c in compute.items()]
-    return lines
