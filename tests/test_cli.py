@@ -115,11 +115,15 @@ def test_plan_prints_the_detectable_difference_before_any_training(tmp_path, cap
     assert result["suites"]["mmlu"] == 6 and len(result["rows"]) >= 4  # the bundled samples
     # measured variances of an earlier decision replace the priors
     decision = tmp_path / "decision.json"
-    decision.write_text(json.dumps({"reason": "x", "variance": {"per_item_diff_var": {"mmlu": 0.3},
-                                                                "between_seed_var": 0.0009}}))
+    decision.write_text(json.dumps({"reason": "x", "variance": {
+        "per_item_diff_var": {"mmlu": 0.3}, "n_items": {"mmlu": 400}, "between_seed_var": 0.0009,
+        "between_seed_df": 4}}))
     assert main(["plan", "--config", str(config), "--suites", "mmlu", "--history", str(decision), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["item_diff_var"]["mmlu"] == 0.3 and result["seed_var_source"] == "measured"
+    # shrunk toward the priors (0.15 per item, SD 0.01 per seed) by 20 item / 2 seed degrees of freedom
+    assert result["item_diff_var"]["mmlu"] == pytest.approx((399 * 0.3 + 20 * 0.15) / 419)
+    assert result["seed_var"] == pytest.approx((4 * 0.0009 + 2 * 0.0001) / 6)
+    assert result["seed_var_source"] == "measured"
     assert main(["plan", "--config", str(config), "--history", str(tmp_path / "none")]) == 2
     assert "--history" in capsys.readouterr().err
 

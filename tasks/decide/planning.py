@@ -60,9 +60,17 @@ def earlier_variances(history: Path | None) -> tuple[dict[str, Any] | None, floa
             record = read_json_object(path, "decision.json of `alphagate decide`", ("reason",),
                                       "Pass a decision.json, a run folder or a nightly study folder as --history.")
             var = record.get("variance") or {}
-            return ({"total": var.get("per_item_diff_var") or None,
-                     "interaction": var.get("per_item_interaction_var") if var.get("between_seed_var") is not None
-                     else None}, var.get("between_seed_var"), str(path))
+            if not var.get("per_item_diff_var") or not var.get("n_items"):
+                return None, None, str(path)  # an older record: no variance components
+            from tasks.decide.seeds import shrunk_variances
+
+            # measured on few items or seeds, a variance is noisy (often ~0): shrunk toward the priors, as the
+            # decision's own power figures are
+            shrunk = shrunk_variances({"n_items": var["n_items"], "per_item_diff_var": var["per_item_diff_var"],
+                                       "per_item_interaction_var": var.get("per_item_interaction_var"),
+                                       "seed_var": var.get("between_seed_var"), "df": var.get("between_seed_df", 0)})
+            return ({"total": shrunk["total"], "interaction": shrunk["interaction"]
+                     if shrunk["seed_var"] is not None else None}, shrunk["seed_var"], str(path))
     if not history.exists():
         raise FileNotFoundError(f"--history {history} does not exist; pass a decision.json, a run folder (--out of "
                                 "`alphagate run`) or a nightly study folder, or leave --history out for priors.")
@@ -89,7 +97,8 @@ def plan_text(result: dict[str, Any]) -> str:
              "Per-item variance of the paired difference: " + ", ".join(
                  f"{s} {v:.3g} ({result['item_diff_var_source'][s]})" for s, v in result["item_diff_var"].items()),
              f"Between-seed variance of a composite: {result['seed_var']:.3g} ({result['seed_var_source']})"
-             + (f"; measured values from {result['variance_from']}" if result["variance_from"] else ""),
+             + (f"; measured values (shrunk toward the priors by their degrees of freedom) from "
+                f"{result['variance_from']}" if result["variance_from"] else ""),
              f"alpha {result['alpha']}, power {result['power']:.0%}, target effect {result['target_effect']}", "",
              "seeds/arm | MDE (items used) | MDE (all items) | items per suite for the target",
              "----------|------------------|-----------------|-------------------------------"]
