@@ -40,6 +40,16 @@ def _at_least(minimum: int, hint: str = ""):
     return parse
 
 
+def _date(text: str) -> str:
+    """An argparse type: a calendar date YYYY-MM-DD."""
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a date YYYY-MM-DD, got {text!r}") from None
+
+
 def _check_gguf(path: Path | None, flag: str, shown: str | None = None) -> None:
     """Before any work: ``path`` is an existing GGUF file (checked by its magic bytes, not its name)."""
     if path is None:
@@ -253,10 +263,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_nightly(args: argparse.Namespace) -> int:
     from flows.compare import NightlyParams, nightly
+    from tasks.config import load_config
+    from tasks.decide.study import open_study
     from tasks.layout import sweep_staging
+    from tasks.validate import validate_run
 
     params = NightlyParams(config=args.config, out=args.out, cache=args.cache, date=args.date,
                            upload=bool(args.upload))
+    # before any work (the flow checks again): the config, tonight's items and the study's design
+    spec = load_config(params.config).nightly
+    config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge)
+    open_study(params.out, config, params.config)
     sweep_staging(Path(params.out))
     result = nightly(params)
     print(result.get("closed") or f"study: {result['study']}\nreport: {result['report']}")
@@ -566,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     ngt.add_argument("--config", default="configs/demo.yaml")
     ngt.add_argument("--out", default="runs/nightly")
     ngt.add_argument("--cache", default="runs/cache")
-    ngt.add_argument("--date", help="tonight's date label, YYYY-MM-DD (default: today)")
+    ngt.add_argument("--date", help="tonight's date label, YYYY-MM-DD (default: today)",
+                     type=_date)
     ngt.add_argument("--upload", action="store_true", default=None, help="really upload a decided winner")
     ngt.set_defaults(func=_cmd_nightly)
 

@@ -102,3 +102,29 @@ def test_three_nights_accumulate_replicates_and_then_the_study_is_closed(harness
     closed = nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache"),
                                    date="2026-12-04"))
     assert "closed" in closed and trained == []
+
+
+def test_nightly_cli_on_a_decided_study_says_so_and_trains_nothing(harness, tiny_base_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    import tasks.train.variant
+    from flows.cli import main
+    from tasks.decide.study import open_study, study_path
+    from tasks.store import atomic_write_json
+
+    monkeypatch.setattr(tasks.train.variant, "train_variant", lambda *a, **k: pytest.fail("trained"))
+    config = _config(tmp_path, tiny_base_dir)
+    out = tmp_path / "study"
+    study = open_study(out, load_config(config), config)
+    atomic_write_json(study_path(out), {**study, "decided": {"night": 4, "date": "2026-12-04", "winner": "linear",
+                                                             "reason": "linear beats sigmoid-bayes."}})
+    assert main(["nightly", "--config", str(config), "--out", str(out)]) == 0
+    assert "decided on night 4 (2026-12-04)" in capsys.readouterr().out
+    # a study of another design is refused with the field that changed
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("max_steps: 2", "max_steps: 3"))
+    assert main(["nightly", "--config", str(other), "--out", str(out)]) == 2
+    assert "another design: the config's train changed" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("data: shared", "data: sample"))
+    assert main(["nightly", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "must not decide on the 5-item bundled samples" in capsys.readouterr().err
