@@ -306,7 +306,7 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
     study_lines = _study_section(nights, out, made) if nights else []
     lines = ["# alpha-gate comparison report", ""]
     if record is not None:
-        from tasks.decide.decision import replicate_lines
+        from tasks.decide.seeds import replicate_lines
 
         lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}",
                   *replicate_lines(record), ""]
