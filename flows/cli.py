@@ -246,7 +246,7 @@ def _replicated(items: list[str]) -> dict[str, list[Path]]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from flows.compare import SUITES
+    from tasks.bench.suites import DEFAULT_SUITES as SUITES  # no Prefect import: plan is instant
     from tasks.config import load_config
     from tasks.decide.planning import plan_for, plan_text
     from tasks.validate import validate_run

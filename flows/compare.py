@@ -30,10 +30,11 @@ from flows.stages import (
     train_task,
     upload_task,
 )
+from tasks.bench.suites import DEFAULT_SUITES
 from tasks.store import Ref
 
 VARIANTS = ("linear", "sigmoid-bayes")
-SUITES = ["mmlu", "arc_challenge", "hellaswag", "gsm8k", "elyza_tasks_100", "scienceqa"]
+SUITES = list(DEFAULT_SUITES)
 
 
 class CompareParams(BaseModel):

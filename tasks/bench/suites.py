@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES_DIR = ROOT / "configs" / "suites"
+# what a comparison evaluates unless told otherwise (the run form's default, `alphagate plan`)
+DEFAULT_SUITES = ("mmlu", "arc_challenge", "hellaswag", "gsm8k", "elyza_tasks_100", "scienceqa")
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SHARED_DIR = ROOT.parent / "shared" / "benchmarks"
 
