@@ -7,6 +7,7 @@ nightly folders in order gives a trend.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -254,16 +255,19 @@ def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
     diffs = [r["diff"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) + 3), 4.5))
     ax.axhline(0, color="gray", lw=1)
+    finite = [x for r in rows for x in (r.get("ci95") or []) if x is not None and math.isfinite(x)]
+    span = max([abs(x) for x in finite] + [abs(d) for d in diffs] + [1e-6])
+    # early looks of an O'Brien-Fleming study test at a tiny alpha: their intervals are huge; keep the scale of
+    # the 95% CIs (the wide bars run off the plot, which is what they mean); an untestable look (no variance at
+    # all) has an unbounded interval, drawn to the edge
+    bound = lambda x: x if x is not None and math.isfinite(x) else math.copysign(10 * span, x or 1)  # noqa: E731
     for key, style, label in (("ci", dict(lw=7, color="lightsteelblue", capsize=0),
                                "CI at this look's alpha (what the decision uses)"),
                               ("ci95", dict(lw=1.5, color="navy", capsize=4), "95% CI (no correction for looks)")):
-        lo = [r["diff"] - r[key][0] if r.get(key) else 0 for r in rows]
-        hi = [r[key][1] - r["diff"] if r.get(key) else 0 for r in rows]
+        lo = [r["diff"] - bound(r[key][0]) if r.get(key) else 0 for r in rows]
+        hi = [bound(r[key][1]) - r["diff"] if r.get(key) else 0 for r in rows]
         ax.errorbar(nights, diffs, yerr=[lo, hi], fmt="none", label=label, **style)
     ax.plot(nights, diffs, "o-", color="black", label=f"composite {a} - {b}")
-    # early looks of an O'Brien-Fleming study test at a tiny alpha: their intervals are huge; keep the scale of
-    # the 95% CIs (the wide bars run off the plot, which is what they mean)
-    span = max([abs(x) for r in rows for x in (r.get("ci95") or [r["diff"]])] + [abs(d) for d in diffs] + [1e-6])
     ax.set_ylim(-1.4 * span, 1.4 * span)
     ax.set(xlabel="night (look)", ylabel="composite difference", xticks=nights,
            title="Nightly study: the margin and its CI, night by night")
