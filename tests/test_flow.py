@@ -140,7 +140,6 @@ def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harn
 def test_flow_with_seed_replicates_decides_on_the_arms_and_stages_the_best_replicate(harness, tiny_base_dir,
                                                                                     tmp_path):
     import json
-    from pathlib import Path
 
     from flows.compare import CompareParams, compare
 
