@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
+MIN_COPY = 32  # a prompt prefix held by another sequence is copied over when it is this many tokens longer
 DEFAULT_PARALLEL = 4  # `alphagate eval --parallel` (benchmarks/bench_generate.py measured it on a 2-core CPU)
 
 
@@ -104,7 +105,8 @@ class BatchedDecoder:
         self._vocab, self.n_vocab = llm._model.vocab, llm.n_vocab()
         self._piece = ctypes.create_string_buffer(32)
         self.stats = {"prompt_tokens": 0, "prompt_ms": 0.0, "generated_tokens": 0, "generation_ms": 0.0,
-                      "sampled_tokens": 0, "steps": 0}
+                      "sampled_tokens": 0, "steps": 0, "reused_prompt_tokens": 0, "moves": 0}
+        self._held: list[list[int]] = [[] for _ in range(n_seq)]  # the tokens each sequence's KV stream holds
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -154,34 +156,37 @@ class BatchedDecoder:
 
         results: list[str | None] = [None] * len(requests)
         waiting = deque(range(len(requests)))
-        free = list(range(self.n_seq - 1, -1, -1))
+        free = list(range(self.n_seq - 1, -1, -1))  # popped from the end: the lowest seq_id first
         live: list[_Slot] = []
-        mem, b = self._ctx.memory, self._batch.batch
+        b = self._batch.batch
 
-        def finish(slot_index: int, text: bytes) -> None:
-            results[slot_index] = text.decode("utf-8", errors="ignore")
+        def finish(index: int, text: bytes) -> None:
+            results[index] = text.decode("utf-8", errors="ignore")
             if on_done is not None:
-                on_done(slot_index)
+                on_done(index)
 
         while waiting or live:
             while waiting and free:
                 i = waiting.popleft()
-                req = requests[i]
-                if req.stop_token_ids and req.tokens[-1] in req.stop_token_ids:
+                if requests[i].stop_token_ids and requests[i].tokens[-1] in requests[i].stop_token_ids:
                     finish(i, b"")
                     continue
-                seq = free.pop()
-                llama_cpp.llama_memory_seq_rm(mem, seq, -1, -1)
-                live.append(_Slot(seq, i, req, list(req.tokens)))
+                live.append(self._admit(i, requests[i], free.pop(), live))
             if not live:
                 continue
-            # generated tokens first (one per sequence, they always fit), then prompt tokens as far as they fit
-            live.sort(key=lambda s: (len(s.pending) > 1, s.seq))
+            if not waiting:
+                self._compact(live, free)
+            # in seq_id order (llama.cpp puts only consecutive seq_ids of a split KV cache in one micro-batch): every
+            # generated token (they always fit), prompt tokens as far as the batch holds them
+            live.sort(key=lambda s: s.seq)
+            room = self.n_batch - sum(1 for s in live if len(s.pending) == 1)
             n, outputs, prompt_tokens = 0, [], 0
             for slot in live:
-                take = min(len(slot.pending), self.n_batch - n)
+                take = len(slot.pending) if len(slot.pending) == 1 else min(len(slot.pending), room)
                 if take <= 0:
-                    break
+                    continue
+                if len(slot.pending) > 1:
+                    room -= take
                 last = take == len(slot.pending)
                 for j in range(take):
                     b.token[n], b.pos[n], b.n_seq_id[n] = slot.pending[j], slot.pos + j, 1
@@ -192,6 +197,7 @@ class BatchedDecoder:
                     outputs.append((slot, n - 1))
                 if not slot.completion:
                     prompt_tokens += take
+                self._held[slot.seq].extend(slot.pending[:take])
                 slot.pos += take
                 slot.pending = slot.pending[take:]
             b.n_tokens = n
@@ -213,6 +219,52 @@ class BatchedDecoder:
                 if text is not None:
                     live.remove(slot)
                     free.append(slot.seq)
-                    llama_cpp.llama_memory_seq_rm(mem, slot.seq, -1, -1)
                     finish(slot.index, text)
         return results  # type: ignore[return-value]
+
+    def _admit(self, index: int, req: Request, seq: int, live: list[_Slot]) -> _Slot:
+        """A slot for ``req`` in ``seq``, reusing the longest prompt prefix already in the KV cache: what ``seq``
+        still holds, or (copied) what another sequence holds, e.g. a few-shot prefix shared by the items."""
+        import llama_cpp
+
+        mem = self._ctx.memory
+        best_seq, best = seq, _common_prefix(self._held[seq], req.tokens)
+        for other in range(self.n_seq):
+            n = _common_prefix(self._held[other], req.tokens)
+            if n > best + MIN_COPY:
+                best_seq, best = other, n
+        best = min(best, len(req.tokens) - 1)  # the last prompt token is decoded again: its logits are needed
+        if best_seq != seq:  # a cross-stream copy: the whole stream, done by llama.cpp before the next decode
+            llama_cpp.llama_memory_seq_rm(mem, seq, -1, -1)
+            llama_cpp.llama_memory_seq_cp(mem, best_seq, seq, -1, -1)
+        llama_cpp.llama_memory_seq_rm(mem, seq, best, -1)
+        self._held[seq] = list(req.tokens[:best])
+        self.stats["reused_prompt_tokens"] += best
+        return _Slot(seq, index, req, list(req.tokens[best:]), pos=best)
+
+    def _compact(self, live: list[_Slot], free: list[int]) -> None:
+        """Move the highest live sequences into the lowest free seq_ids so that the live ones stay consecutive (else
+        each run of consecutive seq_ids is a micro-batch of its own: a forward pass each)."""
+        import llama_cpp
+
+        mem = self._ctx.memory
+        while free and live:
+            top, low = max(live, key=lambda s: s.seq), min(free)
+            if low > top.seq:
+                return
+            free.remove(low)
+            llama_cpp.llama_memory_seq_rm(mem, low, -1, -1)
+            llama_cpp.llama_memory_seq_cp(mem, top.seq, low, -1, -1)
+            llama_cpp.llama_memory_seq_rm(mem, top.seq, -1, -1)
+            self._held[low], self._held[top.seq] = self._held[top.seq], []
+            free.append(top.seq)
+            top.seq = low
+            self.stats["moves"] += 1
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
