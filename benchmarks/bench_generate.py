@@ -94,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         for case in args.cases:
             name, _, shots = case.partition(":")
             cases.append(run_case(engine, name, int(shots or 0), args.parallel, args.data, args.limit))
+            print(table(cases[-1:]), file=sys.stderr, flush=True)  # each case as soon as it is measured
+            if args.json:  # rewritten after each case: an interrupted run keeps what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                record = {"gguf": str(args.gguf), "parallel": args.parallel, "cases": cases}
+                args.json.write_text(json.dumps(record, ensure_ascii=False, indent=1))
     print(table(cases))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {"gguf": str(args.gguf), "parallel": args.parallel, "cases": cases}
-        args.json.write_text(json.dumps(record, ensure_ascii=False, indent=1))
         print(f"-> {args.json}")
     return 0
 
