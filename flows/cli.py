@@ -193,7 +193,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         judge = load_judge_spec(args.judge)
     opts = RunOptions(data=args.data, limit=args.limit, num_fewshot=args.num_fewshot, judge=judge,
                       mmproj=args.mmproj, image_root=args.image_root, keep_reasoning=args.keep_reasoning,
-                      n_ctx=args.n_ctx)
+                      n_ctx=args.n_ctx, parallel=args.parallel)
     summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
     metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                         for k, v in summary["metrics"].items() if v["mean"] is not None)
@@ -428,6 +428,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tasks.bench.batched import DEFAULT_PARALLEL
+
     parser = argparse.ArgumentParser(prog="alphagate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -513,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-root", type=Path, help="ScienceQA images folder (<root>/<pid>/image.png)")
     ev.add_argument("--keep-reasoning", action="store_true", help="debug: keep reasoning text in the records")
     ev.add_argument("--n-ctx", type=int, default=2048)
+    ev.add_argument("--parallel", type=_at_least(1, " (items generated together; 1: one at a time)"),
+                    default=DEFAULT_PARALLEL, help="generation suites: decode this many items together (continuous "
+                    f"batching; default {DEFAULT_PARALLEL}); 1 reproduces the one-at-a-time path exactly")
     ev.add_argument("--replace", action="store_true", help="overwrite results of other inputs (another model, suite "
                                                            "version or data) found for this suite in --out")
     ev.add_argument("--out", required=True, type=Path)

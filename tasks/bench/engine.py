@@ -34,6 +34,36 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+def _check_parallel(parallel) -> int:
+    from tasks.bench.batched import MAX_SEQUENCES
+
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= MAX_SEQUENCES:
+        raise ValueError(f"parallel must be a whole number from 1 to {MAX_SEQUENCES} (sequences decoded together), "
+                         f"got {parallel!r}.")
+    return parallel
+
+
+def _per_item(items: list, max_tokens, stop) -> tuple[list, list]:
+    """max_tokens and stop lists, one entry per item, from one shared value or one value per item."""
+    n = len(items)
+    max_list = list(max_tokens) if isinstance(max_tokens, list | tuple) else [max_tokens] * n
+    shared = stop is None or not stop or all(isinstance(s, str) for s in stop)
+    stop_list = [list(stop or [])] * n if shared else [list(s or []) for s in stop]
+    for name, values in (("max_tokens", max_list), ("stop", stop_list)):
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} prompts; give one value, or one per prompt.")
+    return max_list, stop_list
+
+
+def _sequential(one, n: int, on_done) -> list[str]:
+    out = []
+    for i in range(n):
+        out.append(one(i))
+        if on_done is not None:
+            on_done(i)
+    return out
+
+
 class Engine:
     """One GGUF loaded once; ``loglikelihood`` for multiple choice, ``generate``/``chat`` for generation."""
 
@@ -58,6 +88,7 @@ class Engine:
         self._rows: dict[int, np.ndarray] = {}  # log-softmax rows of positions in _kv, where computed
         self.decoded_tokens = 0  # tokens actually run through the model by loglikelihood()
         self._formatter = False  # the chat template's formatter, built by the first chat_prompt() (None: no template)
+        self._batched = None  # tasks.bench.batched.BatchedDecoder of generate_many/chat_many, built on first use
 
     # -- tokens ----------------------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
@@ -127,6 +158,9 @@ class Engine:
 
     def close(self) -> None:
         """Free the model now (llama-cpp-python's __del__ at interpreter exit can fail noisily)."""
+        if getattr(self, "_batched", None) is not None:
+            self._batched.close()
+            self._batched = None
         if getattr(self, "llm", None) is not None:
             self.llm.close()
             self.llm = None
@@ -154,6 +188,49 @@ class Engine:
                                               grammar=constraint)
         return out["choices"][0]["message"]["content"] or ""
 
+    # -- many generations at once ----------------------------------------------------------------
+    def generate_many(self, prompts: list[str], max_tokens: int | list[int], stop: list[str] | list[list[str]],
+                      parallel: int, on_done=None) -> list[str]:
+        """``generate`` of every prompt (in order), ``parallel`` sequences decoding together (continuous batching,
+        tasks.bench.batched). ``parallel=1`` is ``generate`` itself, one prompt after another. ``max_tokens`` and
+        ``stop`` are one value for all prompts or one per prompt; ``on_done(i)`` is called as prompt i finishes."""
+        from tasks.bench.batched import completion_request
+
+        max_list, stop_list = _per_item(prompts, max_tokens, stop)
+        if _check_parallel(parallel) == 1:
+            return _sequential(lambda i: self.generate(prompts[i], max_list[i], stop_list[i]), len(prompts), on_done)
+        requests = [completion_request(self.llm, p, m, s) for p, m, s in zip(prompts, max_list, stop_list,
+                                                                            strict=True)]
+        return self._decoder(parallel).run(requests, on_done)
+
+    def chat_many(self, conversations: list[list[dict]], max_tokens: int | list[int],
+                  stop: list[str] | list[list[str]] | None, parallel: int, on_done=None) -> list[str]:
+        """``chat`` (without grammar) of every conversation, ``parallel`` at a time; see ``generate_many``."""
+        from tasks.bench.batched import chat_request
+        from tasks.llama_load import chat_formatter
+
+        max_list, stop_list = _per_item(conversations, max_tokens, stop)
+        # the batched path renders the GGUF's own template, as the "chat_template.default" handler does; a model that
+        # llama-cpp-python serves with another chat format stays on the one-at-a-time path
+        default = self.llm.chat_handler is None and self.llm.chat_format == "chat_template.default"
+        if _check_parallel(parallel) == 1 or not default:
+            return _sequential(lambda i: self.chat(conversations[i], max_list[i], stop_list[i]) or "",
+                               len(conversations), on_done)
+        if self._formatter is False:
+            self._formatter = chat_formatter(self.llm)
+        requests = [chat_request(self.llm, self._formatter, m, n, s)
+                    for m, n, s in zip(conversations, max_list, stop_list, strict=True)]
+        return self._decoder(parallel).run(requests, on_done)
+
+    def _decoder(self, parallel: int):
+        from tasks.bench.batched import BatchedDecoder
+
+        if self._batched is None or self._batched.n_seq != parallel:
+            if self._batched is not None:
+                self._batched.close()
+            self._batched = BatchedDecoder(self.llm, parallel)
+        return self._batched
+
     def chat_prompt(self, messages: list[dict]) -> str:
         """The prompt text ``chat`` sends for ``messages`` (the GGUF's chat template with its generation prompt;
         "" when the GGUF has none): whether it ends inside an open reasoning section decides how the answer is
@@ -169,12 +246,27 @@ class Engine:
         import llama_cpp
 
         llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
+        if self._batched is not None:
+            self._batched.stats = dict.fromkeys(self._batched.stats, 0)
+
+    def _batched_timings(self, t) -> dict[str, float]:
+        """timings() after batched generation: its counters plus the main context's; a decode step that carried any
+        prompt token counts as prompt time, so generation tokens/s is of steps that decoded generated tokens only."""
+        s = self._batched.stats
+        p_n, p_ms = int(t.n_p_eval) + s["prompt_tokens"], float(t.t_p_eval_ms) + s["prompt_ms"]
+        g_n, g_ms = int(t.n_eval) + s["generated_tokens"], float(t.t_eval_ms) + s["generation_ms"]
+        return {"prompt_tokens": p_n, "prompt_ms": p_ms, "prompt_tokens_per_s": p_n / (p_ms / 1e3) if p_ms > 0 else 0.0,
+                "generated_tokens": g_n, "generation_ms": g_ms,
+                "generation_tokens_per_s": g_n / (g_ms / 1e3) if g_ms > 0 else 0.0,
+                "parallel": self._batched.n_seq, "batched_steps": s["steps"]}
 
     def timings(self) -> dict[str, float]:
         """Prompt and generation throughput from llama.cpp's own counters since reset_timings()."""
         import llama_cpp
 
         t = llama_cpp.llama_perf_context(self.llm._ctx.ctx)
+        if self._batched is not None and self._batched.stats["steps"]:
+            return self._batched_timings(t)
         return {"prompt_tokens": int(t.n_p_eval), "prompt_ms": float(t.t_p_eval_ms),
                 "prompt_tokens_per_s": t.n_p_eval / (t.t_p_eval_ms / 1e3) if t.t_p_eval_ms > 0 else 0.0,
                 "generated_tokens": int(t.n_eval), "generation_ms": float(t.t_eval_ms),

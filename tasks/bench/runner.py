@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from tasks.bench.batched import DEFAULT_PARALLEL
 from tasks.bench.metrics import METRICS, char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
 from tasks.bench.suites import SuiteSpec, load_docs, load_suite, resolve_data, suite_path
 from tasks.final_section import opens_reasoning
@@ -34,6 +35,12 @@ _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newlin
 
 @dataclass
 class RunOptions:
+    """How one suite is evaluated. ``parallel``: generation suites decode that many items together (continuous
+    batching, tasks.bench.batched); 1 is the one-item-at-a-time path. It is a speed setting and is *not* part of the
+    evaluation key (eval_inputs): greedy decoding of the same prompts gives the same completions either way, except
+    where llama.cpp's batched arithmetic (another summation order) turns a near tie in the logits the other way
+    (a few percent of long completions; the summary records the ``parallel`` used)."""
+
     data: str | Path | None = None  # None/"sample", "shared", "hub" or a file
     limit: int | None = None
     num_fewshot: int | None = None
@@ -44,6 +51,7 @@ class RunOptions:
     final_tags: tuple[str, str] = ("<final>", "</final>")
     keep_reasoning: bool = False  # debug only: store the reasoning text itself
     n_ctx: int = 2048
+    parallel: int = DEFAULT_PARALLEL
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,14 +96,27 @@ def score_multiple_choice(engine, suite, doc, context: str) -> dict[str, Any]:
             "pred_norm": pred_norm, "gold": gold, "correct": pred == gold, "correct_norm": pred_norm == gold}
 
 
-def score_generation(engine, suite, doc, context: str, opts: RunOptions, judge) -> dict[str, Any]:
+def generate_all(engine, suite, contexts: list[str], parallel: int, on_done=None) -> list[str]:
+    """The completions ``score_generation`` would generate for ``contexts``, ``parallel`` at a time."""
+    gen = suite.generation
+    if gen.chat:
+        return engine.chat_many([[{"role": "user", "content": c}] for c in contexts], gen.max_tokens,
+                                gen.until or None, parallel, on_done)
+    return engine.generate_many(contexts, gen.max_tokens, gen.until, parallel, on_done)
+
+
+def score_generation(engine, suite, doc, context: str, opts: RunOptions, judge,
+                     text: str | None = None) -> dict[str, Any]:
+    """One generation item; ``text``: its completion when already generated (generate_all), else generated here."""
     gen = suite.generation
     if gen.chat:
         messages = [{"role": "user", "content": context}]
-        text = engine.chat(messages, gen.max_tokens, gen.until or None)
+        if text is None:
+            text = engine.chat(messages, gen.max_tokens, gen.until or None)
         prompt = engine.chat_prompt(messages)
     else:
-        text = engine.generate(context, gen.max_tokens, gen.until)
+        if text is None:
+            text = engine.generate(context, gen.max_tokens, gen.until)
         prompt = context
     # read as `alphagate serve` reads it: a prompt that opened the reasoning section (a thinking chat template
     # ends with <think>) makes the generated text start inside it
@@ -218,7 +239,10 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
     """Evaluate ``gguf`` on a suite; writes OUT/NAME.jsonl and OUT/NAME.summary.json. An intact result of the same
     key is reused; a result of other inputs is refused unless ``replace``. ``stage_folder``: ``out_dir`` belongs to
     this one result (the flow's keyed store): it is written as a whole and sealed with its key."""
+    from tasks.bench.engine import _check_parallel
+
     opts = opts or RunOptions()
+    _check_parallel(opts.parallel)
     gguf, out_dir = Path(gguf), Path(out_dir)
     key, inputs = eval_key(gguf, suite_name, opts)
     if stage_folder:
@@ -255,7 +279,12 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
     records = []
     with Engine(gguf, n_ctx=opts.n_ctx) as engine, Progress(len(docs), f"{suite.name} on {gguf.name}") as progress:
         engine.reset_timings()
-        for doc in progress.iterate(docs):
+        texts: dict[int, str] = {}
+        if suite.kind != "multiple_choice" and opts.parallel > 1:  # generate every item first, then score them
+            contexts = [build_context(suite, doc, docs, num_fewshot) for doc in docs]
+            done = generate_all(engine, suite, contexts, opts.parallel, lambda i: progress.update())
+            texts = {doc["index"]: t for doc, t in zip(docs, done, strict=True)}
+        for doc in (docs if texts else progress.iterate(docs)):
             context = build_context(suite, doc, docs, num_fewshot)
             base = {"index": doc["index"], "prompt_sha256": _sha(context)}
             if suite.category_field:
@@ -272,7 +301,8 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
             if suite.kind == "multiple_choice":
                 records.append({**base, **score_multiple_choice(engine, suite, doc, context)})
             else:
-                records.append({**base, **score_generation(engine, suite, doc, context, opts, judge)})
+                records.append({**base, **score_generation(engine, suite, doc, context, opts, judge,
+                                                           texts.get(doc["index"]))})
         timings = engine.timings()
     if judge is not None:
         judge.close()
@@ -288,6 +318,7 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
                "prompt_sha256": inputs["prompt_sha256"], "model": str(gguf), "model_sha256": inputs["model_sha256"],
                "num_fewshot": num_fewshot, "data": str(source), "data_sha256": inputs["data"].get("sha256"),
                "judge": judge.describe() if judge else None, "timings": timings,
+               "parallel": opts.parallel if suite.kind != "multiple_choice" else 1,
                "records_sha256": sha256_file(records_path), "notes": notes, **summarize_records(suite, records)}
     atomic_write_json(out_dir / f"{suite.name}.summary.json", summary)  # last: its presence marks the suite as done
     return summary

@@ -1,0 +1,270 @@
+"""Greedy generation of many prompts at once on one llama.cpp context: continuous batching.
+
+Up to ``n_seq`` sequences live in the context, each under its own seq_id with its own KV stream
+(``kv_unified=False``: every sequence gets the full ``n_ctx`` of the one-at-a-time path, and attention only
+reads the sequence's own cells). One ``llama_decode`` per step carries every live sequence's next token, plus
+as many prompt tokens of newly admitted sequences as fit in the batch; when a sequence finishes, the next
+waiting prompt takes its slot.
+
+Each request is read exactly as llama-cpp-python's ``create_completion`` reads it at ``temperature=0``
+(argmax; first maximum on ties), so that a sequence yields the same text as the one-at-a-time path given the
+same logits: stop at an end-of-generation token, the accumulated bytes searched for the stop strings after
+every token (a stop string spanning token boundaries is found; the text is cut where the first listed stop
+string found begins), the stop check skipped while the text ends inside a UTF-8 character, ``max_tokens``
+clipped to the context. The logits themselves can differ in the last bits: llama.cpp's CPU kernels sum in
+another order for a many-row batch than for a single token, so a near tie can break the other way and the
+completion diverge from there.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
+MIN_COPY = 32  # a prompt prefix held by another sequence is copied over when it is this many tokens longer
+DEFAULT_PARALLEL = 4  # `alphagate eval --parallel` (benchmarks/bench_generate.py measured it on a 2-core CPU)
+
+
+@dataclass(frozen=True)
+class Request:
+    tokens: list[int]  # the prompt, special tokens included
+    max_tokens: int
+    stop: tuple[bytes, ...] = ()
+    stop_token_ids: frozenset[int] = frozenset()  # a prompt ending in one of these yields "" (chat handlers)
+
+
+@dataclass
+class _Slot:
+    seq: int
+    index: int
+    request: Request
+    pending: list[int]  # tokens to decode next: the rest of the prompt, or the last sampled token
+    pos: int = 0  # tokens of this sequence in the KV cache
+    completion: list[int] = field(default_factory=list)
+    text: bytes = b""
+    multibyte_fix: int = 0
+
+
+def completion_request(llm, prompt: str, max_tokens: int | None, stop: list[str] | None) -> Request:
+    """``llm.create_completion(prompt, ...)``'s prompt tokens and limits (llama-cpp-python 0.3.x)."""
+    if not prompt:
+        raise ValueError("generate_many got an empty prompt; every prompt needs at least one character.")
+    model = llm._model
+    cls_id, sep_id = model.token_cls(), model.token_sep()
+    bos = [cls_id if cls_id != -1 else llm.token_bos()]
+    eos = [sep_id if sep_id != -1 else llm.token_eos()]
+    if not model.add_bos_token() or bos[:1] == [-1]:
+        bos = []
+    if not model.add_eos_token() and sep_id == -1:
+        eos = []
+    tokens = bos + llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) + eos
+    return _request(llm, tokens, max_tokens, stop)
+
+
+def chat_request(llm, formatter, messages: list[dict], max_tokens: int | None, stop: list[str] | None) -> Request:
+    """``llm.create_chat_completion(messages, ...)``'s request through a Jinja2ChatFormatter (the GGUF's template,
+    llama-cpp-python's "chat_template.default" handler, whose stop token is the model's EOS)."""
+    result = formatter(messages=messages)
+    tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+    stops = list(stop or []) + (list(result.stop) if isinstance(result.stop, list) else [result.stop])
+    return _request(llm, tokens, max_tokens, stops, frozenset({llm.token_eos()}))
+
+
+def _request(llm, tokens: list[int], max_tokens: int | None, stop, stop_token_ids=frozenset()) -> Request:
+    n_ctx = llm.n_ctx()
+    if len(tokens) >= n_ctx:
+        raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {n_ctx}")
+    if max_tokens is None or max_tokens <= 0:
+        max_tokens = n_ctx - len(tokens)
+    max_tokens = max_tokens if max_tokens + len(tokens) < n_ctx else n_ctx - len(tokens)
+    stop = [stop] if isinstance(stop, str) else list(stop or [])
+    return Request(tokens, max_tokens, tuple(s.encode("utf-8") for s in stop), stop_token_ids)
+
+
+class BatchedDecoder:
+    """A second llama.cpp context on ``llm``'s model (same settings) holding ``n_seq`` sequences of up to ``n_ctx``
+    tokens each."""
+
+    def __init__(self, llm, n_seq: int, n_ctx: int | None = None, n_batch: int | None = None):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        if not isinstance(n_seq, int) or isinstance(n_seq, bool) or not 1 <= n_seq <= MAX_SEQUENCES:
+            raise ValueError(f"parallel must be a whole number from 1 to {MAX_SEQUENCES}, got {n_seq!r}.")
+        self.llm, self.n_seq = llm, n_seq
+        self.n_ctx = n_ctx or llm.n_ctx()
+        self.n_batch = max(n_batch or llm.n_batch, n_seq)
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        params.n_ctx, params.n_seq_max, params.kv_unified = self.n_ctx * n_seq, n_seq, False
+        params.n_batch = params.n_ubatch = self.n_batch
+        self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._vocab, self.n_vocab = llm._model.vocab, llm.n_vocab()
+        self._piece = ctypes.create_string_buffer(32)
+        self.stats = {"prompt_tokens": 0, "prompt_ms": 0.0, "generated_tokens": 0, "generation_ms": 0.0,
+                      "sampled_tokens": 0, "steps": 0, "reused_prompt_tokens": 0, "moves": 0}
+        self._held: list[list[int]] = [[] for _ in range(n_seq)]  # the tokens each sequence's KV stream holds
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._batch.close()
+            self._ctx.close()
+            self._ctx = None
+
+    # -- one sequence ----------------------------------------------------------------------------
+    def _piece_of(self, token: int) -> bytes:
+        import llama_cpp
+
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, 32, 0, False)
+        return self._piece.raw[:n]
+
+    def _accept(self, slot: _Slot, token: int) -> bytes | None:
+        """Feed the greedy token to the sequence as create_completion does; its final text once it is done."""
+        import llama_cpp
+
+        req = slot.request
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            return slot.text
+        slot.completion.append(token)
+        slot.text += self._piece_of(token)
+        for k, char in enumerate(slot.text[-3:]):  # create_completion's test for a cut UTF-8 character, verbatim
+            k = 3 - k
+            for num, pattern in ((2, 192), (3, 224), (4, 240)):
+                if num > k and pattern & char == pattern:
+                    slot.multibyte_fix = num - k
+        if slot.multibyte_fix > 0:
+            slot.multibyte_fix -= 1
+        else:
+            found = [s for s in req.stop if s in slot.text]
+            if found:
+                return slot.text[: slot.text.index(found[0])]
+            if len(slot.completion) >= req.max_tokens:
+                return slot.text
+        if slot.pos >= self.n_ctx:  # only past max_tokens inside a cut character: the context is full
+            return slot.text
+        slot.pending = [token]
+        return None
+
+    # -- many sequences --------------------------------------------------------------------------
+    def run(self, requests: list[Request], on_done=None) -> list[str]:
+        """Greedy completions of ``requests``, in their order; ``on_done(index)`` as each one finishes."""
+        import llama_cpp
+        import numpy as np
+
+        results: list[str | None] = [None] * len(requests)
+        waiting = deque(range(len(requests)))
+        free = list(range(self.n_seq - 1, -1, -1))  # popped from the end: the lowest seq_id first
+        live: list[_Slot] = []
+        b = self._batch.batch
+
+        def finish(index: int, text: bytes) -> None:
+            results[index] = text.decode("utf-8", errors="ignore")
+            if on_done is not None:
+                on_done(index)
+
+        while waiting or live:
+            while waiting and free:
+                i = waiting.popleft()
+                if requests[i].stop_token_ids and requests[i].tokens[-1] in requests[i].stop_token_ids:
+                    finish(i, b"")
+                    continue
+                live.append(self._admit(i, requests[i], free.pop(), live))
+            if not live:
+                continue
+            if not waiting:
+                self._compact(live, free)
+            # in seq_id order (llama.cpp puts only consecutive seq_ids of a split KV cache in one micro-batch): every
+            # generated token (they always fit), prompt tokens as far as the batch holds them
+            live.sort(key=lambda s: s.seq)
+            room = self.n_batch - sum(1 for s in live if len(s.pending) == 1)
+            n, outputs, prompt_tokens = 0, [], 0
+            for slot in live:
+                take = len(slot.pending) if len(slot.pending) == 1 else min(len(slot.pending), room)
+                if take <= 0:
+                    continue
+                if len(slot.pending) > 1:
+                    room -= take
+                last = take == len(slot.pending)
+                for j in range(take):
+                    b.token[n], b.pos[n], b.n_seq_id[n] = slot.pending[j], slot.pos + j, 1
+                    b.seq_id[n][0] = slot.seq
+                    b.logits[n] = last and j == take - 1
+                    n += 1
+                if last:
+                    outputs.append((slot, n - 1))
+                if not slot.completion:
+                    prompt_tokens += take
+                self._held[slot.seq].extend(slot.pending[:take])
+                slot.pos += take
+                slot.pending = slot.pending[take:]
+            b.n_tokens = n
+            t0 = time.perf_counter()
+            self._ctx.decode(self._batch)
+            ms = (time.perf_counter() - t0) * 1e3
+            self.stats["steps"] += 1
+            self.stats["prompt_tokens"] += prompt_tokens
+            self.stats["sampled_tokens"] += len(outputs)
+            if prompt_tokens:
+                self.stats["prompt_ms"] += ms
+            else:
+                self.stats["generated_tokens"] += len(outputs)
+                self.stats["generation_ms"] += ms
+            for slot, row in outputs:
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, row),
+                                               shape=(self.n_vocab,))
+                text = self._accept(slot, int(logits.argmax()))
+                if text is not None:
+                    live.remove(slot)
+                    free.append(slot.seq)
+                    finish(slot.index, text)
+        return results  # type: ignore[return-value]
+
+    def _admit(self, index: int, req: Request, seq: int, live: list[_Slot]) -> _Slot:
+        """A slot for ``req`` in ``seq``, reusing the longest prompt prefix already in the KV cache: what ``seq``
+        still holds, or (copied) what another sequence holds, e.g. a few-shot prefix shared by the items."""
+        import llama_cpp
+
+        mem = self._ctx.memory
+        best_seq, best = seq, _common_prefix(self._held[seq], req.tokens)
+        for other in range(self.n_seq):
+            n = _common_prefix(self._held[other], req.tokens)
+            if n > best + MIN_COPY:
+                best_seq, best = other, n
+        best = min(best, len(req.tokens) - 1)  # the last prompt token is decoded again: its logits are needed
+        if best_seq != seq:  # a cross-stream copy: the whole stream, done by llama.cpp before the next decode
+            llama_cpp.llama_memory_seq_rm(mem, seq, -1, -1)
+            llama_cpp.llama_memory_seq_cp(mem, best_seq, seq, -1, -1)
+        llama_cpp.llama_memory_seq_rm(mem, seq, best, -1)
+        self._held[seq] = list(req.tokens[:best])
+        self.stats["reused_prompt_tokens"] += best
+        return _Slot(seq, index, req, list(req.tokens[best:]), pos=best)
+
+    def _compact(self, live: list[_Slot], free: list[int]) -> None:
+        """Move the highest live sequences into the lowest free seq_ids so that the live ones stay consecutive (else
+        each run of consecutive seq_ids is a micro-batch of its own: a forward pass each)."""
+        import llama_cpp
+
+        mem = self._ctx.memory
+        while free and live:
+            top, low = max(live, key=lambda s: s.seq), min(free)
+            if low > top.seq:
+                return
+            free.remove(low)
+            llama_cpp.llama_memory_seq_rm(mem, low, -1, -1)
+            llama_cpp.llama_memory_seq_cp(mem, top.seq, low, -1, -1)
+            llama_cpp.llama_memory_seq_rm(mem, top.seq, -1, -1)
+            self._held[low], self._held[top.seq] = self._held[top.seq], []
+            free.append(top.seq)
+            top.seq = low
+            self.stats["moves"] += 1
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
