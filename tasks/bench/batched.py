@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
 MIN_COPY = 32  # a prompt prefix held by another sequence is copied over when it is this many tokens longer
-DEFAULT_PARALLEL = 4  # `alphagate eval --parallel` (benchmarks/bench_generate.py measured it on a 2-core CPU)
+# `alphagate eval --parallel` default: 1 (the one-at-a-time reference path) until benchmarks/bench_generate.py shows a
+# setting that is clearly faster with the same completions: on the 2-core CPU parallel=4 measured 1.37x on GSM8K
+# (0- and 5-shot, 40 shared items), short of the 2x the batched path is for; opt in with --parallel N
+DEFAULT_PARALLEL = 1
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newlin
 @dataclass
 class RunOptions:
     """How one suite is evaluated. ``parallel``: generation suites decode that many items together (continuous
-    batching, tasks.bench.batched); 1 is the one-item-at-a-time path. It is a speed setting and is *not* part of the
-    evaluation key (eval_inputs): greedy decoding of the same prompts gives the same completions either way, except
-    where llama.cpp's batched arithmetic (another summation order) turns a near tie in the logits the other way
-    (a few percent of long completions; the summary records the ``parallel`` used)."""
+    batching, tasks.bench.batched); 1 (the default) is the one-item-at-a-time reference path. Greedy decoding of the
+    same prompts gives the same completions either way except where llama.cpp's batched arithmetic (another
+    summation order) turns a near tie in the logits the other way, so a ``parallel`` above 1 is part of a generation
+    suite's evaluation key (eval_inputs); 1 keeps the keys results always had."""
 
     data: str | Path | None = None  # None/"sample", "shared", "hub" or a file
     limit: int | None = None
@@ -200,7 +200,10 @@ def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any
             "num_fewshot": suite.num_fewshot if opts.num_fewshot is None else opts.num_fewshot,
             "limit": opts.limit, "data": data, "judge": judge, "mmproj": mmproj,
             "n_ctx": opts.n_ctx, "keep_reasoning": opts.keep_reasoning,
-            "tags": [list(opts.think_tags), list(opts.final_tags)]}
+            "tags": [list(opts.think_tags), list(opts.final_tags)],
+            # batched decoding can turn a near tie in the logits the other way: a result made with it is its own
+            # (parallel 1, the reference path, keeps the keys it always had)
+            **({"parallel": opts.parallel} if opts.parallel > 1 and suite.kind != "multiple_choice" else {})}
 
 
 def eval_key(gguf: Path, suite_name: str, opts: RunOptions) -> tuple[str, dict[str, Any]]:
