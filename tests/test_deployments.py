@@ -48,3 +48,14 @@ def test_serve_script_builds_both_deployments():
     assert "params" in schema["properties"]
     fields = schema["definitions"]["CompareParams"]["properties"]
     assert {"config", "out", "suites", "formats", "data", "limit", "judge", "upload"} <= set(fields)
+
+
+def test_the_nightly_run_form_names_the_study_and_its_folder():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.compare import nightly
+
+    schema = parameter_schema(nightly).model_dump()
+    fields = schema["definitions"]["NightlyParams"]["properties"]
+    assert {"config", "out", "cache", "date", "upload"} <= set(fields)
+    assert all(f.get("description") for f in fields.values())  # every field explained on the form
