@@ -333,6 +333,8 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
         return _write(record, out_dir)
     lo, hi = cmp.get("decision_ci", cmp["diff_ci95"])
     level = f"{1 - alpha:.4g}".rstrip("0")
+    if alpha <= 0 or not np.isfinite(hi - lo):  # a look that spends nothing: show what the items alone say
+        (lo, hi), level = cmp["diff_ci95"], f"{1 - spec.alpha:.4g}"
     a_wins = cmp["diff"] > 0
     winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
     margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])

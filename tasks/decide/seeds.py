@@ -182,7 +182,10 @@ def replicate_lines(record: dict[str, Any]) -> list[str]:
                       f"{var['item_var_term']:.3g} (between-seed variance of a composite: {seed}, df "
                       f"{var['between_seed_df']})."]
     power = record.get("power")
-    if power:
+    if power and power["alpha"] <= 0:
+        lines += ["", "This look spends no alpha (one seed per arm cannot decide about the schedules): no power "
+                      "figure for it."]
+    elif power:
         lines += ["", f"Minimum detectable composite difference (alpha {power['alpha']:.3g}, power "
                       f"{power['power']:.0%}): {power['mde']:.4f}; the target effect {power['target_effect']:.4g} is "
                       + ("detectable with these items and seeds." if power["target_detectable"] else
