@@ -331,13 +331,13 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
                       reason=(f"Required suite(s) {failed_required} failed" if failed_required else
                               "No suite could be compared") + ", so no winner is picked." + failed_note)
         return _write(record, out_dir)
-    lo, hi = cmp.get("decision_ci", cmp["diff_ci95"])
-    level = f"{1 - alpha:.4g}".rstrip("0")
-    if alpha <= 0 or not np.isfinite(hi - lo):  # a look that spends nothing: show what the items alone say
-        (lo, hi), level = cmp["diff_ci95"], f"{1 - spec.alpha:.4g}"
+    lo, hi = cmp.get("decision_ci", cmp["diff_ci95"])  # what decides: the CI at this look's alpha
+    lo95, hi95 = cmp["diff_ci95"]  # what people read: the 95% CI (at a sequential look it is not the decision's)
     a_wins = cmp["diff"] > 0
     winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
     margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
+    ci95 = [lo95, hi95] if a_wins else [-hi95, -lo95]
+    at_look = (f"; look {look['look']} of {look['max_looks']} tests at alpha {alpha:.3g}" if look else "")
     names = {"a": name_a, "b": name_b, "tie": ""}
     tie = cmp["diff"] == 0
     for row in cmp["suites"]:
@@ -349,7 +349,7 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
         sides = {side: [r["suite"] for r in cmp["suites"] if r["significant"] and names[r["direction"]] == side]
                  for side in (name_a, name_b)}
         split = " and ".join(f"{_favour(s)} {side}" for side, s in sides.items() if s)
-        record.update(cmp, winner=None, margin=0.0, margin_ci95=ci, significant=False, upload=False,
+        record.update(cmp, winner=None, margin=0.0, margin_ci95=ci95, significant=False, upload=False,
                       outcome="mixed" if split else "tie",
                       reason="The two models score exactly the same composite: "
                       + (f"mixed ({split}), so nothing is uploaded." if split else "a tie, so nothing is uploaded.")
@@ -362,12 +362,13 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
             outcome, why = significance(cmp["suites"], ci, winner, loser, names)
         significant = outcome == "significant"
         upload = significant or spec.on_not_significant == "upload_best"
-        reason = (f"{winner} beats {loser} by {margin:.4f} composite points ({float(level) * 100:.4g}% CI "
-                  f"[{ci[0]:.4f}, {ci[1]:.4f}]): "
+        reason = (f"{winner} beats {loser} by {margin:.4f} composite points (95% CI [{ci95[0]:.4f}, "
+                  f"{ci95[1]:.4f}]{at_look}): "
                   + ("a significant difference: " + why + "." if significant else
                      f"{outcome}: {why}" + ("; the rule uploads the better one anyway." if upload else
                                             "; the rule is: no upload.")))
-        record.update(cmp, winner=winner, margin=margin, margin_ci95=ci, significant=significant, upload=upload,
+        record.update(cmp, winner=winner, margin=margin, margin_ci95=ci95, margin_ci_decision=ci,
+                      significant=significant, upload=upload,
                       outcome=outcome, reason=reason + failed_note)
     per_seed = record.get("per_seed_composites")
     if record.get("winner") and per_seed:  # what an upload publishes: the winning arm's best replicate
