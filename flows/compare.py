@@ -199,7 +199,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     this night's look of the alpha-spending boundary. A decided (or ended) study trains nothing and says so."""
     import datetime
 
-    from flows.stages import result_storage
+    from flows.stages import _artifact, result_storage
     from tasks.config import load_config
     from tasks.decide.replicates import look_alpha
     from tasks.decide.study import closed, earlier_replicates, next_night, open_study, record_night, study_path
@@ -210,7 +210,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     study = open_study(params.out, config, params.config)
     if (why := closed(study)) is not None:
         print(why)
-        _artifact_markdown("alphagate-study", f"# Nightly study\n\n{why}\n", "the study is closed")
+        _artifact("markdown", "alphagate-study", f"# Nightly study\n\n{why}\n", "the study is closed")
         return {"closed": why, "nights": len(study["nights"])}
     tonight = next_night(study, config)
     date = params.date or datetime.date.today().isoformat()
@@ -239,15 +239,6 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     print(f"study: {state}\nreport: {report_md}")
     return {"night": tonight["night"], "decision": result["decision"], "study": state, "report": str(report_md),
             "decision_record": result["decision_record"]}
-
-
-def _artifact_markdown(key: str, text: str, description: str) -> None:
-    from prefect import artifacts
-
-    try:
-        artifacts.create_markdown_artifact(text, key=key, description=description)
-    except Exception:  # noqa: BLE001 - an artifact that cannot be written never fails the run
-        pass
 
 
 @flow(name="alphagate-evaluate", validate_parameters=False)

@@ -23,6 +23,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from tasks.bench.engine import _common_prefix  # the KV-reuse prefix rule the one-at-a-time path uses
+
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
 MIN_COPY = 32  # a prompt prefix held by another sequence is copied over when it is this many tokens longer
 # `alphagate eval --parallel` default: 1 (the one-at-a-time reference path) until benchmarks/bench_generate.py shows a
@@ -263,11 +265,3 @@ class BatchedDecoder:
             free.append(top.seq)
             top.seq = low
             self.stats["moves"] += 1
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
