@@ -128,3 +128,27 @@ def test_nightly_cli_on_a_decided_study_says_so_and_trains_nothing(harness, tiny
     bad.write_text(config.read_text().replace("data: shared", "data: sample"))
     assert main(["nightly", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "must not decide on the 5-item bundled samples" in capsys.readouterr().err
+
+
+def test_a_night_whose_evaluations_failed_is_not_recorded_and_spends_no_look(harness, tiny_base_dir, tmp_path,
+                                                                             monkeypatch):
+    """A naive study would record the night with a replicate missing a suite (dropping that suite for the rest of
+    the study) and count the look; the night must fail instead, so the next run retries the same seed."""
+    import flows.compare
+    from flows.compare import NightlyParams, nightly
+    from tasks.decide.study import study_path
+
+    seen = []
+
+    def failing_pipeline(params, orch, storage, dpo, seeds, *rest):
+        seen.append(seeds)
+        return {"failed_evaluations": ["linear-s1001/bf16/mmlu"], "decision_record": str(tmp_path / "d.json")}
+
+    monkeypatch.setattr(flows.compare, "pipeline", failing_pipeline)
+    config = _config(tmp_path, tiny_base_dir)
+    out = tmp_path / "study"
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="night is not recorded and no look is spent"):
+            nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache")))
+    assert seen == [[1001], [1001]]  # the retry is the same night, same seed
+    assert not study_path(out).exists()
