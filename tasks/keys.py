@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,24 @@ LIBRARIES: dict[str, tuple[str, ...]] = {"export": ("transformers", "llama-cpp-p
 
 PROJECT = ("tasks", "alpha_gate")
 
+# CPython 3.11 keeps the AST constructor's recursion depth in interpreter-wide state: two threads parsing at once
+# (Prefect runs tasks in threads, each computing its cache key; 3.11's traceback formatter parses too) can raise
+# "SystemError: AST constructor recursion depth mismatch" (seen in CI; cf. CPython gh-106905). Our parses are
+# serialised, and one that collides with a parse outside our lock is retried (the depth is reset at each parse).
+_AST_LOCK = threading.Lock()
+
+
+def _parse(source: str, filename: str):
+    import ast
+
+    for attempt in range(5):
+        try:
+            with _AST_LOCK:
+                return ast.parse(source, filename=filename)
+        except SystemError as error:
+            if "recursion depth mismatch" not in str(error) or attempt == 4:
+                raise
+
 
 def _project_imports(path: Path) -> set[str]:
     """The project modules (tasks.*, alpha_gate.*) a source file imports, anywhere in it (lazy imports in functions
@@ -77,7 +96,8 @@ def _project_imports(path: Path) -> set[str]:
     import ast
 
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    source = path.read_text(encoding="utf-8")
+    for node in ast.walk(_parse(source, str(path))):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names if a.name.split(".")[0] in PROJECT}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \

@@ -286,3 +286,32 @@ def test_run_rejects_a_config_whose_files_are_missing(tmp_path, capsys, monkeypa
                       "data: {sources: [{kind: jsonl, path: missing.jsonl}]}\n")
     assert main(["run", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert f"data.sources[0].path {tmp_path / 'missing.jsonl'} does not exist" in capsys.readouterr().err
+
+
+def test_a_parse_that_collides_with_another_threads_parse_is_retried(monkeypatch, tmp_path):
+    """CPython 3.11 raises SystemError when two threads build ASTs at once (the depth counter is interpreter-wide);
+    the code-version hash must not fail a task for it. Any other SystemError still propagates."""
+    import ast
+
+    from tasks import keys
+
+    source = tmp_path / "m.py"
+    source.write_text("import tasks.keys\nfrom alpha_gate import pet\n", encoding="utf-8")
+    real, calls = ast.parse, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise SystemError("AST constructor recursion depth mismatch (before=51, after=46)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", flaky)
+    assert keys._project_imports(source) == {"tasks.keys", "alpha_gate", "alpha_gate.pet"}
+    assert len(calls) == 3
+
+    def broken(*args, **kwargs):
+        raise SystemError("something else")
+
+    monkeypatch.setattr(ast, "parse", broken)
+    with pytest.raises(SystemError, match="something else"):
+        keys._project_imports(source)
