@@ -68,6 +68,97 @@ def _first_difference(a: str, b: str) -> dict:
     return {"at_char": i, "parallel_1": a[max(0, i - 20): i + 30], "batched": b[max(0, i - 20): i + 30]}
 
 
+def _decode(ctx, batch, items: list[tuple[int, list[int], int]], n_vocab: int):
+    """One llama_decode of (seq_id, tokens, first position) runs; the logits of each run's last token."""
+    import llama_cpp
+    import numpy as np
+
+    b, n, rows = batch.batch, 0, []
+    for seq, tokens, start in items:
+        for i, token in enumerate(tokens):
+            b.token[n], b.pos[n], b.n_seq_id[n] = token, start + i, 1
+            b.seq_id[n][0], b.logits[n] = seq, i == len(tokens) - 1
+            n += 1
+        rows.append(n - 1)
+    b.n_tokens = n
+    ctx.decode(batch)
+    return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx.ctx, r), shape=(n_vocab,)).copy() for r in rows]
+
+
+def check_streams(engine: Engine) -> dict[str, float]:
+    """Why the batched decoder reuses no KV prefix: max |logit difference| against a fresh stream for a prompt
+    whose shared prefix is kept in its stream (seq_rm from the prefix) or copied from another (seq_cp), decoded
+    alone or in one micro-batch with another stream (split KV streams, as tasks.bench.batched uses them)."""
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import _internals
+
+    from tasks.bench.batched import completion_request
+    from tasks.bench.engine import _common_prefix
+
+    llm = engine.llm
+    shots = "".join(f"Question: What is {a} plus {a + 1}?\nAnswer: {2 * a + 1}\n\n" for a in range(1, 9))
+    p, q = (completion_request(llm, f"{shots}Question: What is {x} plus 1?\nAnswer:", 6, []).tokens for x in (20, 42))
+    pre, n_vocab = _common_prefix(p, q), llm.n_vocab()
+    params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+    params.n_ctx, params.n_seq_max, params.kv_unified = 512 * 4, 4, False
+    params.n_batch = params.n_ubatch = 512
+    ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
+    mem, out = ctx.memory, {}
+    try:
+        fresh = _decode(ctx, batch, [(3, q, 0)], n_vocab)[0]
+        _decode(ctx, batch, [(0, p, 0)], n_vocab)
+        for name, together in (("kept prefix, alone", False), ("kept prefix, with another stream", True),
+                               ("copied prefix, alone", False), ("copied prefix, with another stream", True),
+                               ("cleared stream, with another stream", True)):
+            llama_cpp.llama_memory_seq_rm(mem, 1, -1, -1)
+            llama_cpp.llama_memory_seq_rm(mem, 0, len(p), -1)
+            start = pre
+            if name.startswith("kept"):
+                _decode(ctx, batch, [(1, p, 0)], n_vocab)
+                llama_cpp.llama_memory_seq_rm(mem, 1, pre, -1)
+            elif name.startswith("copied"):
+                llama_cpp.llama_memory_seq_cp(mem, 0, 1, -1, -1)
+                llama_cpp.llama_memory_seq_rm(mem, 1, pre, -1)
+            else:
+                start = 0
+            items = ([(0, [p[-1]], len(p))] if together else []) + [(1, q[start:], start)]
+            out[name] = float(np.abs(_decode(ctx, batch, items, n_vocab)[-1] - fresh).max())
+    finally:
+        batch.close()
+        ctx.close()
+    return out
+
+
+def ceiling(engine: Engine, sizes=(1, 4, 8, 16), steps: int = 20) -> dict[int, float]:
+    """Tokens/s of a decode step carrying one token for each of N sequences (split KV streams, 100 tokens of context
+    each): the most any batched generation can gain on this machine is the ratio to N = 1."""
+    import time
+
+    import llama_cpp
+    from llama_cpp import _internals
+
+    llm, out = engine.llm, {}
+    for n in sizes:
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        params.n_ctx, params.n_seq_max, params.kv_unified = 512 * n, n, False
+        params.n_batch = params.n_ubatch = 512
+        ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
+        try:
+            for s in range(n):
+                _decode(ctx, batch, [(s, list(range(100, 200)), 0)], llm.n_vocab())
+            t0 = time.perf_counter()
+            for k in range(steps):
+                _decode(ctx, batch, [(s, [300 + k], 100 + k) for s in range(n)], llm.n_vocab())
+            out[n] = n * steps / (time.perf_counter() - t0)
+        finally:
+            batch.close()
+            ctx.close()
+    return out
+
+
 def table(cases: list[dict]) -> str:
     rows = [f"{'suite':<22}{'parallel':>9}{'items/s':>9}{'tok/s':>8}{'speedup':>9}{'identical':>10}  accuracy"]
     for case in cases:
@@ -81,7 +172,11 @@ def table(cases: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", type=Path, default=DEFAULT_GGUF)
-    ap.add_argument("--parallel", type=int, nargs="+", default=[DEFAULT_PARALLEL])
+    ap.add_argument("--parallel", type=int, nargs="+", default=sorted({max(DEFAULT_PARALLEL, 2), 4, 8}))
+    ap.add_argument("--check-streams", action="store_true",
+                    help="only show how llama.cpp's split KV streams treat a kept or copied prefix (see batched.py)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="only measure decode tokens/s with 1, 4, 8, 16 sequences per step (the most batching gains)")
     ap.add_argument("--data", default="shared")
     ap.add_argument("--limit", type=int, help="first N items of each suite (default: all)")
     ap.add_argument("--cases", nargs="+", default=[f"{n}:{s}" for n, s in CASES], help="SUITE:SHOTS ...")
@@ -89,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(p < 2 for p in args.parallel):
         ap.error("--parallel: the batched runs need N >= 2 (--parallel 1 always runs as the reference)")
+    if args.check_streams or args.ceiling:
+        with Engine(args.gguf) as engine:
+            if args.check_streams:
+                for name, diff in check_streams(engine).items():
+                    print(f"{name:<40} max |logit - fresh stream's| = {diff:.3g}")
+            if args.ceiling:
+                rates = ceiling(engine)
+                for n, rate in rates.items():
+                    print(f"{n:>3} sequences per step: {rate:7.1f} tok/s ({rate / rates[1]:.2f}x)")
+        return 0
     cases = []
     with Engine(args.gguf) as engine:
         for case in args.cases:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
@@ -81,6 +82,8 @@ def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tun
     root, config = params.out, params.config
     data = prepare_data_task.submit(config, root)
     base = base_model_task.submit(config, params.cache)
+    # the base model's export first: it needs no training, so its evaluations can run while the arms train
+    base_export = export_task.submit(config, base, root, params.formats, "base")
     labels = {v: [replicate_label(v, seed, replicated) for seed in seeds] for v in VARIANTS}
     trains = {}
     for v in VARIANTS:
@@ -101,9 +104,8 @@ def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tun
             parent_gguf = exports[m].result().file("bf16")
             trains[tuned] = dpo_task.submit(config, trains[m], str(parent_gguf), root, [])
             exports[tuned] = export_task.submit(config, trains[tuned], root, params.formats, tuned)
-    exports["base"] = export_task.submit(config, base, root, params.formats, "base")
-    return data, base, labels, {m: ref.result() for m, ref in trains.items()}, \
-        {m: ref.result() for m, ref in exports.items()}
+    exports["base"] = base_export
+    return data, base, labels, trains, exports
 
 
 @flow(name="alphagate-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -131,9 +133,20 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     replicated = len(seeds) > 1 or bool(earlier) or look is not None
     if params.upload:  # a real upload: token, write access and namespace checked before any training
         preflight_task(config)
-    data, _, labels, runs, exports = _models(params, orch, seeds, replicated, tuner_trials, dpo)
-    files = {m: {f: str(ref.file(f)) for f in params.formats} for m, ref in exports.items()}
-    done = evaluate_flow(files, params.suites, root, params.data, params.limit, params.judge)
+    data, _, labels, trainings, exporting = _models(params, orch, seeds, replicated, tuner_trials, dpo)
+    # each model's evaluations start as soon as its export is done (the base model's while the arms still train),
+    # in the order the exports finish; the other trainings and exports go on meanwhile
+    model_of = {future: m for m, future in exporting.items()}
+    files, done = {}, {}
+    for future in as_completed(list(exporting.values())):
+        m = model_of[future]
+        files[m] = {f: str(future.result().file(f)) for f in params.formats}
+        evaluate_model = evaluate_flow.with_options(flow_run_name=f"evaluate-{m}")
+        done |= evaluate_model({m: files[m]}, params.suites, root, params.data, params.limit, params.judge)
+    files = {m: files[m] for m in exporting}  # the models' order, not the exports' finishing order
+    done = {f"{m}/{f}/{s}": done[f"{m}/{f}/{s}"] for m in files for f in params.formats for s in params.suites}
+    runs = {m: future.result() for m, future in trainings.items()}
+    exports = {m: future.result() for m, future in exporting.items()}
     results = {f"{m}/{f}": results_task.submit({s: done[f"{m}/{f}/{s}"] for s in params.suites
                                                 if done[f"{m}/{f}/{s}"] is not None}, root)
                for m in files for f in params.formats}

@@ -86,3 +86,21 @@ def test_user_errors_are_named(engine, smollm2_gguf, tmp_path):
         eval_key(smollm2_gguf, "gsm8k", RunOptions(parallel=8))[0]
     assert eval_key(smollm2_gguf, "mmlu", RunOptions(parallel=1))[0] == \
         eval_key(smollm2_gguf, "mmlu", RunOptions(parallel=8))[0]
+
+
+def test_prompts_sharing_a_long_prefix_give_the_one_at_a_time_completions(engine):
+    """Few-shot prompts share a long prefix. Keeping it in a slot's KV stream (or copying it from another stream) and
+    decoding that stream together with another one gives wrong logits with this llama.cpp (a naive prefix reuse
+    answers ' 164' for ' 16' here); every admitted prompt starts on a cleared stream."""
+    from tasks.bench.batched import BatchedDecoder, completion_request
+
+    shots = "".join(f"Question: What is {a} plus {a + 1}?\nAnswer: {2 * a + 1}\n\n" for a in range(1, 9))
+    prompts = [f"{shots}Question: What is {q} plus 1?\nAnswer:" for q in (20, 31, 42, 53, 64, 75)]
+    requests = [completion_request(engine.llm, p, 6, ["\n"]) for p in prompts]
+    decoder = BatchedDecoder(engine.llm, 4)  # more prompts than slots: two slots are used twice
+    try:
+        many = decoder.run(requests)
+        assert decoder.stats["prompt_tokens"] == sum(len(r.tokens) for r in requests)  # nothing reused
+    finally:
+        decoder.close()
+    assert many == [engine.generate(p, 6, ["\n"]) for p in prompts]

@@ -22,6 +22,27 @@ def _config(tmp_path, tiny_base_dir, required: str = "[]", name: str = "smoke.ya
     return path
 
 
+def _runs(kind: str, name: str) -> list[dict]:
+    """Flow or task runs whose name contains ``name``, from the test server's API."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            response = await client._client.post(f"/{kind}/filter", json={
+                kind: {"name": {"like_": name}}, "limit": 200, "offset": 0})
+            return response.json()
+
+    return asyncio.run(read())
+
+
+def _time(stamp: str):
+    import datetime
+
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 @pytest.mark.slow
 def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, monkeypatch):
     import json
@@ -41,6 +62,13 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     assert result["evaluations"] == 3 * 2 * 2 and result["failed_evaluations"] == []
     from tests.test_orchestration import _artifacts
 
+    # a model's evaluations start when its export is done, not after every export: the base model needs no training,
+    # so its evaluation flow starts before the arms' last export ends (waiting for all exports cannot pass this)
+    evaluations = _runs("flow_runs", "evaluate-")
+    assert sorted(r["name"] for r in evaluations) == ["evaluate-base", "evaluate-linear", "evaluate-sigmoid-bayes"]
+    base_start = min(_time(r["start_time"]) for r in evaluations if r["name"] == "evaluate-base")
+    exports = _runs("task_runs", "export_task")
+    assert len(exports) == 3 and base_start < max(_time(r["end_time"]) for r in exports)
     assert {"alphagate-decision", "alphagate-report"} <= {a.key for a in _artifacts("markdown")}
     tables = {a.key for a in _artifacts("table")}
     assert "eval-base-q8-0-gsm8k" in tables and "alphagate-decision-suites" in tables

@@ -4,7 +4,14 @@ Up to ``n_seq`` sequences live in the context, each under its own seq_id with it
 (``kv_unified=False``: every sequence gets the full ``n_ctx`` of the one-at-a-time path, and attention only
 reads the sequence's own cells). One ``llama_decode`` per step carries every live sequence's next token, plus
 as many prompt tokens of newly admitted sequences as fit in the batch; when a sequence finishes, the next
-waiting prompt takes its slot.
+waiting prompt takes its slot, on a cleared stream.
+
+No KV prefix is reused or copied between prompts. With the llama.cpp of llama-cpp-python 0.3.36, a stream that
+keeps a prefix (``llama_memory_seq_rm`` from a position, or ``llama_memory_seq_cp`` from another stream) and is then
+decoded in a micro-batch together with another stream gives wrong logits (max |diff| 0.35 against a fresh
+stream on SmolLM2; benchmarks/bench_generate.py --check-streams reproduces it), while a cleared stream gives
+bit-identical ones. Few-shot prefixes shared by the prompts are therefore decoded once per prompt, as the
+one-at-a-time path decodes them.
 
 Each request is read exactly as llama-cpp-python's ``create_completion`` reads it at ``temperature=0``
 (argmax; first maximum on ties), so that a sequence yields the same text as the one-at-a-time path given the
@@ -23,10 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from tasks.bench.engine import _common_prefix  # the KV-reuse prefix rule the one-at-a-time path uses
-
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
-MIN_COPY = 32  # a prompt prefix held by another sequence is copied over when it is this many tokens longer
 # `alphagate eval --parallel` default: 1 (the one-at-a-time reference path) until benchmarks/bench_generate.py shows a
 # setting that is clearly faster with the same completions: on the 2-core CPU parallel=4 measured 1.37x on GSM8K
 # (0- and 5-shot, 40 shared items), short of the 2x the batched path is for; opt in with --parallel N
@@ -110,8 +114,7 @@ class BatchedDecoder:
         self._vocab, self.n_vocab = llm._model.vocab, llm.n_vocab()
         self._piece = ctypes.create_string_buffer(32)
         self.stats = {"prompt_tokens": 0, "prompt_ms": 0.0, "generated_tokens": 0, "generation_ms": 0.0,
-                      "sampled_tokens": 0, "steps": 0, "reused_prompt_tokens": 0, "moves": 0}
-        self._held: list[list[int]] = [[] for _ in range(n_seq)]  # the tokens each sequence's KV stream holds
+                      "sampled_tokens": 0, "steps": 0}
 
     def close(self) -> None:
         if self._ctx is not None:
@@ -176,11 +179,9 @@ class BatchedDecoder:
                 if requests[i].stop_token_ids and requests[i].tokens[-1] in requests[i].stop_token_ids:
                     finish(i, b"")
                     continue
-                live.append(self._admit(i, requests[i], free.pop(), live))
+                live.append(self._admit(i, requests[i], free.pop()))
             if not live:
                 continue
-            if not waiting:
-                self._compact(live, free)
             # in seq_id order (llama.cpp puts only consecutive seq_ids of a split KV cache in one micro-batch): every
             # generated token (they always fit), prompt tokens as far as the batch holds them
             live.sort(key=lambda s: s.seq)
@@ -202,7 +203,6 @@ class BatchedDecoder:
                     outputs.append((slot, n - 1))
                 if not slot.completion:
                     prompt_tokens += take
-                self._held[slot.seq].extend(slot.pending[:take])
                 slot.pos += take
                 slot.pending = slot.pending[take:]
             b.n_tokens = n
@@ -227,41 +227,9 @@ class BatchedDecoder:
                     finish(slot.index, text)
         return results  # type: ignore[return-value]
 
-    def _admit(self, index: int, req: Request, seq: int, live: list[_Slot]) -> _Slot:
-        """A slot for ``req`` in ``seq``, reusing the longest prompt prefix already in the KV cache: what ``seq``
-        still holds, or (copied) what another sequence holds, e.g. a few-shot prefix shared by the items."""
+    def _admit(self, index: int, req: Request, seq: int) -> _Slot:
+        """A slot for ``req`` in ``seq``, its KV stream cleared (see the module's note on prefix reuse)."""
         import llama_cpp
 
-        mem = self._ctx.memory
-        best_seq, best = seq, _common_prefix(self._held[seq], req.tokens)
-        for other in range(self.n_seq):
-            n = _common_prefix(self._held[other], req.tokens)
-            if n > best + MIN_COPY:
-                best_seq, best = other, n
-        best = min(best, len(req.tokens) - 1)  # the last prompt token is decoded again: its logits are needed
-        if best_seq != seq:  # a cross-stream copy: the whole stream, done by llama.cpp before the next decode
-            llama_cpp.llama_memory_seq_rm(mem, seq, -1, -1)
-            llama_cpp.llama_memory_seq_cp(mem, best_seq, seq, -1, -1)
-        llama_cpp.llama_memory_seq_rm(mem, seq, best, -1)
-        self._held[seq] = list(req.tokens[:best])
-        self.stats["reused_prompt_tokens"] += best
-        return _Slot(seq, index, req, list(req.tokens[best:]), pos=best)
-
-    def _compact(self, live: list[_Slot], free: list[int]) -> None:
-        """Move the highest live sequences into the lowest free seq_ids so that the live ones stay consecutive (else
-        each run of consecutive seq_ids is a micro-batch of its own: a forward pass each)."""
-        import llama_cpp
-
-        mem = self._ctx.memory
-        while free and live:
-            top, low = max(live, key=lambda s: s.seq), min(free)
-            if low > top.seq:
-                return
-            free.remove(low)
-            llama_cpp.llama_memory_seq_rm(mem, low, -1, -1)
-            llama_cpp.llama_memory_seq_cp(mem, top.seq, low, -1, -1)
-            llama_cpp.llama_memory_seq_rm(mem, top.seq, -1, -1)
-            self._held[low], self._held[top.seq] = self._held[top.seq], []
-            free.append(top.seq)
-            top.seq = low
-            self.stats["moves"] += 1
+        llama_cpp.llama_memory_seq_rm(self._ctx.memory, seq, -1, -1)
+        return _Slot(seq, index, req, list(req.tokens))
