@@ -31,9 +31,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
-# `alphagate eval --parallel` default: 1 (the one-at-a-time reference path) until benchmarks/bench_generate.py shows a
-# setting that is clearly faster with the same completions: on the 2-core CPU parallel=4 measured 1.37x on GSM8K
-# (0- and 5-shot, 40 shared items), short of the 2x the batched path is for; opt in with --parallel N
+# `alphagate eval --parallel` default: 1, the one-at-a-time reference path, by measurement (bench_generate.py): on
+# the 2-core CPU a decode step of 16 sequences runs only 1.9x the tokens/s of one (--ceiling), prompts gain
+# nothing: --parallel 16 measured 1.17x the items/s on GSM8K 0-shot (40 items), 1.22x on ELYZA (30 items);
+# opt in with --parallel N
 DEFAULT_PARALLEL = 1
 
 
@@ -164,7 +165,7 @@ class BatchedDecoder:
 
         results: list[str | None] = [None] * len(requests)
         waiting = deque(range(len(requests)))
-        free = list(range(self.n_seq - 1, -1, -1))  # popped from the end: the lowest seq_id first
+        free = set(range(self.n_seq))  # the lowest free seq_id is taken first: live seq_ids stay consecutive
         live: list[_Slot] = []
         b = self._batch.batch
 
@@ -179,7 +180,9 @@ class BatchedDecoder:
                 if requests[i].stop_token_ids and requests[i].tokens[-1] in requests[i].stop_token_ids:
                     finish(i, b"")
                     continue
-                live.append(self._admit(i, requests[i], free.pop()))
+                seq = min(free)
+                free.remove(seq)
+                live.append(self._admit(i, requests[i], seq))
             if not live:
                 continue
             # in seq_id order (llama.cpp puts only consecutive seq_ids of a split KV cache in one micro-batch): every
@@ -223,7 +226,7 @@ class BatchedDecoder:
                 text = self._accept(slot, int(logits.argmax()))
                 if text is not None:
                     live.remove(slot)
-                    free.append(slot.seq)
+                    free.add(slot.seq)
                     finish(slot.index, text)
         return results  # type: ignore[return-value]
 
