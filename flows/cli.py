@@ -369,7 +369,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tasks.validate import validate_run
 
     fields = {k: v for k, v in vars(args).items() if k in CompareParams.model_fields and v is not None}
-    params = CompareParams(**fields)
+    params = CompareParams(**{"formats": None, **fields})  # no --formats: the config's export.formats
     if params.formats is None:
         from tasks.config import load_config
 
