@@ -48,7 +48,7 @@ class CompareParams(BaseModel):
 
     config: str = Field("configs/demo.yaml", description="Pipeline config (YAML, relative to the repository root). "
                                                          "It is checked before any work; an error names the field.")
-    out: str = Field("runs/demo", description="Output folder. Results live under store/<stage>/<key>/, with links "
+    out: str = Field("runs/demo", description="Output folder. Results live under store/STAGE/KEY/, with links "
                                               "for people beside them (decision, report, eval/...).")
     cache: str = Field("runs/cache", description="Folder for the downloaded or unpacked base model.")
     suites: list[Suite] = Field(list(SUITES), min_length=1,
