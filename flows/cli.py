@@ -369,13 +369,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tasks.validate import validate_run
 
     fields = {k: v for k, v in vars(args).items() if k in CompareParams.model_fields and v is not None}
-    params = CompareParams(**fields)
+    # unchecked until validate_run, whose errors name the flag; no --formats: the config's export.formats
+    params = CompareParams.model_construct(**{"formats": None, **fields})
     if params.formats is None:
         from tasks.config import load_config
 
         params = params.model_copy(update={"formats": list(load_config(params.config).export.formats)})
     # every flag and file the run reads, before any work: a bad one fails here, naming it
     validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
+    params = CompareParams.model_validate(params.model_dump())
     sweep_staging(Path(params.out))  # what killed runs left behind
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

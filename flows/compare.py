@@ -8,6 +8,7 @@ unless enabled) -> report.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow
 from prefect.futures import as_completed
@@ -31,26 +32,40 @@ from flows.stages import (
     train_task,
     upload_task,
 )
-from tasks.bench.suites import DEFAULT_SUITES
+from tasks.bench.suites import DEFAULT_SUITES, suite_names
 from tasks.store import Ref
+from tasks.validate import FORMATS
 
 VARIANTS = ("linear", "sigmoid-bayes")
 SUITES = list(DEFAULT_SUITES)
+# the run form's choices: every suite with a YAML in configs/suites, the GGUF formats the export writes
+Suite = Literal[tuple(suite_names())]  # type: ignore[valid-type]
+Format = Literal[FORMATS]  # type: ignore[valid-type]
 
 
 class CompareParams(BaseModel):
-    """The run form in the Prefect UI."""
+    """What to compare and where: the config names the base model, data, training, export and decision settings;
+    the fields below choose the run's suites, formats, items and output folder."""
 
-    config: str = Field("configs/demo.yaml", description="pipeline config (validated before any work)")
-    out: str = Field("runs/demo", description="artifact root: outputs under store/<stage>/<key>/, names beside them")
-    cache: str = Field("runs/cache", description="base-model cache")
-    suites: list[str] = Field(default_factory=lambda: list(SUITES))
-    formats: list[str] | None = Field(None, description="GGUF formats (bf16 always among them); None: the config's "
-                                                          "export.formats")
-    data: str = Field("sample", description="'sample' (bundled), 'shared', 'hub' or a file")
-    limit: int | None = Field(None, description="items per suite (None: all)")
-    judge: str | None = Field(None, description="judge YAML for ELYZA-tasks-100")
-    upload: bool = Field(False, description="really upload (needs upload.enabled and a token); else a dry run")
+    config: str = Field("configs/demo.yaml", description="Pipeline config (YAML, relative to the repository root). "
+                                                         "It is checked before any work; an error names the field.")
+    out: str = Field("runs/demo", description="Output folder. Results live under store/STAGE/KEY/, with links "
+                                              "for people beside them (decision, report, eval/...).")
+    cache: str = Field("runs/cache", description="Folder for the downloaded or unpacked base model.")
+    suites: list[Suite] = Field(list(SUITES), min_length=1,
+                                description="Benchmark suites to evaluate every model on (at least one).")
+    formats: list[Format] | None = Field(list(FORMATS), min_length=1,
+                                         description="GGUF formats to export and evaluate; bf16 is required (the "
+                                                     "decision compares BF16). Empty (null): the config's "
+                                                     "export.formats.")
+    data: str = Field("sample", description="Benchmark items: 'sample' (the bundled few per suite), 'shared' (the "
+                                            "shared benchmark folder), 'hub' (the datasets at their pinned "
+                                            "revisions) or a file.")
+    limit: int | None = Field(None, ge=1, description="Items per suite (empty: every item).")
+    judge: str | None = Field(None, description="Judge YAML for ELYZA-tasks-100 (empty: ELYZA items are not "
+                                                "graded).")
+    upload: bool = Field(False, description="Really upload the winner (needs upload.enabled in the config and a "
+                                            "Hub token); off: a dry run that stages the repos under the output.")
 
 
 DEFAULT_PARAMS = CompareParams()
@@ -60,7 +75,7 @@ DEFAULT_PARAMS = CompareParams()
 def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     """Validate the config (a bad one fails here, naming the field, before any work), then run the pipeline
     with the config's orchestration: result storage, evaluation task runner, training deployment."""
-    from flows.stages import result_storage
+    from flows.stages import finish_run, publish_results, result_storage, start_run_progress
     from tasks.config import load_config
     from tasks.validate import validate_run
 
@@ -71,7 +86,10 @@ def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
     flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
-    return flow_(params, orch.model_dump(mode="json"), str(storage) if storage else None, config.dpo.enabled)
+    start_run_progress("running: data, trainings, exports, evaluations, decision, report")
+    result = flow_(params, orch.model_dump(mode="json"), str(storage) if storage else None, config.dpo.enabled)
+    publish_results(result["decision_record"], result["report"])  # on this run, cached or not
+    return finish_run(result)
 
 
 def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tuner_trials: int | None, dpo: bool):
@@ -119,7 +137,7 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     seed replicates (models "<variant>-s<seed>"). The nightly study passes one new seed a night, the tuner budget
     (``tuner_trials``), the ``earlier`` nights' replicates (arm -> [{label, results, export, run}] refs), the
     ``look`` and its ``study`` record; it writes the report itself (``make_report`` False) once tonight is recorded."""
-    from flows.stages import eval_task_runner
+    from flows.stages import eval_task_runner, run_progress
     from tasks.config import OrchestrationSpec, load_config
 
     orch = OrchestrationSpec.model_validate(orchestration)
@@ -143,10 +161,13 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
         files[m] = {f: str(future.result().file(f)) for f in params.formats}
         evaluate_model = evaluate_flow.with_options(flow_run_name=f"evaluate-{m}")
         done |= evaluate_model({m: files[m]}, params.suites, root, params.data, params.limit, params.judge)
+        run_progress(80.0 * len(files) / len(exporting),
+                     f"{len(files)} of {len(exporting)} models exported and evaluated ({m} last)")
     files = {m: files[m] for m in exporting}  # the models' order, not the exports' finishing order
     done = {f"{m}/{f}/{s}": done[f"{m}/{f}/{s}"] for m in files for f in params.formats for s in params.suites}
     runs = {m: future.result() for m, future in trainings.items()}
     exports = {m: future.result() for m, future in exporting.items()}
+    run_progress(80.0, f"{sum(r is not None for r in done.values())} of {len(done)} evaluations done; deciding")
     results = {f"{m}/{f}": results_task.submit({s: done[f"{m}/{f}/{s}"] for s in params.suites
                                                 if done[f"{m}/{f}/{s}"] is not None}, root)
                for m in files for f in params.formats}
@@ -212,7 +233,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     this night's look of the alpha-spending boundary. A decided (or ended) study trains nothing and says so."""
     import datetime
 
-    from flows.stages import _artifact, result_storage
+    from flows.stages import _artifact, publish_results, result_storage, run_progress, start_run_progress
     from tasks.config import load_config
     from tasks.decide.replicates import look_alpha
     from tasks.decide.study import closed, earlier_replicates, next_night, open_study, record_night, study_path
@@ -236,6 +257,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
     flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
+    start_run_progress(f"night {tonight['night']}: data, trainings, exports, evaluations, decision, report")
     result = flow_(cparams, orch.model_dump(mode="json"), str(storage) if storage else None, False,
                    [tonight["seed"]], tonight["tuner_trials"], earlier_replicates(study), look, None, False)
     if result["failed_evaluations"]:  # a replicate missing a suite would drop that suite for the rest of the study
@@ -248,7 +270,9 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     report = report_task(*result["report_inputs"], str(study_path(params.out)))
     publish_names_task(params.out, params.config, {**result["names"], "report": report})
     report_md = Path(report.path) / "report.md"
+    publish_results(result["decision_record"], report_md)
     state = closed(study) or f"open: {len(study['nights'])} of {spec.max_looks} looks"
+    run_progress(100.0, f"night {tonight['night']} recorded; study {state}")
     print(f"study: {state}\nreport: {report_md}")
     return {"night": tonight["night"], "decision": result["decision"], "study": state, "report": str(report_md),
             "decision_record": result["decision_record"]}

@@ -13,8 +13,11 @@ intact, the body only finds and verifies it, and from the next run on the task i
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +82,6 @@ def _produce(stage: str, root: str, inputs: dict[str, Any], build: Callable[[Pat
 
 def _artifact(kind: str, key: str, payload, description: str) -> None:
     """A table/markdown artifact for the UI; an artifact that cannot be written never fails the task."""
-    import re
-
     from prefect import artifacts
 
     key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100]  # Prefect: lowercase letters, digits, dashes
@@ -95,6 +96,118 @@ def _artifact(kind: str, key: str, payload, description: str) -> None:
         get_run_logger().warning("could not write the %s artifact %s: %s", kind, key, exc)
 
 
+# --- what the run a user started shows ----------------------------------------------------------------------------
+# The stage tasks run two subflows down (alphagate-pipeline, alphagate-evaluate) and are cache hits on a rerun, so
+# the results are published by the top-level flow (compare, nightly) from the records on disk: the run a user
+# triggers from the UI carries them, and so does a rerun that recomputed nothing.
+
+IMAGE_BUDGET = 4_000_000  # bytes of PNG embedded into one report artifact; figures beyond it are listed by path
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+_RUN_PROGRESS: ContextVar[Any] = ContextVar("alphagate_run_progress", default=None)
+
+
+def embed_figures(markdown: str, folder: Path, budget: int = IMAGE_BUDGET) -> str:
+    """The report's Markdown with its figures as ``data:image/png;base64`` URIs (the Prefect UI cannot load files
+    from the server's disk; it renders data:image sources). A figure that is missing, not a PNG, or over the
+    budget is named by its path instead of a broken image."""
+    import base64
+
+    used = 0
+
+    def inline(match: re.Match) -> str:
+        nonlocal used
+        alt, target = match.groups()
+        if "://" in target or target.startswith(("data:", "/")):
+            return match.group(0)
+        path = folder / target
+        if path.suffix.lower() != ".png" or not path.is_file():
+            return f"*(figure {alt}: {path} is missing)*"
+        size = path.stat().st_size
+        if used + size > budget:
+            return f"*(figure {alt}: `{path}` — not embedded, the report's figures exceed {budget // 1_000_000} MB)*"
+        used += size
+        return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})"
+
+    return _IMAGE.sub(inline, markdown)
+
+
+def _decision_artifacts(record: dict[str, Any]) -> None:
+    from tasks.decide.decision import decision_markdown
+
+    _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
+    if record.get("suites"):
+        _artifact("table", "alphagate-decision-suites",
+                  [{k: r.get(k) for k in ("suite", "metric", "n_paired", "a", "b", "direction", "test", "p_value",
+                                          "p_holm", "significant", "verdict")} for r in record["suites"]],
+                  f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
+
+
+def publish_results(decision_json: str | Path | None, report_md: str | Path | None) -> None:
+    """Decision (Markdown + per-suite table) and report (figures embedded) as artifacts of the calling flow run."""
+    from tasks.store import read_json
+
+    if decision_json is not None:
+        _decision_artifacts(read_json(Path(decision_json)))
+    if report_md is not None:
+        path = Path(report_md)
+        _artifact("markdown", "alphagate-report",
+                  f"Report: `{path}`\n\n" + embed_figures(path.read_text(encoding="utf-8"), path.parent),
+                  "the comparison report")
+
+
+def run_progress(percent: float, what: str) -> None:
+    """The top-level run's progress artifact (created by ``start_run_progress``): ``percent`` done, ``what`` now.
+    A no-op outside such a run; a failed update never fails the run."""
+    state = _RUN_PROGRESS.get()
+    if state is None:
+        return
+    try:
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(state, percent, description=what)
+    except Exception as exc:  # noqa: BLE001
+        from prefect import get_run_logger
+
+        get_run_logger().warning("could not update the run's progress artifact: %s", exc)
+
+
+def failed_suites(failed: list[str]) -> dict[str, list[str]]:
+    """"model/format/suite" keys of evaluations that failed for good -> suite: ["model/format", ...]."""
+    out: dict[str, list[str]] = {}
+    for key in failed:
+        where, _, suite = key.rpartition("/")
+        out.setdefault(suite, []).append(where)
+    return out
+
+
+def finish_run(result: dict[str, Any]):
+    """What the top-level comparison returns: its result, or, when evaluations failed for good, a Completed state
+    named "Partial" whose message names the missing suites (the UI shows the name and the message; calling the flow
+    still returns the result)."""
+    failed = result.get("failed_evaluations") or []
+    if not failed:
+        run_progress(100.0, f"done: {result['decision']}")
+        return result
+    from prefect.states import Completed
+
+    missing = "; ".join(f"{suite} ({', '.join(where)})" for suite, where in failed_suites(failed).items())
+    message = (f"Partial: evaluations failed for good, so these suites are missing: {missing}. The decision used the "
+               "complete suites; rerun the flow to retry only what failed.")
+    run_progress(100.0, message)
+    return Completed(data=result, name="Partial", message=message)
+
+
+def start_run_progress(what: str) -> None:
+    try:
+        from prefect.artifacts import create_progress_artifact
+
+        _RUN_PROGRESS.set(create_progress_artifact(0.0, key="alphagate-progress", description=what))
+    except Exception as exc:  # noqa: BLE001
+        from prefect import get_run_logger
+
+        get_run_logger().warning("could not create the run's progress artifact: %s", exc)
+
+
 # --- data and base model -------------------------------------------------------------------------------------
 
 @_plan("data")
@@ -106,14 +219,14 @@ def _data_plan(config_path: str, root: str, **_: Any) -> tuple[str, Path]:
     return key, keyed_dir(root, "data", key)
 
 
-@task(cache_key_fn=keyed_cache("data"), persist_result=True, retries=1)
+@task(cache_key_fn=keyed_cache("data"), persist_result=True, retries=1, retry_delay_seconds=5)
 def prepare_data_task(config_path: str, root: str) -> Ref:
     from tasks.data.sft import data_ref
 
     return data_ref(_config(config_path).data, _data_plan(config_path, root)[1])
 
 
-@task(retries=1)  # found by key in the base-model cache (a hash and a check when it is there)
+@task(retries=1, retry_delay_seconds=5)  # found by key in the base-model cache (a hash and a check when it is there)
 def base_model_task(config_path: str, cache_dir: str) -> Ref:
     from tasks.data.base_model import base_ref
 
@@ -139,7 +252,7 @@ def _train_plan(config_path: str, variant: str, data: Ref, base: Ref, root: str,
     return key, keyed_dir(root, "train", key)
 
 
-@task(cache_key_fn=keyed_cache("train"), persist_result=True, retries=1, log_prints=False)
+@task(cache_key_fn=keyed_cache("train"), persist_result=True, retries=1, retry_delay_seconds=10, log_prints=False)
 def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, expected_key: str | None = None,
                seed: int | None = None, tuner_trials: int | None = None) -> Ref:
     """``seed``: this replicate's training seed (None: train.seed); ``tuner_trials``: the tuner's budget (None: the
@@ -155,7 +268,10 @@ def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, 
         raise RuntimeError(f"This worker computes the training key {key[:12]}… but the comparison expects "
                            f"{expected_key[:12]}…: the worker runs other code or sees another config/data. Install "
                            "the same version of the project on both machines and share the run folder.")
-    with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False):  # a "gpu" global limit, where one exists
+    # sent to a (GPU) work pool: the "gpu" global concurrency limit caps the trainings at once there (README; a
+    # missing limit is a warning). In one process trainings already run one at a time (_MODEL_LOCK).
+    on_worker = expected_key is not None
+    with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False) if on_worker else nullcontext():
         train_variant(_replicate(config_path, seed, tuner_trials), variant, out, base=base, data=data,
                       history=Path(root) / "tuner_history.json")
     return ref_of(out)
@@ -196,7 +312,7 @@ def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchma
     return key, keyed_dir(root, "dpo", key)
 
 
-@task(cache_key_fn=keyed_cache("dpo"), persist_result=True, retries=1, log_prints=False)
+@task(cache_key_fn=keyed_cache("dpo"), persist_result=True, retries=1, retry_delay_seconds=10, log_prints=False)
 def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str]) -> Ref:
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
@@ -226,7 +342,7 @@ def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], la
     return key, keyed_dir(root, "export", key)
 
 
-@task(cache_key_fn=keyed_cache("export"), persist_result=True, retries=1)
+@task(cache_key_fn=keyed_cache("export"), persist_result=True, retries=1, retry_delay_seconds=5)
 def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
     """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
     from tasks.export.gguf import export_model
@@ -257,7 +373,7 @@ def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | 
     return key, keyed_dir(root, "eval", key)
 
 
-@task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=[2, 10])
+@task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=5)
 def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
     from tasks.bench.runner import RunOptions, run_suite
     from tasks.store import ref_of
@@ -288,7 +404,7 @@ def results_task(suites: dict[str, Ref], root: str) -> Ref:
 
 # --- speed, degradation, decision, report, upload ---------------------------------------------------------------
 
-@task(persist_result=True, retries=1)
+@task(persist_result=True, retries=1, retry_delay_seconds=5)
 def speed_task(ggufs: dict[str, str], root: str, repeats: int = 5, max_tokens: int = 64) -> Ref:
     """The decision's speed samples, measured on their own (after the evaluations, nothing in parallel)."""
     from tasks.bench.speed import measure_speed
@@ -337,7 +453,7 @@ def decide_task(config_path: str, results: dict[str, list[Ref]], exports: dict[s
     named by ``labels``), the replicates' exports and runs (for the upload and the compute per arm), the
     degradation gates, the isolated speed samples, this run's decision section and, in a sequential study, the
     ``look``."""
-    from tasks.decide.decision import decide, decision_markdown
+    from tasks.decide.decision import decide
     from tasks.store import read_json
 
     spec = _config(config_path).decision
@@ -353,14 +469,7 @@ def decide_task(config_path: str, results: dict[str, list[Ref]], exports: dict[s
         exports={k: Path(r.path) for k, r in exports.items()}, runs={k: Path(r.path) for k, r in runs.items()},
         degradation=Path(degradation.path) / "degradation.json", expected_suites=expected_suites,
         speed=Path(speed.path) / "speed.json", labels=labels, look=look, compute=_compute(runs, labels)))
-    record = read_json(Path(ref.path) / "decision.json")
-    _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
-    if record.get("suites"):
-        _artifact("table", "alphagate-decision-suites",
-                  [{k: r.get(k) for k in ("suite", "metric", "n_paired", "a", "b", "direction", "test", "p_value",
-                                          "p_holm", "significant", "verdict")} for r in record["suites"]],
-                  f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
-    return {**record, "ref": ref}
+    return {**read_json(Path(ref.path) / "decision.json"), "ref": ref}  # its artifacts: publish_results
 
 
 @task(persist_result=True)
@@ -380,10 +489,7 @@ def report_task(results: dict[str, Ref], decision: Ref, degradation: Ref, runs: 
         {k: Path(r.path) for k, r in results.items()}, tmp, decision=Path(decision.path) / "decision.json",
         degradation=Path(degradation.path) / "degradation.json", runs={k: Path(r.path) for k, r in runs.items()},
         tuner=tuner_path, study=study_path))
-    path = Path(ref.path) / "report.md"
-    _artifact("markdown", "alphagate-report", f"Report: `{path}`\n\n" + path.read_text(encoding="utf-8"),
-              "the comparison report (figures beside it on disk)")
-    return ref
+    return ref  # its artifact: publish_results, on the run the user started
 
 
 @task

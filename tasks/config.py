@@ -216,7 +216,7 @@ class OrchestrationSpec(Strict):
     # dask: the scheduler to send the benchmark fan-out to ("tcp://host:8786"); None starts a LocalCluster of
     # eval_workers processes for the run
     dask_address: str | None = Field(None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$")
-    # "<flow name>/<deployment name>" of the alphagate-train flow on a GPU work pool (deployments/prefect.yaml);
+    # "<flow name>/<deployment name>" of the alphagate-train flow on a GPU work pool (deployments/prefect-gpu.yaml);
     # None trains in this process. The worker must see the same paths (a shared filesystem).
     train_deployment: str | None = Field(None, pattern=r"^[^/\s]+/[^/\s]+$")
     # where Prefect persists task results (the cache): a local folder, or an fsspec URL (s3://bucket/prefix,

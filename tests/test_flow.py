@@ -84,8 +84,12 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     compare(params)
     assert fits == []  # nothing trained again: every output found by its key and verified
     bodies.clear()
-    compare(params)
+    state = compare(params, return_state=True)
     assert bodies == [] and fits == []  # from then on, plain Prefect cache hits: no task body runs at all
+    # ... and the run still carries the results (published by the top-level flow, not by the cached tasks)
+    mine = {a.key for kind in ("markdown", "table", "progress") for a in _artifacts(kind)
+            if a.flow_run_id == str(state.state_details.flow_run_id)}
+    assert {"alphagate-decision", "alphagate-decision-suites", "alphagate-report", "alphagate-progress"} <= mine
 
 
 @pytest.mark.slow
@@ -108,7 +112,10 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
     params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),
                            cache=str(tmp_path / "cache"), suites=["mmlu", "gsm8k", "hellaswag"], formats=["bf16"],
                            limit=2)
-    compare(params)
+    state = compare(params, return_state=True)
+    assert state.is_completed() and state.name == "Partial"  # not shown as a plain success
+    assert "hellaswag (base/bf16, linear/bf16, sigmoid-bayes/bf16)" in state.message, state.message
+    assert state.result()["failed_evaluations"]  # the result is still there for callers
     assert calls.count("mmlu") == 3  # once per model: never retried
     assert calls.count("gsm8k") == 3 + 1  # one model's gsm8k failed once and was retried alone
     assert calls.count("hellaswag") == 3 * 3  # retried twice per model, then given up

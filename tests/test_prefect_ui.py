@@ -1,0 +1,194 @@
+"""The Prefect UI path as a person meets it: the README's Prefect commands, as written, on a fresh PREFECT_HOME with
+a real server on 127.0.0.1; the on-demand deployment's run form in headless Chromium (the suites offered as
+choices); a smoke run submitted from the form and run by the worker; the run's page listing its results.
+
+Screenshots are kept in ``runs/test-ui/`` (form.png, run-artifacts.png, report.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.cdp import chromium_binary
+
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "runs" / "test-ui"
+
+
+def readme_commands() -> list[str]:
+    """The README's Prefect block: its commands, comments dropped, in order."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Prefect:"):].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(check, what: str, timeout: float, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if value := check():
+                return value
+        except Exception:  # noqa: BLE001,S110 - not up yet
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+class Background:
+    """The README's long-running commands (server, worker), each in its own process group with its log."""
+
+    def __init__(self):
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, command: str, env: dict, log: Path) -> subprocess.Popen:
+        proc = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=open(log, "wb"),  # noqa: SIM115
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((proc, log))
+        return proc
+
+    def stop(self) -> None:
+        for proc, _ in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _ in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for _, log in self.procs)
+
+
+@pytest.fixture
+def prefect_stack(tmp_path):
+    """Run the README's block: the server and worker in the background, the rest to completion. The only change:
+    the port (4200 may be taken), set through PREFECT_SERVER_API_PORT and replaced in the API URL."""
+    commands = readme_commands()
+    kinds = [c.split()[1] if c.startswith(".venv/bin/prefect") else c.split()[0] for c in commands]
+    assert kinds == ["server", "export", "work-pool", "deploy", "worker"], commands  # the block this test follows
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    background = Background()
+    try:
+        for command in commands:
+            command = command.replace("127.0.0.1:4200", f"127.0.0.1:{port}")
+            if command.startswith("export "):
+                name, value = command.removeprefix("export ").split("=", 1)
+                env[name] = value
+            elif " server start" in command:
+                import httpx
+
+                background.start(command, env, tmp_path / "server.log")
+                _wait(lambda: httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200,
+                      "the Prefect server", 300)
+            elif " worker start" in command:
+                background.start(command, env, tmp_path / "worker.log")
+            else:
+                done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True,
+                                      timeout=300)
+                assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        yield f"http://127.0.0.1:{port}", background
+    finally:
+        background.stop()
+
+
+def _settle(browser, timeout: float = 15.0) -> None:
+    """Let the page's loading placeholders (skeletons) fill in before a screenshot; a page still loading after
+    ``timeout`` is photographed as it is."""
+    deadline = time.monotonic() + timeout
+    while browser.evaluate("document.querySelectorAll('.animate-pulse').length") and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def _smoke_config(tmp_path: Path, base_dir: Path) -> Path:
+    path = tmp_path / "smoke.yaml"
+    path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {base_dir}}}\n"
+                    "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
+                    "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
+                    "decision: {bootstrap: 200}\n")
+    return path
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="needs Chromium (`apt-get install -y chromium`; .ci/run does)")
+def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_base_dir, tmp_path):
+    import httpx
+
+    from tasks.bench.suites import suite_names
+    from tests.cdp import Browser
+
+    url, background = prefect_stack
+    api = httpx.Client(base_url=f"{url}/api", timeout=30)
+    deployment = api.get("/deployments/name/alphagate-compare/on-demand").json()
+    nightly = api.get("/deployments/name/alphagate-nightly/nightly-study").json()
+    assert "Asia/Tokyo" in nightly["description"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    params = {"params": {"config": str(_smoke_config(tmp_path, tiny_base_dir)), "out": str(tmp_path / "run"),
+                         "cache": str(tmp_path / "cache"), "suites": ["mmlu"], "formats": ["bf16"], "limit": 2}}
+    ui = f"{url}/v2"  # the UI a person gets at the server's address (Prefect 3.9 sends "/" to its V2 UI)
+    form = (f"{ui}/deployments/deployment/{deployment['id']}/run?"  # the run form, prefilled by its link
+            + urllib.parse.urlencode({"parameters": json.dumps(params)}))
+    with Browser(tmp_path / "chromium") as browser:
+        browser.goto(form)
+        browser.wait_for(lambda t: "Suites" in t and "Submit" in t, "the run form", 120)
+        assert browser.evaluate("document.querySelector('[aria-label=\"Remove mmlu tag\"]') !== null")
+        assert browser.evaluate("(() => { const b = document.querySelector('[aria-label=\"Select Suites\"]');"
+                                " if (!b) return false; b.click(); return true; })()")
+        options = browser.wait_for(lambda _: browser.evaluate(
+            "[...document.querySelectorAll('[role=option]')].map(e => e.innerText.trim())"), "the suites' choices")
+        assert options == suite_names(), options  # a list of choices, not free text
+        browser.screenshot(SHOTS / "form.png")
+        browser.send("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape",
+                     windowsVirtualKeyCode=27)
+        browser.wait_for(lambda _: browser.click_text("button", "Submit"), "the Submit button", 30)
+        run = _wait(lambda: api.post("/flow_runs/filter", json={
+            "flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()[0], "the submitted run", 60)
+        sent = run["parameters"]["params"]
+        assert {k: sent.get(k) for k in params["params"]} == params["params"], sent  # what the form sent
+        run = _wait(lambda: (r := api.get(f"/flow_runs/{run['id']}").json())["state"]["type"] in (
+            "COMPLETED", "FAILED", "CRASHED", "CANCELLED") and r, "the smoke run to finish", 1200, every=3)
+        assert run["state"]["name"] == "Completed", f"{run['state']}\n{background.logs()}"
+        assert (tmp_path / "run" / "decision" / "decision.json").is_file()
+
+        browser.goto(f"{ui}/runs/flow-run/{run['id']}?tab=Artifacts")  # the run the person started
+        text = browser.wait_for(lambda t: "alphagate-decision" in t and "alphagate-report" in t and t,
+                                "the decision and report artifacts on the run's page", 60)
+        assert "alphagate-decision-suites" in text and "alphagate-progress" in text
+        _settle(browser)
+        browser.screenshot(SHOTS / "run-artifacts.png")
+
+        report = api.post("/artifacts/filter", json={"artifacts": {"key": {"any_": ["alphagate-report"]},
+                                                                   "flow_run_id": {"any_": [run["id"]]}}}).json()[0]
+        assert "data:image/png;base64," in report["data"]
+        browser.goto(f"{ui}/artifacts/artifact/{report['id']}")
+        loaded = browser.wait_for(lambda _: browser.evaluate(
+            "(() => { const imgs = [...document.querySelectorAll('img[src^=\"data:image/png\"]')];"
+            " return imgs.length && imgs.every(i => i.complete && i.naturalWidth > 0) ? imgs.length : 0; })()"),
+            "the report's figures to show", 60)
+        assert loaded == report["data"].count("data:image/png;base64,")  # every figure shows, none broken
+        browser.screenshot(SHOTS / "report.png")
+
+        browser.goto(f"{ui}/deployments/deployment/{nightly['id']}?tab=Description")
+        browser.wait_for(lambda t: "Asia/Tokyo" in t, "the nightly schedule's timezone on its page", 60)
+        browser.screenshot(SHOTS / "nightly.png", full_page=False)
