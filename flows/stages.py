@@ -259,15 +259,13 @@ def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | 
 
 @task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=[2, 10])
 def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
-    from tasks.bench.runner import RunOptions, run_suite
+    from tasks.bench.runner import RunOptions, metric_rows, run_suite
     from tasks.store import ref_of
 
     out = _eval_plan(gguf, suite, root, data, limit, judge)[1]
     summary = run_suite(Path(gguf), suite, out, RunOptions(data=data, limit=limit, judge=_judge(judge)),
                         stage_folder=True)
-    rows = [{"metric": name, "mean": m["mean"], "ci95_low": (m["ci95"] or [None, None])[0],
-             "ci95_high": (m["ci95"] or [None, None])[1], "n": m["n"]} for name, m in summary["metrics"].items()]
-    _artifact("table", f"eval-{Path(gguf).stem}-{suite}", rows,
+    _artifact("table", f"eval-{Path(gguf).stem}-{suite}", metric_rows(summary),
               f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped")
     return ref_of(out)
 
@@ -337,7 +335,7 @@ def decide_task(config_path: str, results: dict[str, list[Ref]], exports: dict[s
     named by ``labels``), the replicates' exports and runs (for the upload and the compute per arm), the
     degradation gates, the isolated speed samples, this run's decision section and, in a sequential study, the
     ``look``."""
-    from tasks.decide.decision import decide, decision_markdown
+    from tasks.decide.decision import decide, decision_markdown, suite_table
     from tasks.store import read_json
 
     spec = _config(config_path).decision
@@ -356,9 +354,7 @@ def decide_task(config_path: str, results: dict[str, list[Ref]], exports: dict[s
     record = read_json(Path(ref.path) / "decision.json")
     _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
     if record.get("suites"):
-        _artifact("table", "alphagate-decision-suites",
-                  [{k: r.get(k) for k in ("suite", "metric", "n_paired", "a", "b", "direction", "test", "p_value",
-                                          "p_holm", "significant", "verdict")} for r in record["suites"]],
+        _artifact("table", "alphagate-decision-suites", suite_table(record),
                   f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
     return {**record, "ref": ref}
 
