@@ -50,6 +50,8 @@ def forest_plot(record: dict[str, Any], out: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 2.2))
     ax.axvline(0, color="gray", lw=1)
     ys = list(range(len(rows)))[::-1]  # first suite at the top, composite at the bottom
+    if rows[-1]["composite"] and len(rows) > 1:
+        ax.axhline(0.5, color="lightgray", lw=1)
     for y, r in zip(ys, rows, strict=True):
         color = "black" if r["composite"] else ("tab:blue" if r["significant"] else "dimgray")
         if r.get("decision_ci"):
