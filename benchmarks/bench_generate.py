@@ -34,7 +34,7 @@ def accuracy(engine, suite, docs, contexts, texts) -> dict[str, float]:
     records = [score_generation(engine, suite, d, c, RunOptions(), None, t)
                for d, c, t in zip(docs, contexts, texts, strict=True)]
     if suite.process_docs == "gsm8k":
-        keys = ("correct_flexible", "correct_strict")
+        keys = ("exact_match_flexible", "exact_match_strict")
     else:
         keys = ("char_f1",)
     return {k: sum(float(r[k]) for r in records) / len(records) for k in keys}

@@ -132,13 +132,11 @@ def embed_figures(markdown: str, folder: Path, budget: int = IMAGE_BUDGET) -> st
 
 
 def _decision_artifacts(record: dict[str, Any]) -> None:
-    from tasks.decide.decision import decision_markdown
+    from tasks.decide.decision import decision_markdown, suite_table
 
     _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
-    if record.get("suites"):
-        _artifact("table", "alphagate-decision-suites",
-                  [{k: r.get(k) for k in ("suite", "metric", "n_paired", "a", "b", "direction", "test", "p_value",
-                                          "p_holm", "significant", "verdict")} for r in record["suites"]],
+    if record.get("suites"):  # numbers rounded for people; decision.json keeps them whole
+        _artifact("table", "alphagate-decision-suites", suite_table(record),
                   f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
 
 
@@ -375,15 +373,13 @@ def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | 
 
 @task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=5)
 def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
-    from tasks.bench.runner import RunOptions, run_suite
+    from tasks.bench.runner import RunOptions, metric_rows, run_suite
     from tasks.store import ref_of
 
     out = _eval_plan(gguf, suite, root, data, limit, judge)[1]
     summary = run_suite(Path(gguf), suite, out, RunOptions(data=data, limit=limit, judge=_judge(judge)),
                         stage_folder=True)
-    rows = [{"metric": name, "mean": m["mean"], "ci95_low": (m["ci95"] or [None, None])[0],
-             "ci95_high": (m["ci95"] or [None, None])[1], "n": m["n"]} for name, m in summary["metrics"].items()]
-    _artifact("table", f"eval-{Path(gguf).stem}-{suite}", rows,
+    _artifact("table", f"eval-{Path(gguf).stem}-{suite}", metric_rows(summary),
               f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped")
     return ref_of(out)
 

@@ -7,11 +7,32 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def hub_repo_id_problem(value: str) -> str | None:
+    """Why ``value`` is not a Hugging Face Hub model id of the form ``owner/name``, or None when it is one.
+
+    The Hub's rules (as huggingface_hub.utils.validate_repo_id states them), with the owner required: each part
+    1-96 characters of letters, digits, '-', '_' or '.', starting and ending with a letter, digit or '_'; no '--'
+    or '..'; not ending in '.git'."""
+    import re
+
+    if not isinstance(value, str) or value.count("/") != 1:
+        return "expected owner/name (exactly one '/'), as on huggingface.co/<owner>/<name>"
+    part = re.compile(r"\w(?:[\w.-]{0,94}\w)?", re.ASCII)
+    if not all(part.fullmatch(p) for p in value.split("/")):
+        return ("each of owner and name must be 1-96 letters, digits, '-', '_' or '.', starting and ending with a "
+                "letter, digit or '_'")
+    if "--" in value or ".." in value:
+        return "'--' and '..' are not allowed in a Hub repo id"
+    if value.endswith(".git"):
+        return "a Hub repo id cannot end in '.git'"
+    return None
 
 
 class BaseModelSpec(Strict):
@@ -26,6 +47,18 @@ class BaseModelSpec(Strict):
     chat_template: str | None = Field(None, description="bundled template name (e.g. 'gemma') or inline Jinja; "
                                                         "used only when the tokenizer has none")
     license: str = "apache-2.0"
+    hub_repo_id: str | None = Field(
+        None, description="the base model's Hugging Face Hub repo id (owner/name, e.g. HuggingFaceTB/SmolLM2-135M-"
+                          "Instruct): what the published model cards name as base_model. Needed to publish when the "
+                          "weights come from local_dir, gguf_file or gguf_package; defaults to hub_id")
+
+    @field_validator("hub_repo_id")
+    @classmethod
+    def _hub_id_format(cls, value: str | None) -> str | None:
+        problem = None if value is None else hub_repo_id_problem(value)
+        if problem:
+            raise ValueError(f"base_model.hub_repo_id {value!r} is not a Hub repo id: {problem}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -33,7 +66,15 @@ class BaseModelSpec(Strict):
         if len(given) != 1:
             raise ValueError("set exactly one of local_dir, hub_id, gguf_file, gguf_package; "
                              f"found {given or 'none'}")
+        if self.hub_id and self.hub_repo_id and self.hub_id != self.hub_repo_id:
+            raise ValueError(f"base_model.hub_repo_id {self.hub_repo_id!r} differs from hub_id {self.hub_id!r}, the "
+                             "repo the weights come from; drop hub_repo_id (it defaults to hub_id)")
         return self
+
+    @property
+    def card_id(self) -> str | None:
+        """The Hub repo id model cards name as base_model: hub_repo_id, else hub_id; None when neither is set."""
+        return self.hub_repo_id or self.hub_id
 
 
 class FieldMap(Strict):
@@ -190,6 +231,11 @@ class UploadSpec(Strict):
     endpoint: str | None = None  # a Hub mirror or stand-in; default: huggingface.co
     token_secret_block: str | None = None  # Prefect Secret block holding the token, when HF_TOKEN is unset
     formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16", "q8_0", "q4_k_m"])
+    # where this project's code can be installed from with pip (pip install git+<url>): the cards then show how to
+    # serve the model with `alphagate serve`; None: the cards show llama.cpp / llama-cpp-python only
+    project_git_url: str | None = Field(None, pattern=r"^https://[^\s@]+$",
+                                        description="https URL of this project's git repository, for the model "
+                                                    "cards' install line (pip install git+<url>)")
 
 
 class DPOSpec(Strict):
@@ -276,6 +322,15 @@ class PipelineConfig(Strict):
     orchestration: OrchestrationSpec = OrchestrationSpec()
     nightly: NightlySpec = NightlySpec()
     requires_gpu: bool = False
+
+    @model_validator(mode="after")
+    def _publishable(self):
+        if self.upload.enabled and not self.base_model.card_id:
+            raise ValueError("upload.enabled is true but base_model has no Hub repo id for the model cards' base_model "
+                             "(the Hub refuses a local name such as "
+                             f"{self.base_model.name!r}); set base_model.hub_repo_id to the original model's id, "
+                             "e.g. HuggingFaceTB/SmolLM2-135M-Instruct")
+        return self
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -43,10 +43,10 @@ def test_multiple_choice_records(sample_runs):
     out, summaries = sample_runs
     for name in ("mmlu", "arc_challenge", "hellaswag"):
         for r in _records(out, name):
-            assert set(r) >= {"index", "prompt_sha256", "loglikelihoods", "pred", "gold", "correct", "correct_norm"}
+            assert set(r) >= {"index", "prompt_sha256", "loglikelihoods", "pred", "gold", "acc", "acc_norm"}
             assert r["pred"] == max(range(len(r["loglikelihoods"])), key=r["loglikelihoods"].__getitem__)
         acc = summaries[name]["metrics"]["acc"]
-        assert acc["mean"] == sum(r["correct"] for r in _records(out, name)) / acc["n"]
+        assert acc["mean"] == sum(r["acc"] for r in _records(out, name)) / acc["n"]
     assert "by_category" in summaries["mmlu"]
 
 
@@ -61,7 +61,7 @@ def test_scienceqa_image_items_are_skipped_and_counted_without_mmproj(sample_run
 def test_generation_records_keep_no_reasoning_text(sample_runs):
     out, summaries = sample_runs
     for r in _records(out, "gsm8k"):
-        assert {"extracted_strict", "extracted_flexible", "correct_strict", "correct_flexible"} <= set(r)
+        assert {"extracted_strict", "extracted_flexible", "exact_match_strict", "exact_match_flexible"} <= set(r)
         assert "reasoning_text" not in r and "reasoning_sha256" in r
     elyza = _records(out, "elyza_tasks_100")
     for r in elyza:

@@ -68,7 +68,7 @@ def test_lm_eval_output_is_read(tmp_path):
     assert len(data["arc_challenge"]["records"]) == 6 and data["mmlu"]["records"][0]["category"] == "sociology"
     out = tmp_path / "r"
     assert main(["report", "--results", f"lmeval/gguf={tmp_path / 'lm_eval_out'}", "--out", str(out)]) == 0
-    assert "| lmeval/gguf | arc_challenge | acc_norm | 1.000 |" in (out / "report.md").read_text()
+    assert "| lmeval/gguf | arc_challenge | acc_norm | 1.00 |" in (out / "report.md").read_text()
 
 
 def test_report_bad_inputs(tmp_path):

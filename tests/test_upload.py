@@ -26,9 +26,15 @@ def exported(tiny_base_dir, tmp_path_factory):
     return root
 
 
+HUB_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the cards name as base_model (base_model.hub_repo_id)
+
+
 @pytest.fixture(scope="module")
 def config(tiny_base_dir):
-    return tiny_pipeline_config(tiny_base_dir)
+    from tasks.config import BaseModelSpec
+
+    return tiny_pipeline_config(tiny_base_dir, base_model=BaseModelSpec(name="tiny", local_dir=tiny_base_dir,
+                                                                        hub_repo_id=HUB_BASE))
 
 
 def _with(config, spec):
@@ -38,7 +44,7 @@ def _with(config, spec):
 def _decision(root: Path, upload_ok=True, degradation=None) -> Path:
     record = {"models": ["linear", "sigmoid-bayes"], "winner": "linear", "upload": upload_ok,
               "reason": "linear beats sigmoid-bayes by 0.1 composite points (95% CI [0.05, 0.15]), significant.",
-              "suites": [{"suite": "mmlu", "metric": "correct", "a": 0.5, "b": 0.4, "p_holm": 0.01}],
+              "suites": [{"suite": "mmlu", "metric": "acc", "a": 0.5, "b": 0.4, "p_holm": 0.01}],
               "exports": {"linear": str(root / "export-linear")}, "runs": {"linear": str(root / "linear")},
               "degradation": str(degradation) if degradation else None}
     path = root / f"decision-{upload_ok}-{bool(degradation)}.json"
@@ -74,7 +80,16 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(exported, config, tmp_pat
     assert meta["license"] == "apache-2.0" and "model-index" in meta and "alpha-gate" in meta["tags"]
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.5
     assert "Llama(model_path=" in card and "linear, blend_alpha from 0.0 to 1" in card
-    assert "alphagate serve --gguf" in card and "/think" in card  # how to serve it (issue 8)
+    assert "pip install alpha-gate" not in card and "llama-server --hf-repo alphagate/tiny-bf16" in card
+    from tasks.publish.cards import card_problems
+
+    for folder, base, relation in (("alphagate__tiny-bf16", HUB_BASE, "finetune"),
+                                   ("alphagate__tiny-q8_0", "alphagate/tiny-bf16", "quantized"),
+                                   ("alphagate__tiny-q4_k_m", "alphagate/tiny-bf16", "quantized")):
+        text = (tmp_path / "stage" / folder / "README.md").read_text()
+        assert card_problems(text) == []
+        assert (yaml.safe_load(text.split("---\n")[1])["base_model"], yaml.safe_load(
+            text.split("---\n")[1])["base_model_relation"]) == (base, relation)
     assert "alphagate upload --decision" in (tmp_path / "stage" / "HOW_TO_PUBLISH.txt").read_text()
 
 
@@ -138,6 +153,17 @@ def test_refusals(exported, config, tmp_path, monkeypatch):
     gates.write_text(json.dumps({"vs_base": {}, "gates": {"linear/q4_k_m": {"upload": False, "reasons": ["lost 9%"]}}}))
     result = upload(_decision(exported, degradation=gates), tmp_path / "c", config)
     assert "alphagate/tiny-q4_k_m" not in result["repos"] and len(result["repos"]) == 2
+    # a local name is not a Hub id: the card would be refused by the Hub, so nothing is staged
+    from tasks.config import BaseModelSpec
+
+    local = config.model_copy(update={"base_model": BaseModelSpec(name="tiny", local_dir=config.base_model.local_dir)})
+    with pytest.raises(UploadRefusedError, match=r"'tiny' is a local name.*base_model\.hub_repo_id"):
+        upload(_decision(exported), tmp_path / "d", local)
+    # the BF16 repo held back: a quantization cannot point at it, so it names the upstream model as a finetune
+    gates.write_text(json.dumps({"vs_base": {}, "gates": {"linear/bf16": {"upload": False, "reasons": ["lost"]}}}))
+    upload(_decision(exported, degradation=gates), tmp_path / "e", config)
+    meta = yaml.safe_load((tmp_path / "e" / "alphagate__tiny-q8_0" / "README.md").read_text().split("---\n")[1])
+    assert (meta["base_model"], meta["base_model_relation"]) == (HUB_BASE, "finetune")
 
 
 def test_a_changed_file_is_refused_before_upload(exported, config, tmp_path, monkeypatch):
@@ -176,7 +202,7 @@ def test_the_flow_upload_stage_is_keyed_by_the_current_upload_section(exported, 
         seal(tmp, "decide", "k", {})
     decision = verified(tmp_path / "decision")
     config = tmp_path / "c.yaml"
-    config.write_text(f"name: tiny\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
+    config.write_text(f"name: tiny\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}, hub_repo_id: {HUB_BASE}}}\n")
     first = upload_task.fn(str(config), decision, exports, runs, str(tmp_path / "root"), True)
     assert first["repos"][0].startswith("alphagate/")
     config.write_text(config.read_text() + "upload: {org: edited-org}\n")  # edited after training

@@ -12,11 +12,19 @@ from tasks.final_section import final_section
 
 
 class Metric(NamedTuple):
-    """A per-item metric: the record field holding it, whether it is 0/1, and the [lo, hi] scale it is mapped
-    from onto [0, 1] for composites (judge grades 1-5)."""
+    """A per-item metric: the record field holding it (the metric's own name, as lm-evaluation-harness names it),
+    whether it is 0/1, the [lo, hi] scale it is mapped from onto [0, 1] for composites (judge grades 1-5), and the
+    field records written before the fields took the metric names held it in (read, never written)."""
     field: str
     binary: bool
     scale: tuple[float, float] = (0.0, 1.0)
+    legacy: str | None = None
+
+    def read(self, record: dict[str, Any]) -> Any:
+        """The raw value in a per-item record (None when the item has none), from older records too."""
+        if self.field in record or self.legacy is None:
+            return record.get(self.field)
+        return record.get(self.legacy)
 
     def label(self, name: str) -> str:
         """How the metric is shown beside a value on the [0, 1] scale (decision, report, model cards)."""
@@ -29,9 +37,12 @@ class Metric(NamedTuple):
 
 
 # every metric a suite may declare (configs/suites/*.yaml: metrics, primary)
-METRICS = {"acc": Metric("correct", True), "acc_norm": Metric("correct_norm", True),
-           "exact_match_strict": Metric("correct_strict", True),
-           "exact_match_flexible": Metric("correct_flexible", True),
+# (one name per metric everywhere: records, summaries, decision, report and cards say acc / acc_norm /
+# exact_match_strict / exact_match_flexible; records before that said correct / correct_norm / correct_strict /
+# correct_flexible, which are still read)
+METRICS = {"acc": Metric("acc", True, legacy="correct"), "acc_norm": Metric("acc_norm", True, legacy="correct_norm"),
+           "exact_match_strict": Metric("exact_match_strict", True, legacy="correct_strict"),
+           "exact_match_flexible": Metric("exact_match_flexible", True, legacy="correct_flexible"),
            "char_f1": Metric("char_f1", False), "judge_grade": Metric("judge_grade", False, (1.0, 5.0))}
 
 # lm-eval gsm8k filters: "strict-match" and "flexible-extract" (last number in the text)

@@ -93,7 +93,7 @@ def score_multiple_choice(engine, suite, doc, context: str) -> dict[str, Any]:
     gold = int(doc[suite.target_field])
     pred, pred_norm = _argmax(lls), _argmax(normed)
     return {"loglikelihoods": lls, "is_greedy": [s.is_greedy for s in scored], "pred": pred,
-            "pred_norm": pred_norm, "gold": gold, "correct": pred == gold, "correct_norm": pred_norm == gold}
+            "pred_norm": pred_norm, "gold": gold, "acc": pred == gold, "acc_norm": pred_norm == gold}
 
 
 def generate_all(engine, suite, contexts: list[str], parallel: int, on_done=None) -> list[str]:
@@ -127,7 +127,8 @@ def score_generation(engine, suite, doc, context: str, opts: RunOptions, judge,
     if suite.process_docs == "gsm8k":
         strict, flexible = gsm8k_extract(final)
         record.update({"gold": doc["gold"], "extracted_strict": strict, "extracted_flexible": flexible,
-                       "correct_strict": strict == doc["gold"], "correct_flexible": flexible == doc["gold"]})
+                       "exact_match_strict": strict == doc["gold"],
+                       "exact_match_flexible": flexible == doc["gold"]})
     else:
         record.update({"char_f1": char_f1(final, doc["output"]), "judge_grade": None})
         if judge is not None:
@@ -142,21 +143,31 @@ def summarize_records(suite: SuiteSpec, records: list[dict]) -> dict[str, Any]:
     metrics = {}
     for name in suite.metrics:
         metric = METRICS[name]  # summaries keep each metric on its own scale (judge grades 1-5)
-        values = [float(r[metric.field]) for r in scored if r.get(metric.field) is not None]
+        values = [float(v) for r in scored if (v := metric.read(r)) is not None]
         metrics[name] = summarize(values, metric.binary)
     out: dict[str, Any] = {"metrics": metrics, "items": len(records), "scored": len(scored),
                            "skipped": len(records) - len(scored)}
     if "judge_grade" in suite.metrics:
         out["judge_failures"] = sum(1 for r in scored if r.get("judge_error"))
+    acc = METRICS["acc"]
     modalities = {r.get("modality") for r in scored} - {None}
     if modalities:
-        out["by_modality"] = {m: summarize([float(r["correct"]) for r in scored if r.get("modality") == m], True)
+        out["by_modality"] = {m: summarize([float(acc.read(r)) for r in scored if r.get("modality") == m], True)
                               for m in sorted(modalities)}
     if suite.category_field:
         cats = sorted({r["category"] for r in scored})
-        out["by_category"] = {c: summarize([float(r["correct"]) for r in scored if r["category"] == c], True)
+        out["by_category"] = {c: summarize([float(acc.read(r)) for r in scored if r["category"] == c], True)
                               for c in cats}
     return out
+
+
+def metric_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """A suite summary's metrics for a table artifact: mean, 95% CI and n, rounded to 4 significant digits."""
+    from tasks.numbers import rounded
+
+    return [{"metric": name, "mean": rounded(m["mean"]), "ci95_low": rounded((m["ci95"] or [None, None])[0]),
+             "ci95_high": rounded((m["ci95"] or [None, None])[1]), "n": m["n"]}
+            for name, m in summary["metrics"].items()]
 
 
 NO_MMPROJ = "image item, no mmproj given"

@@ -60,8 +60,8 @@ class VisionScorer:
         text = reply["choices"][0]["message"]["content"] or ""
         match = LETTER.search(text)
         pred = "ABCDE".index(match.group(1)) if match and "ABCDE".index(match.group(1)) < len(doc["choices"]) else None
-        return {"pred": pred, "gold": doc["answer"], "correct": pred == doc["answer"],
-                "correct_norm": pred == doc["answer"], "vision_answer": text[:40]}
+        return {"pred": pred, "gold": doc["answer"], "acc": pred == doc["answer"],
+                "acc_norm": pred == doc["answer"], "vision_answer": text[:40]}
 
     def close(self) -> None:
         self.llm.close()

@@ -29,7 +29,8 @@ import numpy as np
 from tasks.bench.metrics import METRICS
 from tasks.config import DecisionSpec
 from tasks.decide.scores import item_scores, load_results, paired_metric, suite_role
-from tasks.store import atomic_write_json, atomic_write_text, read_json_object
+from tasks.numbers import human, interval, rounded
+from tasks.store import atomic_write_json, atomic_write_text, read_json_object, sha256_file
 
 
 def min_attainable_p(n: int) -> float:
@@ -192,7 +193,9 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
                 "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
     comp_a = composite({s: paired[s][0].mean() for s in used}, speed_a, spec)
     comp_b = composite({s: paired[s][1].mean() for s in used}, speed_b, spec)
-    lo, hi = _bootstrap_diff(paired, used, speed, speed_info, spec)
+    lo, hi, per_suite = _bootstrap_diff(paired, used, speed, speed_info, spec)
+    for row in rows:  # each suite's paired difference a - b and its 95% CI (the report's forest plot reads them)
+        row["diff"], row["diff_ci95"] = row["a"] - row["b"], per_suite[row["suite"]]
     from tasks.decide.replicates import analyse
     from tasks.decide.seeds import power_and_variance
 
@@ -203,20 +206,24 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
             "speed": speed_info, **power_and_variance(one, spec, spec.alpha)}
 
 
-def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec) -> tuple[float, float]:
+def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec
+                    ) -> tuple[float, float, dict[str, list[float]]]:
     """Percentile CI of composite(A) - composite(B); each suite's items resampled jointly for A and B (paired),
     and, when the speeds differ significantly, each model's speed samples resampled too (they are not paired).
-    Tied speeds get one pooled value for both: they add nothing to the difference."""
+    Tied speeds get one pooled value for both: they add nothing to the difference. Also each suite's percentile CI
+    of mean(A) - mean(B) from the same resamples."""
     rng = np.random.default_rng(spec.seed)
     cap = lambda rate: min(rate / spec.speed_reference_tok_s, 1.0)  # noqa: E731
     samples = None if speed is None else [np.asarray(x, dtype=float) for x in speed]
     diffs = np.empty(spec.bootstrap)
+    suite_diffs = {s: np.empty(spec.bootstrap) for s in suites}
     for k in range(spec.bootstrap):
         means_a, means_b = {}, {}
         for s in suites:
             a, b = paired[s]
             idx = rng.integers(0, len(a), len(a))
             means_a[s], means_b[s] = a[idx].mean(), b[idx].mean()
+            suite_diffs[s][k] = means_a[s] - means_b[s]
         if samples is None:
             sp_a = sp_b = None
         elif speed_info["tied"]:
@@ -224,7 +231,8 @@ def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec) -> tu
         else:
             sp_a, sp_b = (cap(float(x[rng.integers(0, len(x), len(x))].mean())) for x in samples)
         diffs[k] = composite(means_a, sp_a, spec) - composite(means_b, sp_b, spec)
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+    per_suite = {s: [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] for s, d in suite_diffs.items()}
+    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)), per_suite
 
 
 def _favour(suites: list[str]) -> str:
@@ -304,6 +312,9 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
                               "exports": {k: str(Path(v).resolve()) for k, v in (exports or {}).items()},
                               "runs": {k: str(Path(v).resolve()) for k, v in (runs or {}).items()},
                               "degradation": str(Path(degradation).resolve()) if degradation else None,
+                              # what the report checks a --degradation file against (its gates are this decision's)
+                              "degradation_sha256": (sha256_file(degradation)
+                                                     if degradation and Path(degradation).is_file() else None),
                               "alpha": alpha, "sequential": look, "compute": compute or {}}
     if missing:
         record.update(winner=None, upload=False, significant=False, outcome="no winner",
@@ -362,8 +373,7 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
             outcome, why = significance(cmp["suites"], ci, winner, loser, names)
         significant = outcome == "significant"
         upload = significant or spec.on_not_significant == "upload_best"
-        reason = (f"{winner} beats {loser} by {margin:.4f} composite points (95% CI [{ci95[0]:.4f}, "
-                  f"{ci95[1]:.4f}]{at_look}): "
+        reason = (f"{winner} beats {loser} by {human(margin)} composite points (95% CI {interval(ci95)}{at_look}): "
                   + ("a significant difference: " + why + "." if significant else
                      f"{outcome}: {why}" + ("; the rule uploads the better one anyway." if upload else
                                             "; the rule is: no upload.")))
@@ -388,6 +398,20 @@ def _write(record: dict[str, Any], out_dir: Path | None) -> dict[str, Any]:
     return record
 
 
+def suite_table(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-suite rows of a decision for a table artifact: the paired difference a - b with its 95% CI, tests and
+    verdict, numbers rounded to 4 significant digits (decision.json keeps them whole)."""
+    out = []
+    for r in record.get("suites") or []:
+        lo, hi = r.get("diff_ci95") or (None, None)
+        out.append({"suite": r["suite"], "metric": r["metric"], "n_paired": r.get("n_paired"),
+                    "a": rounded(r["a"]), "b": rounded(r["b"]), "a_minus_b": rounded(r["a"] - r["b"]),
+                    "ci95_low": rounded(lo), "ci95_high": rounded(hi), "direction": r.get("direction"),
+                    "test": r.get("test"), "p_value": rounded(r.get("p_value")), "p_holm": rounded(r.get("p_holm")),
+                    "significant": r.get("significant"), "verdict": r.get("verdict")})
+    return out
+
+
 def decision_markdown(record: dict[str, Any]) -> str:
     lines = ["# Decision", "", f"**{record['reason']}**", "",
              f"Outcome: {record.get('outcome', 'n/a')}. Upload: {'yes' if record['upload'] else 'no'}.", ""]
@@ -399,15 +423,18 @@ def decision_markdown(record: dict[str, Any]) -> str:
                   + "; ".join(f"{s}: {why}" for s, why in record["failed_suites"].items()), ""]
     if record.get("suites"):
         a, b = record["models"]
-        lines += [f"| suite | metric | n | {a} | {b} | favours | test | p | p (Holm) | rule |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| suite | metric | n | {a} | {b} | {a} - {b} | 95% CI | favours | test | p | p (Holm) | rule |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in record["suites"]:
             favours = {"a": a, "b": b}.get(r["direction"], "tie")
-            lines.append(f"| {r['suite']} | {r.get('metric_label', r['metric'])} | {r['n_paired']} | {r['a']:.4f} | "
-                         f"{r['b']:.4f} | {favours} | {r['test']} | {r['p_value']:.4g} | {r['p_holm']:.4g} | "
-                         f"{r.get('verdict', '')} |")
+            lines.append(f"| {r['suite']} | {r.get('metric_label', r['metric'])} | {r['n_paired']} | {human(r['a'])} | "
+                         f"{human(r['b'])} | {human(r['a'] - r['b'], signed=True)} | "
+                         f"{interval(r.get('diff_ci95'), signed=True)} | {favours} | {r['test']} | "
+                         f"{human(r['p_value'])} | {human(r['p_holm'])} | {r.get('verdict', '')} |")
         if record.get("composite_a") is not None:
-            lines += ["", f"Composite: {a} {record['composite_a']:.4f}, {b} {record['composite_b']:.4f}. "
+            lines += ["", f"Composite: {a} {human(record['composite_a'], 4)}, {b} {human(record['composite_b'], 4)}; "
+                      f"{a} - {b} = {human(record['diff'], 4, signed=True)}, 95% CI "
+                      f"{interval(record.get('diff_ci95'), 4, signed=True)}. "
                       f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]
     from tasks.decide.seeds import replicate_lines
 

@@ -48,8 +48,8 @@ def item_scores(records: list[dict], suite: str, metric: str | None = None) -> t
     records); (scores, binary, metric name)."""
     metric = metric or metric_for(suite, {"records": records})
     spec = METRICS[metric]
-    return ({r["index"]: spec.value(r[spec.field]) for r in records
-             if not r.get("skipped") and r.get(spec.field) is not None}, spec.binary, metric)
+    return ({r["index"]: spec.value(v) for r in records if not r.get("skipped") and (v := spec.read(r)) is not None},
+            spec.binary, metric)
 
 
 def paired_metric(suite: str, a: dict[str, Any], b: dict[str, Any], spec: DecisionSpec) -> tuple[str, str | None]:

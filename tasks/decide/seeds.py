@@ -152,6 +152,9 @@ def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]]
                      "test": (f"seed-level {'Welch ' if r['seed_test'] == 'welch' else ''}t (df={r['df']:.3g})"
                               if r["df"] > 0 else "item-level z (one seed per arm)"),
                      "p_value": r["p_value"], "se": r["se"], "mde": r["mde"], "seed_var": r["seed_var"],
+                     # the paired difference a - b and its 95% CI (the report's forest plot reads them)
+                     "diff": r["diff"], "diff_ci95": interval(r["diff"], r["seed_var_term"], r["item_var_term"],
+                                                              r["df"], spec.alpha, spec.power)["ci"],
                      "min_attainable_p": None, "can_reach_significance": bool(r["df"] > 0 and r["testable"])})
     adjusted = multipletests([r["p_value"] for r in rows], alpha=alpha, method="holm")[1]
     for row, p_adj in zip(rows, adjusted, strict=True):

@@ -13,7 +13,10 @@ from typing import Any
 
 from tasks.bench.metrics import METRICS, summarize
 from tasks.decide.scores import item_scores, load_results, suite_role
+from tasks.numbers import human, interval
 from tasks.store import atomic_write_text, read_json_object, read_jsonl
+
+LM_EVAL_GSM8K_FILTERS = {"strict-match": "exact_match_strict", "flexible-extract": "exact_match_flexible"}
 
 
 def _lm_eval_suite(task: str) -> str | None:
@@ -35,15 +38,21 @@ def import_lm_eval(folder: Path) -> dict[str, dict[str, Any]]:
         if suite is None:
             continue
         entry = out.setdefault(suite, {"records": [], "summary": {"timings": {}, "source": "lm-eval"}})
+        by_doc: dict[int, dict[str, Any]] = {}  # gsm8k: one line per doc and filter, merged into one record
         for s in read_jsonl(path, hint="Re-run lm-eval with --log_samples, or leave this folder out."):
-            record = {"index": len(entry["records"]) if suite == "mmlu" else s["doc_id"],
-                      "category": task[len("mmlu_"):] if suite == "mmlu" else ""}
             if suite == "gsm8k":
-                record["correct_flexible"] = bool(s.get("exact_match", 0.0))
-            else:
-                record["correct"] = bool(s.get("acc", 0.0))
-                record["correct_norm"] = bool(s.get("acc_norm", s.get("acc", 0.0)))
-            entry["records"].append(record)
+                record = by_doc.get(s["doc_id"])
+                if record is None:
+                    record = by_doc[s["doc_id"]] = {"index": s["doc_id"], "category": ""}
+                    entry["records"].append(record)
+                # the same metric names as our records: lm-eval's strict-match / flexible-extract filters
+                record[LM_EVAL_GSM8K_FILTERS.get(s.get("filter"), "exact_match_flexible")] = \
+                    bool(s.get("exact_match", 0.0))
+                continue
+            entry["records"].append({"index": len(entry["records"]) if suite == "mmlu" else s["doc_id"],
+                                     "category": task[len("mmlu_"):] if suite == "mmlu" else "",
+                                     "acc": bool(s.get("acc", 0.0)),
+                                     "acc_norm": bool(s.get("acc_norm", s.get("acc", 0.0)))})
     if not out:
         raise ValueError(f"{folder}: no lm-evaluation-harness samples_*.jsonl of mmlu/arc/hellaswag/gsm8k found "
                          "(run lm-eval with --log_samples).")
@@ -227,14 +236,15 @@ def _dpo_section(results: dict[str, Path]) -> list[str]:
                      "| model/format | suite | metric | n | DPO | SFT parent | change | test | p (Holm) |",
                      "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in cmp["suites"] if r["n_paired"]):
-            lines.append(f"| {label} | {r['suite']} | {r['metric_label']} | {r['n_paired']} | {r['a']:.3f} | "
-                         f"{r['b']:.3f} | {r['a'] - r['b']:+.3f} | {r['test']} | {r['p_holm']:.3g} |")
+            lines.append(f"| {label} | {r['suite']} | {r['metric_label']} | {r['n_paired']} | {human(r['a'])} | "
+                         f"{human(r['b'])} | {human(r['a'] - r['b'], signed=True)} | {r['test']} | "
+                         f"{human(r['p_holm'])} |")
         for suite, why in cmp["failed_suites"].items():
             lines.append(f"| {label} | {suite} | failed: {why} | | | | | | |")
-        if cmp["composite_a"] is not None:
-            lo, hi = cmp["diff_ci95"]
-            lines.append(f"| {label} | composite | | | {cmp['composite_a']:.4f} | {cmp['composite_b']:.4f} | "
-                         f"{cmp['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | paired bootstrap | |")
+        if cmp["composite_a"] is not None:  # no speed term: DPO and its parent were not speed-benchmarked
+            lines.append(f"| {label} | composite (quality only, no speed term) | | | {human(cmp['composite_a'], 4)} | "
+                         f"{human(cmp['composite_b'], 4)} | {human(cmp['diff'], 4, signed=True)} "
+                         f"{interval(cmp['diff_ci95'], 4, signed=True)} | paired bootstrap | |")
     return lines
 
 
@@ -278,25 +288,26 @@ def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
              f"| night | date | seeds per arm | {a} - {b} | CI (look alpha) | look alpha | outcome |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        ci = f"[{r['ci'][0]:+.4g}, {r['ci'][1]:+.4g}]" if r.get("ci") else "n/a"
-        alpha = f"{r['alpha']:.3g}" if r.get("alpha") is not None else "n/a"
-        lines.append(f"| {r['night']} | {r['date']} | {r['seeds']} | {r['diff']:+.4f} | {ci} | {alpha} | "
-                     f"{r['outcome']} |")
+        alpha = human(r.get("alpha"))
+        lines.append(f"| {r['night']} | {r['date']} | {r['seeds']} | {human(r['diff'], signed=True)} | "
+                     f"{interval(r.get('ci'), signed=True)} | {alpha} | {r['outcome']} |")
     return [*lines, ""]
 
 
 def write_report(results: dict[str, Path], out: Path, *, decision: Path | None = None,
                  degradation: Path | None = None, runs: dict[str, Path] | None = None,
                  tuner: Path | None = None, trend: bool = False, study: Path | None = None) -> Path:
-    """``study``: a nightly study's study.json: its margin and CI night by night become a trend figure and table."""
+    """``study``: a nightly study's study.json: its margin and CI night by night become a trend figure and table.
+    With a ``decision``, the report opens with its paired differences (forest plot) and shows its upload gates: the
+    figures come from the decision record, never recomputed (tasks/publish/paired.py)."""
+    from tasks.publish.paired import decision_gates, forest_plot, gate_lines, opening_lines
+
     out = Path(out)
     # every file named on the command line is read before any figure is drawn: a bad one fails first, named
-    deg = read_json_object(degradation, "degradation.json of `alphagate degrade`", ("gates",),
-                           "Pass the degradation.json that `alphagate degrade` wrote, or leave --degradation out."
-                           ) if degradation else None
     record = read_json_object(decision, "decision.json of `alphagate decide`", ("reason", "upload"),
                               "Pass the decision.json that `alphagate decide` wrote, or leave --decision out."
                               ) if decision else None
+    deg, gates_note = decision_gates(record, Path(degradation) if degradation else None)
     if tuner is not None and Path(tuner).is_file():
         read_json_object(tuner, "tuner history", ("trials",), "Pass the --history file of `alphagate tune`.")
     nights = read_json_object(study, "nightly study record", ("nights",),
@@ -306,27 +317,26 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
     scores, cats = score_table(results)
     if scores.empty:
         raise ValueError("No scored items in the given results; nothing to report.")
+    forest = forest_plot(record, out) if record is not None else None
     made = figures(scores, cats, out, deg, runs or {}, tuner, results, trend)
     study_lines = _study_section(nights, out, made) if nights else []
     lines = ["# alpha-gate comparison report", ""]
     if record is not None:
         from tasks.decide.seeds import replicate_lines
 
+        lines += opening_lines(record, forest)
         lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}",
                   *replicate_lines(record), ""]
     lines += study_lines
     lines += ["## Scores (primary metric, 95% CI, computed from per-item records)", "",
               "| model/format | suite | metric | score | 95% CI | n |", "|---|---|---|---|---|---|"]
     for r in scores.itertuples():
-        lines.append(f"| {r.label} | {r.suite} | {r.metric} | {r.mean:.3f} | [{r.lo:.3f}, {r.hi:.3f}] | {r.n} |")
+        lines.append(f"| {r.label} | {r.suite} | {r.metric} | {human(r.mean)} | {interval([r.lo, r.hi])} | {r.n} |")
     if len(cats):
         lines += ["", "## Per category", "", "| model/format | suite | category | score | n |", "|---|---|---|---|---|"]
-        lines += [f"| {r.label} | {r.suite} | {r.category} | {r.mean:.3f} | {r.n} |"
+        lines += [f"| {r.label} | {r.suite} | {r.category} | {human(r.mean)} | {r.n} |"
                   for r in cats.sort_values(["suite", "category", "label"]).itertuples()]
     lines += _dpo_section(results)
-    if deg:
-        lines += ["", "## Upload gates", ""]
-        for name, g in deg["gates"].items():
-            lines.append(f"- {name}: " + ("upload" if g["upload"] else "held back: " + "; ".join(g["reasons"])))
+    lines += gate_lines(record, deg, gates_note)
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in made]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

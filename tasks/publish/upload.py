@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig, UploadSpec, hf_token_from_env
-from tasks.publish.cards import card
+from tasks.publish.cards import card, card_problems, lineage
 from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -98,12 +98,22 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
                              f"{decision_path} records it as its upload gates; rerun `alphagate degrade`, then "
                              "`alphagate decide --degradation`.")["gates"] if decision.get("degradation") else {}
     files_by_fmt = {f["format"]: f for f in manifest["files"]}
-    repos = []
+    upstream = config.base_model.card_id
+    if not upstream:
+        raise UploadRefusedError(f"The model cards need the base model's Hub repo id (owner/name) as base_model; "
+                                 f"{config.base_model.name!r} is a local name the Hub refuses. Set "
+                                 "base_model.hub_repo_id in the config (e.g. HuggingFaceTB/SmolLM2-135M-Instruct).")
+    formats = []
     for fmt in spec.formats:
         gate = gates.get(f"{label}/{fmt}")
         if gate is not None and not gate["upload"]:
             logger.warning("%s/%s held back by the upload gates: %s", winner, fmt, "; ".join(gate["reasons"]))
             continue
+        formats.append(fmt)
+    # a quantization points at the BF16 repo when that one is published in this same upload
+    bf16_repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX['bf16']}" if "bf16" in formats else None
+    repos = []
+    for fmt in formats:
         if fmt not in files_by_fmt:
             raise UploadRefusedError(f"upload.formats lists {fmt}, but {winner}'s export has only "
                                      f"{sorted(files_by_fmt)}; export that format too, or drop it from upload.formats.")
@@ -115,10 +125,16 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
             files += [{"path": p.name, "source": str(p), "sha256": manifest["merged_sha256"].get(p.name),
                        "format": "safetensors"} for p in sorted(merged.iterdir()) if p.is_file()]
         repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
-        body = card(repo=repo, fmt=fmt, base_model=config.base_model.hub_id or config.base_model.name,
+        base_model, relation = lineage(fmt, upstream, bf16_repo)
+        body = card(repo=repo, fmt=fmt, base_model=base_model, relation=relation, upstream=upstream,
                     license=config.base_model.license, schedule=run["schedule"], decision=decision,
                     scores=_scores_for(label, fmt, decision), files=[f["path"] for f in files],
-                    think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags))
+                    think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags),
+                    project_git_url=spec.project_git_url)
+        problems = card_problems(body)
+        if problems:
+            raise UploadRefusedError(f"The model card of {repo} would not be accepted by the Hub: "
+                                     + "; ".join(problems) + ". Fix the config's base_model / upload section.")
         repos.append({"repo_id": repo, "format": fmt, "files": files, "card": body})
     if not repos:
         raise UploadRefusedError("Every format was held back by the upload gates; nothing to upload.")
