@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import task
 
+from tasks.native_log import task_native_log
 from tasks.store import Ref
 
 # torch/transformers work is not thread-safe within one process: accelerate keeps global state (two Trainers
@@ -197,6 +198,7 @@ def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchma
 
 
 @task(cache_key_fn=keyed_cache("dpo"), persist_result=True, retries=1, log_prints=False)
+@task_native_log
 def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str]) -> Ref:
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
@@ -227,6 +229,7 @@ def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], la
 
 
 @task(cache_key_fn=keyed_cache("export"), persist_result=True, retries=1)
+@task_native_log
 def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
     """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
     from tasks.export.gguf import export_model
@@ -258,6 +261,7 @@ def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | 
 
 
 @task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=[2, 10])
+@task_native_log
 def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
     from tasks.bench.runner import RunOptions, run_suite
     from tasks.store import ref_of
@@ -289,6 +293,7 @@ def results_task(suites: dict[str, Ref], root: str) -> Ref:
 # --- speed, degradation, decision, report, upload ---------------------------------------------------------------
 
 @task(persist_result=True, retries=1)
+@task_native_log
 def speed_task(ggufs: dict[str, str], root: str, repeats: int = 5, max_tokens: int = 64) -> Ref:
     """The decision's speed samples, measured on their own (after the evaluations, nothing in parallel)."""
     from tasks.bench.speed import measure_speed
