@@ -133,7 +133,9 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
         preflight_task(config)
     data, _, labels, runs, exports = _models(params, orch, seeds, replicated, tuner_trials, dpo)
     files = {m: {f: str(ref.file(f)) for f in params.formats} for m, ref in exports.items()}
-    done = evaluate_flow(files, params.suites, root, params.data, params.limit, params.judge)
+    vision = load_config(config).vision  # ScienceQA's image items: the base model's projector, when configured
+    done = evaluate_flow(files, params.suites, root, params.data, params.limit, params.judge,
+                         *(str(p) if p else None for p in (vision.mmproj, vision.image_root)))
     results = {f"{m}/{f}": results_task.submit({s: done[f"{m}/{f}/{s}"] for s in params.suites
                                                 if done[f"{m}/{f}/{s}"] is not None}, root)
                for m in files for f in params.formats}
@@ -243,11 +245,11 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
 
 @flow(name="alphagate-evaluate", validate_parameters=False)
 def evaluate(files: dict[str, dict[str, str]], suites: list[str], root: str, data: str, limit: int | None,
-             judge: str | None) -> dict[str, Ref | None]:
+             judge: str | None, mmproj: str | None = None, image_root: str | None = None) -> dict[str, Ref | None]:
     """The benchmark fan-out: one task per (model, format, suite); the task runner is the config's (threads,
     or a Dask cluster). Returns "model/format/suite" -> its result's ref, or None when it failed for good (a suite
     that failed does not stop the others)."""
-    futures = {f"{m}/{f}/{s}": eval_task.submit(gguf, s, root, data, limit, judge)
+    futures = {f"{m}/{f}/{s}": eval_task.submit(gguf, s, root, data, limit, judge, mmproj, image_root)
                for m, by_format in files.items() for f, gguf in by_format.items() for s in suites}
     for future in futures.values():
         future.wait()

@@ -250,29 +250,42 @@ def _judge(judge: str | None):
     return load_judge_spec(judge)
 
 
+def _eval_options(data: str | None, limit: int | None, judge: str | None, mmproj: str | None,
+                  image_root: str | None):
+    from tasks.bench.runner import RunOptions
+
+    return RunOptions(data=data, limit=limit, judge=_judge(judge), mmproj=Path(mmproj) if mmproj else None,
+                      image_root=Path(image_root) if image_root else None)
+
+
 @_plan("eval")
 def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | None,
-               judge: str | None, **_: Any) -> tuple[str, Path]:
-    from tasks.bench.runner import RunOptions, eval_key
+               judge: str | None, mmproj: str | None = None, image_root: str | None = None, **_: Any
+               ) -> tuple[str, Path]:
+    from tasks.bench.runner import eval_key
     from tasks.store import keyed_dir
 
-    key = eval_key(Path(gguf), suite, RunOptions(data=data, limit=limit, judge=_judge(judge)))[0]
+    key = eval_key(Path(gguf), suite, _eval_options(data, limit, judge, mmproj, image_root))[0]
     return key, keyed_dir(root, "eval", key)
 
 
 @task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=[2, 10])
 @task_native_log
-def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
-    from tasks.bench.runner import RunOptions, run_suite
+def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None,
+              mmproj: str | None = None, image_root: str | None = None) -> Ref:
+    """``mmproj``/``image_root``: the config's vision section (ScienceQA's image items; skipped without a projector,
+    which the summary's notes say)."""
+    from tasks.bench.runner import run_suite
     from tasks.store import ref_of
 
-    out = _eval_plan(gguf, suite, root, data, limit, judge)[1]
-    summary = run_suite(Path(gguf), suite, out, RunOptions(data=data, limit=limit, judge=_judge(judge)),
+    out = _eval_plan(gguf, suite, root, data, limit, judge, mmproj, image_root)[1]
+    summary = run_suite(Path(gguf), suite, out, _eval_options(data, limit, judge, mmproj, image_root),
                         stage_folder=True)
     rows = [{"metric": name, "mean": m["mean"], "ci95_low": (m["ci95"] or [None, None])[0],
              "ci95_high": (m["ci95"] or [None, None])[1], "n": m["n"]} for name, m in summary["metrics"].items()]
     _artifact("table", f"eval-{Path(gguf).stem}-{suite}", rows,
-              f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped")
+              f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped"
+              + "".join(f". {note}" for note in summary.get("notes", [])))
     return ref_of(out)
 
 
