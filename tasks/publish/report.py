@@ -244,8 +244,7 @@ def _skipped_section(results: dict[str, Path]) -> list[str]:
     by_note: dict[str, list[str]] = {}
     for label, folder in results.items():
         for path in sorted(Path(folder).glob("*.summary.json")):
-            for note in read_json_object(path, "evaluation summary", ("suite",), "Re-run that evaluation."
-                                         ).get("notes", []):
+            for note in read_json_object(path, "evaluation summary", (), "Re-run that evaluation.").get("notes", []):
                 by_note.setdefault(note, []).append(label)
     if not by_note:
         return []
