@@ -7,16 +7,22 @@ STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
 
-.PHONY: install demo test lint bench-gates bench-train bench-engine bench-serve clean
+.PHONY: install lock demo test lint bench-gates bench-train bench-engine bench-serve clean
 
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions the tests ran with (`make lock` writes it from the venv); every install uses it.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m tasks.export.converter fetch
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After `make test` passed (on new versions, a new dependency): record the venv's versions for every install after.
+lock:
+	$(BIN)/python tools/lock.py > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 # The main job: the whole comparison flow on the embedded default (CPU, offline, no token; upload is a dry run).
 demo: $(STAMP)

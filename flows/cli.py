@@ -396,6 +396,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print(f"report:   {result['report']}")
     print(f"decision: {result['decision_record']}  ({result['decision']})")
+    if (logs := Path(params.out) / "logs" / "llama.cpp").is_dir():
+        print(f"logs:     {logs}  (llama.cpp's own output, one file per task)")
     return 0
 
 
@@ -641,6 +643,10 @@ def _user_error(exc: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
+    # the temporary server Prefect starts for a run (a child process, which reads its settings from this environment)
+    # sends no usage analytics: offline its heartbeat logs an ERROR (and a "database is locked" traceback) into an
+    # otherwise successful run. A user's own PREFECT_SERVER_ANALYTICS_ENABLED in the environment wins.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "schedule" and args.points < 2:

@@ -156,11 +156,13 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     # in the order the exports finish; the other trainings and exports go on meanwhile
     model_of = {future: m for m, future in exporting.items()}
     files, done = {}, {}
+    vision = load_config(config).vision  # ScienceQA's image items: the base model's projector, when configured
     for future in as_completed(list(exporting.values())):
         m = model_of[future]
         files[m] = {f: str(future.result().file(f)) for f in params.formats}
         evaluate_model = evaluate_flow.with_options(flow_run_name=f"evaluate-{m}")
-        done |= evaluate_model({m: files[m]}, params.suites, root, params.data, params.limit, params.judge)
+        done |= evaluate_model({m: files[m]}, params.suites, root, params.data, params.limit, params.judge,
+                               *(str(p) if p else None for p in (vision.mmproj, vision.image_root)))
         run_progress(80.0 * len(files) / len(exporting),
                      f"{len(files)} of {len(exporting)} models exported and evaluated ({m} last)")
     files = {m: files[m] for m in exporting}  # the models' order, not the exports' finishing order
@@ -280,11 +282,11 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
 
 @flow(name="alphagate-evaluate", validate_parameters=False)
 def evaluate(files: dict[str, dict[str, str]], suites: list[str], root: str, data: str, limit: int | None,
-             judge: str | None) -> dict[str, Ref | None]:
+             judge: str | None, mmproj: str | None = None, image_root: str | None = None) -> dict[str, Ref | None]:
     """The benchmark fan-out: one task per (model, format, suite); the task runner is the config's (threads,
     or a Dask cluster). Returns "model/format/suite" -> its result's ref, or None when it failed for good (a suite
     that failed does not stop the others)."""
-    futures = {f"{m}/{f}/{s}": eval_task.submit(gguf, s, root, data, limit, judge)
+    futures = {f"{m}/{f}/{s}": eval_task.submit(gguf, s, root, data, limit, judge, mmproj, image_root)
                for m, by_format in files.items() for f, gguf in by_format.items() for s in suites}
     for future in futures.values():
         future.wait()

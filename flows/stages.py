@@ -23,6 +23,7 @@ from typing import Any
 
 from prefect import task
 
+from tasks.native_log import task_native_log
 from tasks.store import Ref
 
 # torch/transformers work is not thread-safe within one process: accelerate keeps global state (two Trainers
@@ -311,6 +312,7 @@ def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchma
 
 
 @task(cache_key_fn=keyed_cache("dpo"), persist_result=True, retries=1, retry_delay_seconds=10, log_prints=False)
+@task_native_log
 def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str]) -> Ref:
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
@@ -341,6 +343,7 @@ def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], la
 
 
 @task(cache_key_fn=keyed_cache("export"), persist_result=True, retries=1, retry_delay_seconds=5)
+@task_native_log
 def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
     """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
     from tasks.export.gguf import export_model
@@ -361,26 +364,40 @@ def _judge(judge: str | None):
     return load_judge_spec(judge)
 
 
+def _eval_options(data: str | None, limit: int | None, judge: str | None, mmproj: str | None,
+                  image_root: str | None):
+    from tasks.bench.runner import RunOptions
+
+    return RunOptions(data=data, limit=limit, judge=_judge(judge), mmproj=Path(mmproj) if mmproj else None,
+                      image_root=Path(image_root) if image_root else None)
+
+
 @_plan("eval")
 def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | None,
-               judge: str | None, **_: Any) -> tuple[str, Path]:
-    from tasks.bench.runner import RunOptions, eval_key
+               judge: str | None, mmproj: str | None = None, image_root: str | None = None, **_: Any
+               ) -> tuple[str, Path]:
+    from tasks.bench.runner import eval_key
     from tasks.store import keyed_dir
 
-    key = eval_key(Path(gguf), suite, RunOptions(data=data, limit=limit, judge=_judge(judge)))[0]
+    key = eval_key(Path(gguf), suite, _eval_options(data, limit, judge, mmproj, image_root))[0]
     return key, keyed_dir(root, "eval", key)
 
 
 @task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=5)
-def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None) -> Ref:
-    from tasks.bench.runner import RunOptions, metric_rows, run_suite
+@task_native_log
+def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None,
+              mmproj: str | None = None, image_root: str | None = None) -> Ref:
+    """``mmproj``/``image_root``: the config's vision section (ScienceQA's image items; skipped without a projector,
+    which the summary's notes say)."""
+    from tasks.bench.runner import metric_rows, run_suite
     from tasks.store import ref_of
 
-    out = _eval_plan(gguf, suite, root, data, limit, judge)[1]
-    summary = run_suite(Path(gguf), suite, out, RunOptions(data=data, limit=limit, judge=_judge(judge)),
+    out = _eval_plan(gguf, suite, root, data, limit, judge, mmproj, image_root)[1]
+    summary = run_suite(Path(gguf), suite, out, _eval_options(data, limit, judge, mmproj, image_root),
                         stage_folder=True)
     _artifact("table", f"eval-{Path(gguf).stem}-{suite}", metric_rows(summary),
-              f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped")
+              f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped"
+              + "".join(f". {note}" for note in summary.get("notes", [])))
     return ref_of(out)
 
 
@@ -401,6 +418,7 @@ def results_task(suites: dict[str, Ref], root: str) -> Ref:
 # --- speed, degradation, decision, report, upload ---------------------------------------------------------------
 
 @task(persist_result=True, retries=1, retry_delay_seconds=5)
+@task_native_log
 def speed_task(ggufs: dict[str, str], root: str, repeats: int = 5, max_tokens: int = 64) -> Ref:
     """The decision's speed samples, measured on their own (after the evaluations, nothing in parallel)."""
     from tasks.bench.speed import measure_speed

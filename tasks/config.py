@@ -191,6 +191,24 @@ class ExportSpec(Strict):
     answer_prompt: str = "What is 12 plus 30?"
 
 
+class VisionSpec(Strict):
+    """ScienceQA's image items. ``mmproj``: the base model's vision projector, a llama.cpp mmproj GGUF (e.g. the
+    mmproj-*.gguf published beside a SmolVLM GGUF); the fine-tuned variants share the base model's embedding space, so
+    one projector serves every model of the run. ``image_root``: the images of the original ScienceQA release
+    (<image_root>/<pid>/<file>; rows from the Hub carry their image and need none). Without an mmproj the image items
+    are skipped, and the results and the report say how many."""
+
+    mmproj: Path | None = None
+    image_root: Path | None = None
+
+    @model_validator(mode="after")
+    def _root_needs_a_projector(self):
+        if self.image_root is not None and self.mmproj is None:
+            raise ValueError(f"vision.image_root is set ({self.image_root}) but vision.mmproj is not: without a "
+                             "projector the image items are skipped. Set vision.mmproj too, or remove image_root")
+        return self
+
+
 class DecisionSpec(Strict):
     """Composite weights (the original design's defaults), statistics and the not-significant rule."""
 
@@ -316,6 +334,7 @@ class PipelineConfig(Strict):
     tuner: TunerSpec = TunerSpec()
     linear: LinearSpec = LinearSpec()
     export: ExportSpec = ExportSpec()
+    vision: VisionSpec = VisionSpec()
     decision: DecisionSpec = DecisionSpec()
     upload: UploadSpec = UploadSpec()
     dpo: DPOSpec = DPOSpec()
@@ -362,8 +381,10 @@ def _resolve_paths(config: PipelineConfig, root: Path) -> PipelineConfig:
                                                 "gguf_file": fix(config.base_model.gguf_file)})
     sources = [s.model_copy(update={"path": fix(s.path)}) for s in config.data.sources]
     tuner = config.tuner.model_copy(update={"history_path": fix(config.tuner.history_path)})
+    vision = config.vision.model_copy(update={"mmproj": fix(config.vision.mmproj),
+                                              "image_root": fix(config.vision.image_root)})
     return config.model_copy(update={"base_model": base, "data": config.data.model_copy(update={"sources": sources}),
-                                     "tuner": tuner})
+                                     "tuner": tuner, "vision": vision})
 
 
 def hf_token_from_env() -> str | None:

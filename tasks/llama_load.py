@@ -17,8 +17,13 @@ STDIO_LOCK = threading.RLock()
 
 
 def open_llama(path: str | Path, **kwargs):
+    """A ``Llama`` built under the lock; llama.cpp's messages about the load go to the calling task's llama.cpp log
+    (tasks/native_log.py), ERRORs only to Python logging outside one."""
     from llama_cpp import Llama
 
+    from tasks.native_log import install
+
+    install(mtmd=kwargs.get("chat_handler") is not None)
     with STDIO_LOCK:
         return Llama(str(path), **kwargs)
 

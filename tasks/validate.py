@@ -57,3 +57,10 @@ def _check_config_files(config: PipelineConfig, path: Path) -> None:
     for i, source in enumerate(config.data.sources):
         if source.kind == "jsonl" and not source.path.is_file():
             raise FileNotFoundError(f"{path}: data.sources[{i}].path {source.path} does not exist.")
+    vision = config.vision
+    if vision.mmproj is not None and not vision.mmproj.is_file():
+        raise FileNotFoundError(f"{path}: vision.mmproj {vision.mmproj} does not exist (the base model's vision "
+                                "projector GGUF; remove vision.mmproj to skip ScienceQA's image items).")
+    if vision.image_root is not None and not vision.image_root.is_dir():
+        raise FileNotFoundError(f"{path}: vision.image_root {vision.image_root} is not a folder (ScienceQA's images, "
+                                "<image_root>/<pid>/<file>).")

@@ -136,3 +136,19 @@ def test_cli_gives_prefects_ephemeral_server_time_to_migrate_a_fresh_database(mo
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")  # a user's own setting wins
     assert main(["schedule", "linear", "--points", "2"]) == 0
     assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45"
+
+
+def test_cli_turns_off_the_temporary_servers_analytics(monkeypatch):
+    # offline, the telemetry heartbeat of Prefect's temporary server logged "ERROR ... Failed to send telemetry" (and a
+    # "database is locked" traceback) into a successful `make demo`. The server is a child process that builds its
+    # settings from the environment: the variable must be the one Prefect 3 reads for server.analytics_enabled.
+    from prefect.settings import Settings
+
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "unset")  # so that teardown restores the real state
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED")
+    assert Settings().server.analytics_enabled is True  # Prefect's default: on
+    assert main(["schedule", "linear", "--points", "2"]) == 0
+    assert Settings().server.analytics_enabled is False
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")  # a user's own setting wins
+    assert main(["schedule", "linear", "--points", "2"]) == 0
+    assert Settings().server.analytics_enabled is True

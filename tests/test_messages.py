@@ -276,9 +276,10 @@ def test_image_items_skipped_without_mmproj_get_one_hint_and_a_note_in_the_summa
     out = tmp_path / "o"
     assert main(["eval", "--gguf", str(fake_gguf), "--suite", "scienceqa", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    hint = ("scienceqa: 1 of 5 items have an image and were skipped because no --mmproj was given; pass --mmproj "
-            "(the model's vision projector GGUF) and --image-root to score them.")
-    assert captured.err.count("--mmproj") == 2 and f"alphagate: note: {hint}" in captured.err  # once
+    hint = ("scienceqa: 1 of 5 items have an image and were skipped because no vision projector (mmproj GGUF) was "
+            "given; to score them set vision.mmproj (and vision.image_root) in the config, or pass --mmproj and "
+            "--image-root to `alphagate eval`.")
+    assert captured.err.count("--mmproj") == 1 and f"alphagate: note: {hint}" in captured.err  # once
     assert "4 scored, 1 skipped" in captured.out
     summary = json.loads((out / "scienceqa.summary.json").read_text())
     assert summary["notes"] == [hint] and summary["skipped"] == 1

@@ -178,8 +178,9 @@ def skip_notes(suite: SuiteSpec, records: list[dict]) -> list[str]:
     images = sum(1 for r in records if r.get("skip_reason") == NO_MMPROJ)
     if not images:
         return []
-    return [f"{suite.name}: {images} of {len(records)} items have an image and were skipped because no --mmproj was "
-            "given; pass --mmproj (the model's vision projector GGUF) and --image-root to score them."]
+    return [f"{suite.name}: {images} of {len(records)} items have an image and were skipped because no vision "
+            "projector (mmproj GGUF) was given; to score them set vision.mmproj (and vision.image_root) in the config, "
+            "or pass --mmproj and --image-root to `alphagate eval`."]
 
 
 def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any]:

@@ -37,16 +37,34 @@ def _data_uri(image: Path | Any) -> str:
     return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
 
 
+def _handler_class():
+    """libmtmd's chat handler, for text models' chat templates. The handler renders the template with OpenAI-style
+    content lists (the image part replaced by libmtmd's media marker); a text model's template, SmolLM2's and so every
+    model trained from it, concatenates ``message['content']`` as a string and fails on a list. Content is therefore
+    flattened into one string: the parts in order, one per line, the marker where the image was."""
+    from llama_cpp.llama_chat_format import MTMDChatHandler
+
+    class FlatContentMTMDChatHandler(MTMDChatHandler):
+        @classmethod
+        def _convert_message_for_template(cls, message, media_marker: str):
+            converted = super()._convert_message_for_template(message, media_marker)
+            if isinstance(converted.get("content"), list):
+                converted["content"] = "\n".join(part["text"] if isinstance(part, dict) else str(part)
+                                                 for part in converted["content"])
+            return converted
+
+    return FlatContentMTMDChatHandler
+
+
 class VisionScorer:
     def __init__(self, gguf: Path, mmproj: Path):
-        from llama_cpp.llama_chat_format import MTMDChatHandler
-
         from tasks.llama_load import STDIO_LOCK, open_llama
 
         if not Path(mmproj).is_file():
             raise FileNotFoundError(f"mmproj {mmproj} does not exist.")
+        self.gguf, self.mmproj = Path(gguf), Path(mmproj)
         with STDIO_LOCK:  # the handler swaps stdout/stderr too (tasks/llama_load.py)
-            handler = MTMDChatHandler(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
+            handler = _handler_class()(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
             self.llm = open_llama(gguf, chat_handler=handler, n_ctx=4096, verbose=False)
 
     def score(self, doc: dict, context: str, image) -> dict[str, Any]:
@@ -55,8 +73,16 @@ class VisionScorer:
         from tasks.llama_load import STDIO_LOCK
 
         with STDIO_LOCK:  # the multimodal handler swaps stdout/stderr while it embeds the image
-            reply = self.llm.create_chat_completion([{"role": "user", "content": content}], max_tokens=8,
-                                                    temperature=0.0)
+            try:
+                reply = self.llm.create_chat_completion([{"role": "user", "content": content}], max_tokens=8,
+                                                        temperature=0.0)
+            except (ValueError, RuntimeError) as exc:  # libmtmd says no more than "failed" here; its log says why
+                raise RuntimeError(
+                    f"The vision projector {self.mmproj} could not be used with {self.gguf.name} (ScienceQA item "
+                    f"{doc.get('pid') or doc.get('index')}): {exc}. A projector works only with the text model it was "
+                    "made for: the same embedding width, and the image tokens its format writes in the vocabulary "
+                    "(a SmolVLM/Idefics3 projector needs <fake_token_around_image>, <global-img>, <row_1_col_1>, ...). "
+                    "llama.cpp's log of this task has the details.") from exc
         text = reply["choices"][0]["message"]["content"] or ""
         match = LETTER.search(text)
         pred = "ABCDE".index(match.group(1)) if match and "ABCDE".index(match.group(1)) < len(doc["choices"]) else None

@@ -64,12 +64,15 @@ def fetch(version: str | None = None) -> Path:
 
 
 def convert(model_dir: Path, outfile: Path, outtype: str = "bf16") -> None:
-    """Run the converter in a subprocess (it is a script, and keeps its own module state)."""
-    proc = subprocess.run([sys.executable, str(converter_script()), str(model_dir), "--outtype", outtype,
-                           "--outfile", str(outfile)], capture_output=True, text=True)
-    if proc.returncode != 0 or not outfile.is_file():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise RuntimeError(f"convert_hf_to_gguf failed on {model_dir} (exit {proc.returncode}):\n{tail}")
+    """Run the converter in a subprocess (it is a script, and keeps its own module state). Its output (a line per
+    tensor) goes to the task's llama.cpp log (tasks/native_log.py) when there is one, else it is kept only for the
+    error message."""
+    from tasks.native_log import run_logged
+
+    run_logged([sys.executable, str(converter_script()), str(model_dir), "--outtype", outtype,
+                "--outfile", str(outfile)], f"convert_hf_to_gguf on {model_dir}")
+    if not outfile.is_file():
+        raise RuntimeError(f"convert_hf_to_gguf on {model_dir} exited 0 but wrote no {outfile}.")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,13 @@ def merge_and_fold(run_dir: Path, out: Path) -> tuple[PipelineConfig, str]:
 
 def quantize(source: Path, target: Path, fmt: str) -> None:
     import llama_cpp
-    import llama_cpp._logger
+
+    from tasks.native_log import install
 
     ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[fmt]
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
-    llama_cpp._logger.logger.setLevel(logging.ERROR)  # one log line per tensor otherwise
+    install()  # a warning per tensor: into the task's llama.cpp log (tasks/native_log.py), never the console
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     if code != 0 or not target.is_file():
         raise RuntimeError(f"llama_model_quantize({source.name} -> {fmt}) failed with code {code}.")

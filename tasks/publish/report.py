@@ -248,6 +248,23 @@ def _dpo_section(results: dict[str, Path]) -> list[str]:
     return lines
 
 
+def _skipped_section(results: dict[str, Path]) -> list[str]:
+    """Items that no model could be scored on, and why (the evaluations' notes, e.g. ScienceQA's image items without a
+    vision projector): once per note, with the model/formats it holds for."""
+    by_note: dict[str, list[str]] = {}
+    for label, folder in results.items():
+        for path in sorted(Path(folder).glob("*.summary.json")):
+            for note in read_json_object(path, "evaluation summary", (), "Re-run that evaluation.").get("notes", []):
+                by_note.setdefault(note, []).append(label)
+    if not by_note:
+        return []
+    lines = ["", "## Items not scored", ""]
+    for note, labels in by_note.items():
+        which = f"every model/format ({len(labels)})" if len(labels) == len(results) else ", ".join(labels)
+        lines.append(f"- {note} ({which})")
+    return lines
+
+
 def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
     """The nightly study's trend: the composite difference and its CIs night by night (figure + table)."""
     import matplotlib
@@ -336,6 +353,7 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
         lines += ["", "## Per category", "", "| model/format | suite | category | score | n |", "|---|---|---|---|---|"]
         lines += [f"| {r.label} | {r.suite} | {r.category} | {human(r.mean)} | {r.n} |"
                   for r in cats.sort_values(["suite", "category", "label"]).itertuples()]
+    lines += _skipped_section(results)
     lines += _dpo_section(results)
     lines += gate_lines(record, deg, gates_note)
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in made]
