@@ -181,7 +181,7 @@ def test_evaluation_reads_answers_as_the_prompt_opened_them(prompt_end, text, fi
     engine = _ThinkingEngine(text, prompt_end)
     record = score_generation(engine, suite, {"gold": "42"}, "Q: 6*7?", RunOptions(), None)
     assert record["final_answer"] == final == final_section(text, opened=bool(prompt_end))[0]
-    assert record["correct_flexible"] is (final == "42")
+    assert record["exact_match_flexible"] is (final == "42")
     assert record["reasoning_chars"] == len(reasoning) and "reasoning_text" not in record
     if reasoning:
         assert "secret" not in json.dumps(record) and "cut off" not in json.dumps(record)
