@@ -75,7 +75,8 @@ DEFAULT_PARAMS = CompareParams()
 def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     """Validate the config (a bad one fails here, naming the field, before any work), then run the pipeline
     with the config's orchestration: result storage, evaluation task runner, training deployment."""
-    from flows.stages import finish_run, publish_results, result_storage, start_run_progress
+    from flows.run_results import finish_run, publish_results, start_run_progress
+    from flows.stages import result_storage
     from tasks.config import load_config
     from tasks.validate import validate_run
 
@@ -137,7 +138,8 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     seed replicates (models "<variant>-s<seed>"). The nightly study passes one new seed a night, the tuner budget
     (``tuner_trials``), the ``earlier`` nights' replicates (arm -> [{label, results, export, run}] refs), the
     ``look`` and its ``study`` record; it writes the report itself (``make_report`` False) once tonight is recorded."""
-    from flows.stages import eval_task_runner, run_progress
+    from flows.run_results import run_progress
+    from flows.stages import eval_task_runner
     from tasks.config import OrchestrationSpec, load_config
 
     orch = OrchestrationSpec.model_validate(orchestration)
@@ -235,7 +237,8 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     this night's look of the alpha-spending boundary. A decided (or ended) study trains nothing and says so."""
     import datetime
 
-    from flows.stages import _artifact, publish_results, result_storage, run_progress, start_run_progress
+    from flows.run_results import _artifact, publish_results, run_progress, start_run_progress
+    from flows.stages import result_storage
     from tasks.config import load_config
     from tasks.decide.replicates import look_alpha
     from tasks.decide.study import closed, earlier_replicates, next_night, open_study, record_night, study_path

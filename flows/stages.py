@@ -13,16 +13,15 @@ intact, the body only finds and verifies it, and from the next run on the task i
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 
+from flows.run_results import _artifact
 from tasks.native_log import task_native_log
 from tasks.store import Ref
 
@@ -79,132 +78,6 @@ def _produce(stage: str, root: str, inputs: dict[str, Any], build: Callable[[Pat
         build(tmp)
         seal(tmp, stage, key, inputs)
     return ref_of(out)
-
-
-def _artifact(kind: str, key: str, payload, description: str) -> None:
-    """A table/markdown artifact for the UI; an artifact that cannot be written never fails the task."""
-    from prefect import artifacts
-
-    key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100]  # Prefect: lowercase letters, digits, dashes
-    try:
-        if kind == "table":
-            artifacts.create_table_artifact(payload, key=key, description=description)
-        else:
-            artifacts.create_markdown_artifact(payload, key=key, description=description)
-    except Exception as exc:  # noqa: BLE001
-        from prefect import get_run_logger
-
-        get_run_logger().warning("could not write the %s artifact %s: %s", kind, key, exc)
-
-
-# --- what the run a user started shows ----------------------------------------------------------------------------
-# The stage tasks run two subflows down (alphagate-pipeline, alphagate-evaluate) and are cache hits on a rerun, so
-# the results are published by the top-level flow (compare, nightly) from the records on disk: the run a user
-# triggers from the UI carries them, and so does a rerun that recomputed nothing.
-
-IMAGE_BUDGET = 4_000_000  # bytes of PNG embedded into one report artifact; figures beyond it are listed by path
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
-_RUN_PROGRESS: ContextVar[Any] = ContextVar("alphagate_run_progress", default=None)
-
-
-def embed_figures(markdown: str, folder: Path, budget: int = IMAGE_BUDGET) -> str:
-    """The report's Markdown with its figures as ``data:image/png;base64`` URIs (the Prefect UI cannot load files
-    from the server's disk; it renders data:image sources). A figure that is missing, not a PNG, or over the
-    budget is named by its path instead of a broken image."""
-    import base64
-
-    used = 0
-
-    def inline(match: re.Match) -> str:
-        nonlocal used
-        alt, target = match.groups()
-        if "://" in target or target.startswith(("data:", "/")):
-            return match.group(0)
-        path = folder / target
-        if path.suffix.lower() != ".png" or not path.is_file():
-            return f"*(figure {alt}: {path} is missing)*"
-        size = path.stat().st_size
-        if used + size > budget:
-            return f"*(figure {alt}: `{path}` — not embedded, the report's figures exceed {budget // 1_000_000} MB)*"
-        used += size
-        return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})"
-
-    return _IMAGE.sub(inline, markdown)
-
-
-def _decision_artifacts(record: dict[str, Any]) -> None:
-    from tasks.decide.decision import decision_markdown, suite_table
-
-    _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
-    if record.get("suites"):  # numbers rounded for people; decision.json keeps them whole
-        _artifact("table", "alphagate-decision-suites", suite_table(record),
-                  f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
-
-
-def publish_results(decision_json: str | Path | None, report_md: str | Path | None) -> None:
-    """Decision (Markdown + per-suite table) and report (figures embedded) as artifacts of the calling flow run."""
-    from tasks.store import read_json
-
-    if decision_json is not None:
-        _decision_artifacts(read_json(Path(decision_json)))
-    if report_md is not None:
-        path = Path(report_md)
-        _artifact("markdown", "alphagate-report",
-                  f"Report: `{path}`\n\n" + embed_figures(path.read_text(encoding="utf-8"), path.parent),
-                  "the comparison report")
-
-
-def run_progress(percent: float, what: str) -> None:
-    """The top-level run's progress artifact (created by ``start_run_progress``): ``percent`` done, ``what`` now.
-    A no-op outside such a run; a failed update never fails the run."""
-    state = _RUN_PROGRESS.get()
-    if state is None:
-        return
-    try:
-        from prefect.artifacts import update_progress_artifact
-
-        update_progress_artifact(state, percent, description=what)
-    except Exception as exc:  # noqa: BLE001
-        from prefect import get_run_logger
-
-        get_run_logger().warning("could not update the run's progress artifact: %s", exc)
-
-
-def failed_suites(failed: list[str]) -> dict[str, list[str]]:
-    """"model/format/suite" keys of evaluations that failed for good -> suite: ["model/format", ...]."""
-    out: dict[str, list[str]] = {}
-    for key in failed:
-        where, _, suite = key.rpartition("/")
-        out.setdefault(suite, []).append(where)
-    return out
-
-
-def finish_run(result: dict[str, Any]):
-    """What the top-level comparison returns: its result, or, when evaluations failed for good, a Completed state
-    named "Partial" whose message names the missing suites (the UI shows the name and the message; calling the flow
-    still returns the result)."""
-    failed = result.get("failed_evaluations") or []
-    if not failed:
-        run_progress(100.0, f"done: {result['decision']}")
-        return result
-    from prefect.states import Completed
-
-    missing = "; ".join(f"{suite} ({', '.join(where)})" for suite, where in failed_suites(failed).items())
-    message = (f"Partial: evaluations failed for good, so these suites are missing: {missing}. The decision used the "
-               "complete suites; rerun the flow to retry only what failed.")
-    run_progress(100.0, message)
-    return Completed(data=result, name="Partial", message=message)
-
-
-def start_run_progress(what: str) -> None:
-    try:
-        from prefect.artifacts import create_progress_artifact
-
-        _RUN_PROGRESS.set(create_progress_artifact(0.0, key="alphagate-progress", description=what))
-    except Exception as exc:  # noqa: BLE001
-        from prefect import get_run_logger
-
-        get_run_logger().warning("could not create the run's progress artifact: %s", exc)
 
 
 # --- data and base model -------------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_tasks_with_retries_have_a_delay_the_ui_can_show():
 def test_figures_are_embedded_so_the_ui_shows_them(tmp_path):
     import base64
 
-    from flows.stages import embed_figures
+    from flows.run_results import embed_figures
 
     png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5E"
                            "rkJggg==")
@@ -174,7 +174,7 @@ def test_figures_are_embedded_so_the_ui_shows_them(tmp_path):
 def test_a_run_with_suites_failed_for_good_is_partial_and_names_them():
     from prefect.states import StateType
 
-    from flows.stages import finish_run
+    from flows.run_results import finish_run
 
     ok = {"decision": "linear wins", "failed_evaluations": []}
     assert finish_run(ok) is ok
