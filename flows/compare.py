@@ -86,19 +86,32 @@ def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     config = validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
-    flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
+    flow_ = _configured_pipeline(orch, storage)
     start_run_progress("running: data, trainings, exports, evaluations, decision, report")
     result = flow_(params, orch.model_dump(mode="json"), str(storage) if storage else None, config.dpo.enabled)
     publish_results(result["decision_record"], result["report"])  # on this run, cached or not
     return finish_run(result)
 
 
+def _configured_pipeline(orch, storage):
+    """The pipeline flow with the config's result storage and enough threads for every training slot to be used
+    while the base model's export and the data run beside them (a thread waiting for a slot costs nothing)."""
+    from flows.slots import train_slots
+
+    options = {"task_runner": ThreadPoolTaskRunner(max_workers=train_slots(orch.train_slots) + 2)}
+    if storage:
+        options["result_storage"] = storage
+    return pipeline.with_options(**options)
+
+
 def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tuner_trials: int | None, dpo: bool):
     """Data, base model, one training per (variant, seed) and every export (the base model's too). The tuner runs
     once per experiment: a variant's later seeds wait for its first, then reuse its trials (same fingerprint)."""
+    from flows.slots import ensure_limit, train_slots
     from tasks.train.variant import replicate_label
 
     root, config = params.out, params.config
+    ensure_limit(train_slots(orch.train_slots), update=True)  # this machine's slots, as the config says
     data = prepare_data_task.submit(config, root)
     base = base_model_task.submit(config, params.cache)
     # the base model's export first: it needs no training, so its evaluations can run while the arms train
@@ -261,7 +274,7 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
                             upload=params.upload)
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
-    flow_ = pipeline.with_options(result_storage=storage) if storage else pipeline
+    flow_ = _configured_pipeline(orch, storage)
     start_run_progress(f"night {tonight['night']}: data, trainings, exports, evaluations, decision, report")
     result = flow_(cparams, orch.model_dump(mode="json"), str(storage) if storage else None, False,
                    [tonight["seed"]], tonight["tuner_trials"], earlier_replicates(study), look, None, False)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from tasks.store import Ref
 
 # torch/transformers work is not thread-safe within one process: accelerate keeps global state (two Trainers
 # in threads corrupt it) and from_pretrained's meta-device initialisation races ("Cannot copy out of meta
-# tensor"). Model loading, training and export therefore run one at a time per process; parallel trainings need
-# separate processes (Dask workers, work pools). llama.cpp evaluations do not take this lock.
+# tensor"). Trainings, exports and DPO therefore run each in a child process of its own (tasks.procs), as many at
+# once as this machine's training slots allow (flows/slots.py); the base model, the one model step left in this
+# process, takes this lock. llama.cpp evaluations take neither.
 _MODEL_LOCK = threading.Lock()
 _PLANS: dict[str, Callable[..., tuple[str, Path]]] = {}
 
@@ -130,22 +130,23 @@ def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, 
     """``seed``: this replicate's training seed (None: train.seed); ``tuner_trials``: the tuner's budget (None: the
     config's). ``expected_key``: the key the orchestrator computed (a training sent to a work pool); a worker whose
     code or config gives another key refuses, rather than writing where nobody looks."""
-    from prefect.concurrency.sync import concurrency
-
+    from flows.slots import model_slot
+    from tasks.procs import run_in_process
     from tasks.store import ref_of
-    from tasks.train.variant import train_variant
 
     key, out = _train_plan(config_path, variant, data, base, root, seed, tuner_trials)
     if expected_key is not None and key != expected_key:
         raise RuntimeError(f"This worker computes the training key {key[:12]}… but the comparison expects "
                            f"{expected_key[:12]}…: the worker runs other code or sees another config/data. Install "
                            "the same version of the project on both machines and share the run folder.")
-    # sent to a (GPU) work pool: the "gpu" global concurrency limit caps the trainings at once there (README; a
-    # missing limit is a warning). In one process trainings already run one at a time (_MODEL_LOCK).
-    on_worker = expected_key is not None
-    with _MODEL_LOCK, concurrency("gpu", occupy=1, strict=False) if on_worker else nullcontext():
-        train_variant(_replicate(config_path, seed, tuner_trials), variant, out, base=base, data=data,
-                      history=Path(root) / "tuner_history.json")
+    # in a process of its own, holding one of this machine's training slots (on a pool's worker: the worker's)
+    arguments = {"config_path": str(Path(config_path).resolve()), "variant": variant, "out_dir": str(out),
+                 "base": base.model_dump(mode="json"), "data": data.model_dump(mode="json"),
+                 "history": str(Path(root) / "tuner_history.json"), "seed": seed, "tuner_trials": tuner_trials,
+                 "journal": str(Path(root) / "logs" / "trainings.jsonl"), "expected_key": key}
+    with model_slot(_config(config_path).orchestration.train_slots) as threads:
+        run_in_process("tasks.train.variant:train_in_process", arguments, threads=threads,
+                       label=f"train {variant}" + (f" seed {seed}" if seed is not None else ""))
     return ref_of(out)
 
 
@@ -189,13 +190,16 @@ def _dpo_plan(config_path: str, parent: Ref, gguf: str, root: str, extra_benchma
 def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmark_dirs: list[str]) -> Ref:
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
+    from flows.slots import model_slot
+    from tasks.procs import run_in_process
     from tasks.store import ref_of
-    from tasks.train.dpo import train_dpo
 
     out = _dpo_plan(config_path, parent, gguf, root, extra_benchmark_dirs)[1]
-    with _MODEL_LOCK:
-        train_dpo(Path(parent.path), out, spec=_config(config_path).dpo, gguf=Path(gguf),
-                  extra_benchmark_dirs=[Path(d) for d in extra_benchmark_dirs])
+    arguments = {"config_path": str(Path(config_path).resolve()), "parent_dir": str(parent.path), "out_dir": str(out),
+                 "gguf": str(gguf), "extra_benchmark_dirs": [str(d) for d in extra_benchmark_dirs]}
+    with model_slot(_config(config_path).orchestration.train_slots) as threads:
+        run_in_process("tasks.train.dpo:dpo_in_process", arguments, label=f"dpo {Path(parent.path).name[:12]}",
+                       threads=threads)
     return ref_of(out)
 
 
@@ -219,13 +223,17 @@ def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], la
 @task_native_log
 def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
     """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
-    from tasks.export.gguf import export_model
+    from flows.slots import model_slot
+    from tasks.procs import run_in_process
     from tasks.store import ref_of
 
-    out = _export_plan(config_path, model, root, formats, label)[1]
-    with _MODEL_LOCK:
-        manifest = export_model(Path(model.path), out, formats, name=_export_name(config_path, label),
-                                spec=_config(config_path).export, model=model)
+    key, out = _export_plan(config_path, model, root, formats, label)
+    arguments = {"config_path": str(Path(config_path).resolve()), "model_dir": str(model.path), "out_dir": str(out),
+                 "formats": list(formats), "name": _export_name(config_path, label),
+                 "model": model.model_dump(mode="json"), "expected_key": key}
+    with model_slot(_config(config_path).orchestration.train_slots) as threads:
+        manifest = run_in_process("tasks.export.gguf:export_in_process", arguments, label=f"export {label}",
+                                  threads=threads)
     return ref_of(out, **{f["format"]: f["path"] for f in manifest["files"]})
 
 

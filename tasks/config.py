@@ -283,6 +283,10 @@ class OrchestrationSpec(Strict):
     # "<flow name>/<deployment name>" of the alphagate-train flow on a GPU work pool (deployments/prefect-gpu.yaml);
     # None trains in this process. The worker must see the same paths (a shared filesystem).
     train_deployment: str | None = Field(None, pattern=r"^[^/\s]+/[^/\s]+$")
+    # trainings (and exports, DPO: every stage that loads a model) at once on one machine, each in a process of its
+    # own, bounded by the machine's Prefect concurrency limit alphagate-train-<host> (flows/slots.py). None: chosen
+    # for the machine (1 on a CUDA machine or a CPU with fewer than 16 cores; raise it when two fit on one card)
+    train_slots: int | None = Field(None, ge=1, le=64)
     # where Prefect persists task results (the cache): a local folder, or an fsspec URL (s3://bucket/prefix,
     # gs://..., memory://...) for shared caching across machines; None: Prefect's default local folder
     result_storage: str | None = None

@@ -46,10 +46,10 @@ def _time(stamp: str):
 @pytest.mark.slow
 def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, monkeypatch):
     import json
+    import os
     from pathlib import Path
 
-    import tasks.train.fit
-    import tasks.train.variant
+    import tasks.procs
     from flows.compare import CompareParams, compare
 
     params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),
@@ -76,16 +76,20 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     index = json.loads((run / "index.json").read_text())["outputs"]
     assert Path(index["linear"]["path"]).parent == (run / "store" / "train").resolve()  # outputs live by key
     assert (run / "linear").resolve() == Path(index["linear"]["path"])  # the friendly name links to it
-    fits, bodies = [], []
-    real_fit, real_train = tasks.train.fit.fit, tasks.train.variant.train_variant
-    monkeypatch.setattr(tasks.train.fit, "fit", lambda *a, **k: (fits.append(1), real_fit(*a, **k))[1])
-    monkeypatch.setattr(tasks.train.variant, "train_variant",
-                        lambda *a, **k: (bodies.append(1), real_train(*a, **k))[1])
+    # each training ran in a process of its own and recorded itself in the run's journal (one line per training)
+    journal = (run / "logs" / "trainings.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["variant"] for line in journal) == ["linear", "sigmoid-bayes"]
+    assert len({json.loads(line)["pid"] for line in journal} | {os.getpid()}) == 3
+    bodies = []
+    real_run = tasks.procs.run_in_process
+    monkeypatch.setattr(tasks.procs, "run_in_process", lambda *a, **k: (bodies.append(a[0]), real_run(*a, **k))[1])
     compare(params)
-    assert fits == []  # nothing trained again: every output found by its key and verified
+    # nothing trained again: every output found by its key and verified (a process may start, find it and stop)
+    assert (run / "logs" / "trainings.jsonl").read_text().splitlines() == journal
     bodies.clear()
     state = compare(params, return_state=True)
-    assert bodies == [] and fits == []  # from then on, plain Prefect cache hits: no task body runs at all
+    assert bodies == []  # from then on, plain Prefect cache hits: no stage process starts at all
+    assert (run / "logs" / "trainings.jsonl").read_text().splitlines() == journal
     # ... and the run still carries the results (published by the top-level flow, not by the cached tasks)
     mine = {a.key for kind in ("markdown", "table", "progress") for a in _artifacts(kind)
             if a.flow_run_id == str(state.state_details.flow_run_id)}

@@ -62,21 +62,22 @@ def harness():
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/benchmarks (real items) beside the repository")
 def test_three_nights_accumulate_replicates_and_then_the_study_is_closed(harness, tiny_base_dir, tmp_path,
                                                                          monkeypatch):
-    import tasks.train.variant
     from flows.compare import NightlyParams, nightly
 
-    trained = []
-    real = tasks.train.variant.train_variant
-    monkeypatch.setattr(tasks.train.variant, "train_variant",
-                        lambda config, variant, *a, **k: (trained.append((variant, config.train.seed)),
-                                                          real(config, variant, *a, **k))[1])
     config = _config(tmp_path, tiny_base_dir)
     out = tmp_path / "nightly"
     history = out / "tuner_history.json"
+    journal = out / "logs" / "trainings.jsonl"  # one line per training process that really trained
     trials = []
+
+    def trained_since(n: int) -> list:
+        lines = journal.read_text().splitlines() if journal.is_file() else []
+        return sorted((r["variant"], r["seed"]) for r in map(json.loads, lines[n:]))
+
     for night, date in enumerate(("2026-12-01", "2026-12-02", "2026-12-03"), 1):
-        trained.clear()
+        before = len(journal.read_text().splitlines()) if journal.is_file() else 0
         result = nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache"), date=date))
+        trained = trained_since(before)
         assert result["night"] == night
         # tonight trains one new seed per arm; earlier nights' models are pooled, not retrained
         assert sorted(trained) == [("linear", 1000 + night), ("sigmoid-bayes", 1000 + night)]
@@ -98,20 +99,23 @@ def test_three_nights_accumulate_replicates_and_then_the_study_is_closed(harness
     assert (Path(result["report"]).parent / "study_trend.png").is_file()
     assert "| linear |" in report or "optimizer steps" in report  # compute per arm beside the result
     # a closed study says so and trains nothing
-    trained.clear()
+    import tasks.procs
+
+    monkeypatch.setattr(tasks.procs, "run_in_process", lambda *a, **k: pytest.fail(f"started a stage: {a[0]}"))
+    before = len(journal.read_text().splitlines())
     closed = nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache"),
                                    date="2026-12-04"))
-    assert "closed" in closed and trained == []
+    assert "closed" in closed and trained_since(before) == []
 
 
 def test_nightly_cli_on_a_decided_study_says_so_and_trains_nothing(harness, tiny_base_dir, tmp_path, capsys,
                                                                    monkeypatch):
-    import tasks.train.variant
+    import tasks.procs
     from flows.cli import main
     from tasks.decide.study import open_study, study_path
     from tasks.store import atomic_write_json
 
-    monkeypatch.setattr(tasks.train.variant, "train_variant", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(tasks.procs, "run_in_process", lambda *a, **k: pytest.fail(f"started a stage: {a[0]}"))
     config = _config(tmp_path, tiny_base_dir)
     out = tmp_path / "study"
     study = open_study(out, load_config(config), config)

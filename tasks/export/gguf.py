@@ -116,6 +116,18 @@ def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = Non
     return manifest
 
 
+def export_in_process(config_path: str, model_dir: str, out_dir: str, formats: list[str], name: str,
+                      model: dict, expected_key: str | None = None) -> dict[str, Any]:
+    """The child-process entry of a flow export (tasks.procs.run_in_process; JSON arguments): ``export_model`` with
+    the config's export section, under the key ``expected_key``; returns the manifest."""
+    from tasks.config import load_config
+    from tasks.train.variant import check_expected_key
+
+    spec, ref = load_config(config_path).export, Ref.model_validate(model)
+    check_expected_key("export", export_key(ref, _check_formats(formats), spec, name)[0], expected_key)
+    return export_model(Path(model_dir), Path(out_dir), formats, name=name, spec=spec, model=ref)
+
+
 def _verify_files(paths: dict[str, Path], wanted: list[str], merged: Path, run_dir: Path | None,
                   spec: ExportSpec) -> list[dict[str, Any]]:
     """Metadata + greedy answer per file, and log-prob parity against the merged model and, for a training run,

@@ -90,12 +90,41 @@ def compute_record(summary: dict[str, Any], tuner: dict[str, Any] | None) -> dic
             "experiment_tuner_seconds": float(tuner.get("seconds_this_experiment", 0.0))}
 
 
+def process_record(started: float) -> dict[str, Any]:
+    """When and where a training ran, recorded by the training itself: its process id, start and end (Unix seconds)
+    and the process's peak resident memory (a training in its own process, tasks.procs: this training's)."""
+    import os
+    import time
+
+    from tasks.procs import peak_rss_mib
+
+    return {"pid": os.getpid(), "started": started, "ended": time.time(), "peak_rss_mib": peak_rss_mib()}
+
+
+def append_journal(journal: Path, record: dict[str, Any]) -> None:
+    """One JSON line per training that really ran (reused outputs add none), appended in one write."""
+    import json
+    import os
+
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: Ref | None = None,
                   data: Ref | None = None, cache_dir: Path | None = None, data_dir: Path | None = None,
-                  history: Path | None = None) -> dict[str, Any]:
+                  history: Path | None = None, journal: Path | None = None) -> dict[str, Any]:
     """Train one variant into ``out_dir`` (atomically). ``out_dir`` is reused only when it holds an intact output
     of this exact key; otherwise it is trained (again) and replaced in one rename. Without refs (``alphagate
-    train``) the base model is prepared in ``cache_dir`` and the data in ``data_dir`` (default: beside out_dir)."""
+    train``) the base model is prepared in ``cache_dir`` and the data in ``data_dir`` (default: beside out_dir).
+    run.json's ``process`` says when, in which process and with what peak memory it ran; ``journal`` (a JSONL file)
+    gets the same facts as one line per training that ran."""
+    import time
+
+    started = time.time()
     from alpha_gate.schedules import LinearSchedule
     from tasks.data.base_model import base_model_info
     from tasks.train.tune import tune_sigmoid
@@ -136,6 +165,33 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
                       label=variant)
         shutil.rmtree(tmp / "scratch", ignore_errors=True)
         extra["compute"] = compute_record(summary, extra.get("tuner"))
+        extra["process"] = process_record(started)
         write_run_record(tmp, config, variant, summary, extra)
         seal(tmp, "train", key, inputs)
+    if journal is not None:
+        append_journal(Path(journal), {"stage": "train", "variant": variant, "seed": config.train.seed,
+                                       "key": key, **extra["process"]})
     return read_json(out_dir / "run.json")
+
+
+def check_expected_key(stage: str, key: str, expected: str | None) -> None:
+    """A stage process refuses to write under another key than the one its caller addressed (the folder it was
+    given): the code or config changed between the two, or a worker runs another version."""
+    if expected is not None and key != expected:
+        raise RuntimeError(f"This {stage} process computes the key {key[:12]}… but the flow addressed "
+                           f"{expected[:12]}…: the project's code or config changed while the run was going, or "
+                           "this machine runs another version. Rerun the flow (with the same code on every machine).")
+
+
+def train_in_process(config_path: str, variant: str, out_dir: str, base: dict, data: dict, history: str,
+                     seed: int | None = None, tuner_trials: int | None = None, journal: str | None = None,
+                     expected_key: str | None = None) -> None:
+    """The child-process entry of a flow training (tasks.procs.run_in_process; JSON arguments): one replicate of
+    ``variant`` from the config at ``config_path`` into ``out_dir``, whose key must be ``expected_key``."""
+    from tasks.config import load_config
+
+    config = replicate_config(load_config(config_path), seed, tuner_trials)
+    base_ref, data_ref = Ref.model_validate(base), Ref.model_validate(data)
+    check_expected_key("training", train_key(config, variant, base_ref, data_ref)[0], expected_key)
+    train_variant(config, variant, Path(out_dir), base=base_ref, data=data_ref, history=Path(history),
+                  journal=Path(journal) if journal else None)

@@ -1,0 +1,188 @@
+"""Run a stage that loads a model (a training, an export, a DPO stage) in a child process of its own.
+
+torch/transformers work is not safe in threads of one process (accelerate keeps process-global state; two Trainers
+in threads corrupt it, and from_pretrained's meta-device initialisation races). A stage in its own process can run
+beside another one, its memory is returned when it ends, and a crash or kill of one (the kernel's out-of-memory
+killer) takes nothing else down: the caller gets an error naming the stage, the exit signal and the child's last
+output.
+
+Parent side: ``run_in_process("tasks.train.variant:train_in_process", {...}, label="linear")`` returns what the
+target returned (JSON). Child side: ``python -m tasks.procs SPEC RESULT`` imports the target, calls it with the
+spec's keyword arguments and writes ``{"ok", "value" | "error", "traceback", "pid", "started", "ended",
+"peak_rss_mib"}`` to RESULT atomically. The child's stdout and stderr reach the caller's log line by line, prefixed
+with the label, and llama.cpp's native log goes to the caller's per-task file (tasks.native_log).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TERMINATE_GRACE_S = 15.0  # after SIGTERM, this long before SIGKILL
+
+
+class StageProcessError(RuntimeError):
+    """A stage's child process raised, or died without a result (killed by a signal, out of memory)."""
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # ru_maxrss is KiB on Linux
+
+
+def _target(spec: str):
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"target must be 'package.module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def _sink():
+    """Where the child's output lines go: the running Prefect task's logger (UI and console) when there is one."""
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - no Prefect run context (MissingContextError): this module's logger
+        return logger
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the child's process group (the converter it may run included), then SIGKILL after a grace."""
+    for sig, wait in ((signal.SIGTERM, TERMINATE_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (SIGKILL: often the kernel's out-of-memory killer; lower orchestration.train_slots)" \
+            if -returncode == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {returncode} without a result"
+
+
+def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: int | None = None) -> Any:
+    """Call ``target`` ("module:function") with ``kwargs`` (JSON values) in a fresh Python process and return its
+    (JSON) result; ``threads`` caps its torch/OpenMP threads (None: the library defaults). Raises StageProcessError
+    with the child's error and last output lines when it raises or dies."""
+    from tasks.native_log import current
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1 or None, got {threads!r}")
+    native = current()
+    sink = _sink()
+    with tempfile.TemporaryDirectory(prefix="alphagate-proc-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
+        spec_path.write_text(json.dumps({"target": target, "kwargs": kwargs, "threads": threads,
+                                         "native_log": str(native) if native else None, "parent": os.getpid()}))
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if threads is not None:
+            env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        proc = subprocess.Popen([sys.executable, "-m", "tasks.procs", str(spec_path), str(result_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)  # bytes: text mode would turn each \r into a line
+        sink.info("%s: started in its own process (pid %d)", label, proc.pid)
+
+        def forward() -> None:
+            for line in proc.stdout:  # progress bars redraw with \r: keep what the line finally showed
+                text = line.decode("utf-8", errors="replace").rstrip("\n").split("\r")[-1].rstrip()
+                if text:
+                    tail.append(text)
+                    sink.info("[%s] %s", label, text)
+
+        reader = threading.Thread(target=forward, name=f"output-of-{label}", daemon=True)
+        reader.start()
+        try:
+            returncode = proc.wait()
+        except BaseException:  # the task was cancelled or the caller interrupted: the child must not outlive it
+            _stop(proc)
+            raise
+        finally:
+            reader.join(timeout=10)
+        result = json.loads(result_path.read_text()) if result_path.is_file() else None
+    if returncode == 0 and result and result.get("ok"):
+        sink.info("%s: done in %.0f s, peak RSS %.0f MiB (pid %d)", label, result["ended"] - result["started"],
+                  result["peak_rss_mib"], result["pid"])
+        return result.get("value")
+    last = "\n".join(tail) or "(no output)"
+    if result is not None:
+        raise StageProcessError(f"{label} failed in its process (pid {proc.pid}): {result['error']}\n"
+                                 f"{result['traceback'].rstrip()}")
+    raise StageProcessError(f"{label}: its process (pid {proc.pid}) {_describe_exit(returncode)}. Its last output:"
+                             f"\n{last}")
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the process that started us is gone (killed): an orphaned training would hold memory for nothing."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(3)
+        time.sleep(1.0)
+
+
+def _atomic_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, default=str))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m tasks.procs SPEC.json RESULT.json (started by tasks.procs.run_in_process)",
+              file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    threading.Thread(target=_watch_parent, args=(spec["parent"],), daemon=True).start()
+    started, record = time.time(), {}
+    try:
+        if spec.get("threads"):
+            import torch
+
+            torch.set_num_threads(int(spec["threads"]))
+        fn = _target(spec["target"])
+        if spec.get("native_log"):
+            import llama_cpp  # noqa: F401 - native_log routes llama.cpp's callback, which importing it installs
+
+            from tasks.native_log import native_log
+
+            context = native_log(spec["native_log"])
+        else:
+            context = contextlib.nullcontext()
+        with context:
+            record = {"ok": True, "value": fn(**spec["kwargs"])}
+    except BaseException as exc:  # noqa: BLE001 - everything reaches the parent, with its traceback
+        record = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    record |= {"pid": os.getpid(), "started": started, "ended": time.time(), "peak_rss_mib": peak_rss_mib()}
+    _atomic_json(Path(argv[1]), record)
+    return 0 if record["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

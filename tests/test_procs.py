@@ -1,0 +1,224 @@
+"""Stages in child processes (tasks/procs.py) and the machine's training slots (flows/slots.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.procs import StageProcessError, run_in_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_child_returns_its_value_and_its_output_reaches_the_log(monkeypatch):
+    import logging
+
+    import tasks.procs
+
+    records = []
+    collector = logging.getLogger("test-procs-collector")
+    collector.addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: records.append(r)})())
+    collector.setLevel(logging.INFO)
+    monkeypatch.setattr(tasks.procs, "_sink", lambda: collector)
+    value = run_in_process("tests.proc_targets:echo", {"value": [1, "a"], "lines": 3}, label="echo")
+    assert value["value"] == [1, "a"] and value["pid"] != os.getpid()
+    logged = [r.getMessage() for r in records]
+    assert "[echo] line 2" in logged
+    assert "[echo] progress 100%" in logged  # a redrawn progress line: what it finally showed, not every frame
+    assert "[echo] progress 10%" not in logged
+    assert any(m.startswith("echo: done in") and "peak RSS" in m for m in logged)
+
+
+def test_an_error_in_the_child_reaches_the_caller_with_its_message_and_traceback():
+    with pytest.raises(StageProcessError, match=r"train linear failed in its process .*ValueError: no data") as err:
+        run_in_process("tests.proc_targets:fail", {"message": "no data"}, label="train linear")
+    assert "proc_targets.py" in str(err.value)  # the child's traceback, not only its last line
+
+
+def test_a_killed_child_is_named_with_its_signal_and_last_output():
+    with pytest.raises(StageProcessError, match="killed by SIGKILL.*out-of-memory") as err:
+        run_in_process("tests.proc_targets:killed", {}, label="train sigmoid-bayes")
+    assert "allocating a lot" in str(err.value)
+
+
+def test_one_dying_stage_does_not_take_the_other_down():
+    results = {}
+
+    def run(name, target, kwargs):
+        try:
+            results[name] = run_in_process(target, kwargs, label=name)
+        except StageProcessError as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=run, args=("a", "tests.proc_targets:sleep", {"seconds": 3})),
+               threading.Thread(target=run, args=("b", "tests.proc_targets:killed", {}))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results["b"], StageProcessError)
+    assert isinstance(results["a"], int)  # the other one finished and returned
+
+
+def test_bad_targets_and_threads_are_refused_clearly():
+    with pytest.raises(StageProcessError, match="target must be 'package.module:function'"):
+        run_in_process("tests.proc_targets.echo", {}, label="x")
+    with pytest.raises(ValueError, match="threads must be a whole number"):
+        run_in_process("tests.proc_targets:echo", {"value": 1}, label="x", threads=0)
+
+
+def test_threads_cap_the_childs_torch_threads():
+    assert run_in_process("tests.proc_targets:torch_threads", {}, label="threads", threads=1) == 1
+
+
+def test_a_child_whose_caller_is_killed_exits_instead_of_holding_memory(tmp_path):
+    marker = tmp_path / "child.pid"
+    caller = subprocess.Popen([sys.executable, "-c", "from tasks.procs import run_in_process; "
+                               f"run_in_process('tests.proc_targets:sleep', {{'seconds': 120, 'marker': '{marker}'}}, "
+                               "label='orphan')"], cwd=ROOT)
+    deadline = time.time() + 60
+    while not marker.is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.is_file(), "the child never started"
+    child = int(marker.read_text())
+    caller.kill()
+    caller.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the child outlived its killed caller")
+
+
+# --- slots -----------------------------------------------------------------------------------------------------
+
+def test_the_machine_default_is_one_slot_on_small_cpus_and_on_gpus():
+    from flows.slots import limit_name, machine_train_slots, threads_per_slot
+
+    # cores // 8 alone would give 0 slots on this 2-core machine: every training would wait forever
+    assert machine_train_slots(cores=2, cuda=False) == 1
+    assert machine_train_slots(cores=15, cuda=False) == 1
+    assert machine_train_slots(cores=16, cuda=False) == 2
+    assert machine_train_slots(cores=128, cuda=False) == 4
+    assert machine_train_slots(cores=128, cuda=True) == 1
+    assert threads_per_slot(2, cores=2, cuda=False) == 1 and threads_per_slot(4, cores=2, cuda=False) == 1
+    assert threads_per_slot(1, cores=2, cuda=False) == 2 and threads_per_slot(2, cores=16, cuda=True) is None
+    assert limit_name("gpu box/1") == "alphagate-train-gpu-box-1"
+
+
+def test_train_slots_is_validated():
+    from pydantic import ValidationError
+
+    from tasks.config import OrchestrationSpec
+
+    assert OrchestrationSpec().train_slots is None
+    for bad in (0, -1, 65, "two"):
+        with pytest.raises(ValidationError, match="train_slots"):
+            OrchestrationSpec(train_slots=bad)
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=300):
+        yield
+
+
+def _limit():
+    from prefect.client.orchestration import get_client
+
+    from flows.slots import limit_name
+
+    with get_client(sync_client=True) as client:
+        return client.read_global_concurrency_limit_by_name(limit_name()).limit
+
+
+def test_the_limit_is_created_when_missing_and_only_the_comparison_resets_it(harness):
+    from flows.slots import ensure_limit
+
+    ensure_limit(3, update=False)
+    assert _limit() == 3  # created: no "limit does not exist" warning, no unbounded run
+    ensure_limit(1, update=False)
+    assert _limit() == 3  # a stage leaves an existing limit as it is ...
+    ensure_limit(2, update=True)
+    assert _limit() == 2  # ... the comparison sets it to its config's value
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_holders_of_a_slot_overlap_only_when_there_are_two(harness, slots):
+    from flows.slots import ensure_limit, model_slot
+
+    ensure_limit(slots, update=True)
+    spans = []
+
+    def hold():
+        with model_slot(slots):
+            start = time.time()
+            time.sleep(1.5)
+            spans.append((start, time.time()))
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert (b0 < a1) == (slots == 2), spans
+
+
+@pytest.mark.slow
+def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_results(harness, tiny_base_dir, tmp_path):
+    """Real smoke trainings through train_task: with train_slots 2 the intervals the trainings record themselves
+    overlap, with 1 they do not; the trained weights are the same bytes either way."""
+    from prefect import flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.slots import ensure_limit
+    from flows.stages import train_task
+    from tasks.config import load_config
+    from tasks.data.base_model import base_ref
+    from tasks.data.sft import data_ref
+
+    def run(slots: int) -> tuple[list[dict], Path]:
+        config = tmp_path / f"slots{slots}.yaml"
+        config.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
+                          "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
+                          "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
+                          f"orchestration: {{train_slots: {slots}}}\n")
+        spec, root = load_config(config), tmp_path / f"run{slots}"
+        base, data = base_ref(spec.base_model, tmp_path / "cache"), data_ref(spec.data, root / "data")
+
+        @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
+        def both():
+            ensure_limit(slots, update=True)
+            futures = [train_task.submit(str(config), v, data, base, str(root)) for v in ("linear", "sigmoid-bayes")]
+            return [f.result() for f in futures]
+
+        refs = both()
+        journal = [json.loads(line) for line in (root / "logs" / "trainings.jsonl").read_text().splitlines()]
+        return sorted(journal, key=lambda r: r["started"]), {ref.path.split("/")[-1]: Path(ref.path) for ref in refs}
+
+    serial, serial_out = run(1)
+    parallel, parallel_out = run(2)
+    assert len(serial) == len(parallel) == 2 and len({r["pid"] for r in serial + parallel}) == 4
+    assert serial[1]["started"] >= serial[0]["ended"]  # one slot: the second waited for the first
+    assert parallel[1]["started"] < parallel[0]["ended"]  # two slots: both ran at once
+    assert serial_out.keys() == parallel_out.keys()  # the same keys (train_slots is not a training input) ...
+    for key, folder in serial_out.items():  # ... and the same trained weights
+        for name in ("gates.safetensors", "adapter/adapter_model.safetensors"):
+            assert (folder / name).read_bytes() == (parallel_out[key] / name).read_bytes(), (key, name)
+        run_json = json.loads((folder / "run.json").read_text())
+        assert run_json["process"]["pid"] in {r["pid"] for r in serial}  # run.json records its own process
