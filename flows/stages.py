@@ -26,9 +26,9 @@ from tasks.store import Ref
 
 # torch/transformers work is not thread-safe within one process: accelerate keeps global state (two Trainers
 # in threads corrupt it) and from_pretrained's meta-device initialisation races ("Cannot copy out of meta
-# tensor"). Trainings, exports and DPO therefore run each in a child process of its own (tasks.procs), as many at
-# once as this machine's training slots allow (flows/slots.py); the base model, the one model step left in this
-# process, takes this lock. llama.cpp evaluations take neither.
+# tensor"). Trainings and exports therefore run each in a child process of its own (tasks.procs), as many at once
+# as this machine's training slots allow (flows/slots.py); the torch steps left in this process (the base model,
+# the optional DPO stage) take this lock. llama.cpp evaluations take neither.
 _MODEL_LOCK = threading.Lock()
 _PLANS: dict[str, Callable[..., tuple[str, Path]]] = {}
 
@@ -191,15 +191,15 @@ def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmar
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
     from flows.slots import model_slot
-    from tasks.procs import run_in_process
     from tasks.store import ref_of
+    from tasks.train.dpo import train_dpo
 
     out = _dpo_plan(config_path, parent, gguf, root, extra_benchmark_dirs)[1]
-    arguments = {"config_path": str(Path(config_path).resolve()), "parent_dir": str(parent.path), "out_dir": str(out),
-                 "gguf": str(gguf), "extra_benchmark_dirs": [str(d) for d in extra_benchmark_dirs]}
-    with model_slot(_config(config_path).orchestration.train_slots) as threads:
-        run_in_process("tasks.train.dpo:dpo_in_process", arguments, label=f"dpo {Path(parent.path).name[:12]}",
-                       threads=threads)
+    # the optional DPO stage stays in this process (its sampler is the test seam at the model boundary): it holds a
+    # training slot for its memory and the lock against the base-model step, the other torch work in this process
+    with model_slot(_config(config_path).orchestration.train_slots), _MODEL_LOCK:
+        train_dpo(Path(parent.path), out, spec=_config(config_path).dpo, gguf=Path(gguf),
+                  extra_benchmark_dirs=[Path(d) for d in extra_benchmark_dirs])
     return ref_of(out)
 
 

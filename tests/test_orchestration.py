@@ -148,9 +148,11 @@ def test_benchmark_fan_out_on_a_real_local_dask_cluster(harness, tiny_gguf, tmp_
                                                          str(tmp_path / "eval"), "sample", 2, None)
         from distributed import Client
 
-        with Client(cluster) as client:  # which eval tasks each worker process executed, from its own log
+        with Client(cluster) as client:  # which eval tasks each worker process executed, from its own log: the
+            # transitions out of "executing" (a task stolen from a worker's queue is logged there too, never run)
             executed = client.run(lambda dask_worker: sorted({e[0] for e in dask_worker.state.log
-                                                              if str(e[0]).startswith("eval_task")}))
+                                                              if str(e[0]).startswith("eval_task") and len(e) == 7
+                                                              and e[1] == "executing"}))
         workers = {w.pid for w in cluster.scheduler.workers.values()}
     assert set(done) == {"tiny/bf16/mmlu", "tiny/bf16/arc_challenge", "tiny/bf16/hellaswag"}
     for key, ref in done.items():

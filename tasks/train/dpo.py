@@ -296,11 +296,3 @@ def dpo_key(parent_dir: Path, spec: DPOSpec, gguf: Path | None, exclude: set[str
               "exclude_sha256": sha256_bytes("\n".join(sorted(exclude)).encode())}
     return stage_key("dpo", inputs), inputs
 
-
-def dpo_in_process(config_path: str, parent_dir: str, out_dir: str, gguf: str, extra_benchmark_dirs: list[str]
-                   ) -> None:
-    """The child-process entry of the flow's DPO stage (tasks.procs.run_in_process; JSON arguments)."""
-    from tasks.config import load_config
-
-    train_dpo(Path(parent_dir), Path(out_dir), spec=load_config(config_path).dpo, gguf=Path(gguf),
-              extra_benchmark_dirs=[Path(d) for d in extra_benchmark_dirs])
