@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import importlib
 import json
 import logging
@@ -92,6 +93,7 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
     (JSON) result; ``threads`` caps its torch/OpenMP threads (None: the library defaults). Raises StageProcessError
     with the child's error and last output lines when it raises or dies."""
     from tasks.native_log import current
+    from tasks.progress import RELAY_ENV, Progress, parse_relay
 
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1 or None, got {threads!r}")
@@ -101,7 +103,7 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({"target": target, "kwargs": kwargs, "threads": threads,
                                          "native_log": str(native) if native else None, "parent": os.getpid()}))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", RELAY_ENV: "1"}
         if threads is not None:
             env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -111,13 +113,24 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
         sink.info("%s: started in its own process (pid %d)", label, proc.pid)
 
         def forward() -> None:
-            for line in proc.stdout:  # progress bars redraw with \r: keep what the line finally showed
-                text = line.decode("utf-8", errors="replace").rstrip("\n").split("\r")[-1].rstrip()
-                if text:
-                    tail.append(text)
-                    sink.info("[%s] %s", label, text)
+            progress: dict[int, Progress] = {}  # the child's progress, reported in this (the task's) context
+            try:
+                for line in proc.stdout:  # progress bars redraw with \r: keep what the line finally showed
+                    text = line.decode("utf-8", errors="replace").rstrip("\n").split("\r")[-1].rstrip()
+                    if (record := parse_relay(text)) is not None:
+                        mine = progress.setdefault(record["id"], Progress(record["total"], record["description"],
+                                                                          console=False))
+                        mine.update(record["done"] - mine.done)
+                    elif text:
+                        tail.append(text)
+                        sink.info("[%s] %s", label, text)
+            finally:
+                for mine in progress.values():
+                    mine.close()
 
-        reader = threading.Thread(target=forward, name=f"output-of-{label}", daemon=True)
+        # the reader runs in a copy of this thread's context: the Prefect task run its progress artifacts belong to
+        context = contextvars.copy_context()
+        reader = threading.Thread(target=context.run, args=(forward,), name=f"output-of-{label}", daemon=True)
         reader.start()
         try:
             returncode = proc.wait()

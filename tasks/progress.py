@@ -8,7 +8,9 @@ and a failing update never fails the loop it reports on.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 
@@ -26,12 +28,36 @@ def _task_run_active() -> bool:
         return False
 
 
+# In a stage's child process (tasks.procs), progress goes to the parent as lines on stdout that start with this
+# marker; the parent turns them into its own Progress, in the task run that started the child.
+RELAY_ENV = "ALPHAGATE_PROGRESS_RELAY"
+RELAY_MARK = "\x1ealphagate-progress "
+_relay_ids = iter(range(1, 1 << 62))
+
+
+def relay_line(record: dict) -> str:
+    return RELAY_MARK + json.dumps(record)
+
+
+def parse_relay(line: str) -> dict | None:
+    """The record of a relayed progress line, or None for any other line."""
+    if not line.startswith(RELAY_MARK):
+        return None
+    try:
+        return json.loads(line[len(RELAY_MARK):])
+    except ValueError:
+        return None
+
+
 class Progress:
     def __init__(self, total: int, description: str, *, min_interval: float = 2.0, console: bool | None = None):
         self.total, self.done, self.description = max(int(total), 1), 0, description
         self.min_interval, self._last = min_interval, 0.0
-        self._artifact = self._bar = None
-        if _task_run_active():
+        self._artifact = self._bar = self._relay = None
+        if os.environ.get(RELAY_ENV) and not _task_run_active():  # a child process whose parent reports it
+            self._relay = next(_relay_ids)
+            self._send()
+        elif _task_run_active():
             try:
                 from prefect.artifacts import create_progress_artifact
 
@@ -53,7 +79,7 @@ class Progress:
         self.done = min(self.done + n, self.total)
         if self._bar is not None:
             self._bar.update(n)
-        if self._artifact is not None:
+        if self._artifact is not None or self._relay is not None:
             now = time.monotonic()
             if self.done >= self.total or now - self._last >= self.min_interval:
                 self._last = now
@@ -65,7 +91,14 @@ class Progress:
             yield item
             self.update()
 
+    def _send(self) -> None:
+        print(relay_line({"id": self._relay, "total": self.total, "done": self.done,
+                          "description": self.description}), flush=True)
+
     def _push(self) -> None:
+        if self._relay is not None:
+            self._send()
+            return
         try:
             from prefect.artifacts import update_progress_artifact
 

@@ -38,3 +38,12 @@ def torch_threads():
     import torch
 
     return torch.get_num_threads()
+
+
+def with_progress(steps: int):
+    from tasks.progress import Progress
+
+    with Progress(steps, "child steps", min_interval=0.0) as progress:
+        for _ in range(steps):
+            progress.update()
+    return steps

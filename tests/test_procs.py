@@ -222,3 +222,26 @@ def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_resul
             assert (folder / name).read_bytes() == (parallel_out[key] / name).read_bytes(), (key, name)
         run_json = json.loads((folder / "run.json").read_text())
         assert run_json["process"]["pid"] in {r["pid"] for r in serial}  # run.json records its own process
+
+
+def test_the_childs_progress_becomes_an_artifact_of_the_task_that_started_it(harness):
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+
+    @task
+    def stage():
+        from prefect.context import TaskRunContext
+
+        run_in_process("tests.proc_targets:with_progress", {"steps": 3}, label="steps")
+        return str(TaskRunContext.get().task_run.id)
+
+    @flow
+    def parent():
+        return stage()
+
+    task_run = parent()
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])))
+    mine = [a for a in artifacts if str(a.task_run_id) == task_run]
+    assert mine and (100.0, "child steps: 3/3") in [(a.data, a.description) for a in mine]
