@@ -103,11 +103,23 @@ def _project_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
                 and node.module.split(".")[0] in PROJECT:
             names.add(node.module)
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                if _locate_quiet(sub) is not None:
-                    names.add(sub)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names if _is_submodule(node.module, alias.name)}
     return names
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module (``from package import name`` may name a function instead), found
+    without importing ``package``: find_spec of a dotted name imports its parent, and importing a project module
+    runs its own imports (alpha_gate.callback: torch, transformers), so that computing a key in the orchestrator
+    (a training sent to a work pool) imported transformers in one thread while an export imported it in another,
+    and transformers' lazy module then failed the export ("cannot import name 'AutoModelForCausalLM'")."""
+    import importlib.machinery
+
+    spec = _locate_quiet(package)
+    if spec is None or not spec.submodule_search_locations:
+        return False  # a plain module has no submodules: ``name`` is something defined in it
+    found = importlib.machinery.PathFinder.find_spec(f"{package}.{name}", list(spec.submodule_search_locations))
+    return found is not None
 
 
 def _locate_quiet(module: str):

@@ -315,3 +315,22 @@ def test_a_parse_that_collides_with_another_threads_parse_is_retried(monkeypatch
     monkeypatch.setattr(ast, "parse", broken)
     with pytest.raises(SystemError, match="something else"):
         keys._project_imports(source)
+
+
+def test_code_versions_are_found_without_importing_the_modules_they_hash(tmp_path):
+    """``from alpha_gate.callback import AlphaGateCallback`` names the module alpha_gate.callback (hashed), not a
+    submodule AlphaGateCallback; finding that out must not import alpha_gate.callback (torch, transformers): an
+    orchestrator computing a training's key imported transformers in one thread while an export imported it in
+    another, and the export failed ("cannot import name 'AutoModelForCausalLM' from 'transformers')."""
+    source = tmp_path / "m.py"
+    source.write_text("from alpha_gate.callback import AlphaGateCallback\nfrom alpha_gate import pet, schedules\n"
+                      "from tasks.train.fit import fit\n", encoding="utf-8")
+    script = ("import sys\nfrom pathlib import Path\nfrom tasks import keys\n"
+              f"names = sorted(keys._project_imports(Path({str(source)!r})))\n"
+              "[keys.code_version(stage) for stage in keys.CODE]\n"
+              "print(names, sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(["alpha_gate", "alpha_gate.callback", "alpha_gate.pet", "alpha_gate.schedules",
+                                       "tasks.train.fit"]) + " []"

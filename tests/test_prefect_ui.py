@@ -8,10 +8,6 @@ Screenshots are kept in ``runs/test-ui/`` (form.png, run-artifacts.png, report.p
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import time
 import urllib.parse
 from pathlib import Path
@@ -19,96 +15,24 @@ from pathlib import Path
 import pytest
 
 from tests.cdp import chromium_binary
+from tests.prefect_server import Background, command_kind, free_port, fresh_env, readme_commands, run_commands, wait
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "runs" / "test-ui"
 
 
-def readme_commands() -> list[str]:
-    """The README's Prefect block: its commands, comments dropped, in order."""
-    text = (ROOT / "README.md").read_text()
-    block = text[text.index("## Prefect:"):].split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line.split("  #")[0].strip() for line in block.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(check, what: str, timeout: float, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if value := check():
-                return value
-        except Exception:  # noqa: BLE001,S110 - not up yet
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
-
-
-class Background:
-    """The README's long-running commands (server, worker), each in its own process group with its log."""
-
-    def __init__(self):
-        self.procs: list[tuple[subprocess.Popen, Path]] = []
-
-    def start(self, command: str, env: dict, log: Path) -> subprocess.Popen:
-        proc = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=open(log, "wb"),  # noqa: SIM115
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append((proc, log))
-        return proc
-
-    def stop(self) -> None:
-        for proc, _ in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc, _ in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for _, log in self.procs)
-
-
 @pytest.fixture
 def prefect_stack(tmp_path):
     """Run the README's block: the server and worker in the background, the rest to completion. The only change:
     the port (4200 may be taken), set through PREFECT_SERVER_API_PORT and replaced in the API URL."""
-    commands = readme_commands()
-    kinds = [c.split()[1] if c.startswith(".venv/bin/prefect") else c.split()[0] for c in commands]
-    assert kinds == ["server", "export", "work-pool", "deploy", "worker"], commands  # the block this test follows
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    commands = readme_commands("## Prefect:")
+    assert [command_kind(c) for c in commands] == ["server", "export", "work-pool", "deploy", "worker"], commands
+    port = free_port()
+    env = fresh_env(tmp_path / "prefect-home", port)
     background = Background()
     try:
-        for command in commands:
-            command = command.replace("127.0.0.1:4200", f"127.0.0.1:{port}")
-            if command.startswith("export "):
-                name, value = command.removeprefix("export ").split("=", 1)
-                env[name] = value
-            elif " server start" in command:
-                import httpx
-
-                background.start(command, env, tmp_path / "server.log")
-                _wait(lambda: httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200,
-                      "the Prefect server", 300)
-            elif " worker start" in command:
-                background.start(command, env, tmp_path / "worker.log")
-            else:
-                done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True,
-                                      timeout=300)
-                assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        run_commands(commands, env, port, background, tmp_path)
         yield f"http://127.0.0.1:{port}", background
     finally:
         background.stop()
@@ -162,11 +86,11 @@ def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_
         browser.send("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape",
                      windowsVirtualKeyCode=27)
         browser.wait_for(lambda _: browser.click_text("button", "Submit"), "the Submit button", 30)
-        run = _wait(lambda: api.post("/flow_runs/filter", json={
+        run = wait(lambda: api.post("/flow_runs/filter", json={
             "flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()[0], "the submitted run", 60)
         sent = run["parameters"]["params"]
         assert {k: sent.get(k) for k in params["params"]} == params["params"], sent  # what the form sent
-        run = _wait(lambda: (r := api.get(f"/flow_runs/{run['id']}").json())["state"]["type"] in (
+        run = wait(lambda: (r := api.get(f"/flow_runs/{run['id']}").json())["state"]["type"] in (
             "COMPLETED", "FAILED", "CRASHED", "CANCELLED") and r, "the smoke run to finish", 1200, every=3)
         assert run["state"]["name"] == "Completed", f"{run['state']}\n{background.logs()}"
         assert (tmp_path / "run" / "decision" / "decision.json").is_file()
