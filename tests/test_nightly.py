@@ -148,7 +148,7 @@ def test_a_night_whose_evaluations_failed_is_not_recorded_and_spends_no_look(har
         seen.append(seeds)
         return {"failed_evaluations": ["linear-s1001/bf16/mmlu"], "decision_record": str(tmp_path / "d.json")}
 
-    monkeypatch.setattr(flows.compare, "pipeline", failing_pipeline)
+    monkeypatch.setattr(flows.compare, "_configured_pipeline", lambda orch, storage: failing_pipeline)
     config = _config(tmp_path, tiny_base_dir)
     out = tmp_path / "study"
     for _ in range(2):
