@@ -7,8 +7,8 @@ killer) takes nothing else down: the caller gets an error naming the stage, the 
 output.
 
 Parent side: ``run_in_process("tasks.train.variant:train_in_process", {...}, label="linear")`` returns what the
-target returned (JSON). Child side: ``python -m tasks.procs SPEC RESULT`` imports the target, calls it with the
-spec's keyword arguments and writes ``{"ok", "value" | "error", "traceback", "pid", "started", "ended",
+target returned (JSON). Child side: ``main(SPEC, RESULT)`` (``python -P -c``, _CHILD) imports the target, calls it
+with the spec's keyword arguments and writes ``{"ok", "value" | "error", "traceback", "pid", "started", "ended",
 "peak_rss_mib"}`` to RESULT atomically. The child's stdout and stderr reach the caller's log line by line, prefixed
 with the label, and llama.cpp's native log goes to the caller's per-task file (tasks.native_log).
 """
@@ -76,6 +76,13 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+# The child imports this project from where the parent did, never from its working directory (-P: a user's own
+# "tasks" package there must not shadow ours); entries of PYTHONPATH still come first.
+_PROJECT = str(Path(__file__).resolve().parents[1])
+_CHILD = ("import os, sys; sys.path.insert(len([p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]), "
+          f"{_PROJECT!r}); from tasks.procs import main; sys.exit(main(sys.argv[1:]))")
+
+
 def _describe_exit(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -107,7 +114,7 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
         if threads is not None:
             env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         tail: collections.deque[str] = collections.deque(maxlen=20)
-        proc = subprocess.Popen([sys.executable, "-m", "tasks.procs", str(spec_path), str(result_path)],
+        proc = subprocess.Popen([sys.executable, "-P", "-c", _CHILD, str(spec_path), str(result_path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)  # bytes: text mode would turn each \r into a line
         sink.info("%s: started in its own process (pid %d)", label, proc.pid)
@@ -168,7 +175,7 @@ def _atomic_json(path: Path, payload: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m tasks.procs SPEC.json RESULT.json (started by tasks.procs.run_in_process)",
+        print("usage: main(SPEC.json, RESULT.json), started by tasks.procs.run_in_process",
               file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())

@@ -110,11 +110,9 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
                                               is_package=True)
         spec.submodule_search_locations = [str(code_copy)]
         monkeypatch.setattr(keys, "_locate", lambda name: spec if name == "alpha_gate" else real_locate(name))
-        # the stage processes (trainings, exports) import alpha_gate from the copy too: it comes first on their path,
-        # then this checkout (the repository is not their working directory, so the copy is not shadowed by it)
-        path_before, cwd_before = os.environ.get("PYTHONPATH"), Path.cwd()
-        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(code_copy.parent), str(Path(__file__).parents[1])]))
-        monkeypatch.chdir(tmp_path)
+        # the stage processes (trainings, exports) import alpha_gate from the copy too: PYTHONPATH comes first
+        path_before = os.environ.get("PYTHONPATH")
+        monkeypatch.setenv("PYTHONPATH", str(code_copy.parent))
         undo = edit(code_copy / "pet.py", '"""', '"""Edited. ')
         keys.code_version.cache_clear()
 
@@ -125,7 +123,6 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
                 monkeypatch.delenv("PYTHONPATH")
             else:
                 monkeypatch.setenv("PYTHONPATH", path_before)
-            monkeypatch.chdir(cwd_before)
             keys.code_version.cache_clear()
         return revert
 
