@@ -85,8 +85,10 @@ def publish_results(decision_json: str | Path | None, report_md: str | Path | No
 def run_progress(percent: float, what: str) -> None:
     """The top-level run's progress artifact (created by ``start_run_progress``): ``percent`` done, ``what`` now.
     A no-op outside such a run; a failed update never fails the run."""
+    from prefect.context import FlowRunContext
+
     state = _RUN_PROGRESS.get()
-    if state is None:
+    if state is None or FlowRunContext.get() is None:  # outside a flow run the artifact is an earlier run's
         return
     try:
         from prefect.artifacts import update_progress_artifact
