@@ -193,7 +193,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         judge = load_judge_spec(args.judge)
     opts = RunOptions(data=args.data, limit=args.limit, num_fewshot=args.num_fewshot, judge=judge,
                       mmproj=args.mmproj, image_root=args.image_root, keep_reasoning=args.keep_reasoning,
-                      n_ctx=args.n_ctx, parallel=args.parallel)
+                      n_ctx=args.n_ctx, parallel=args.parallel, packed_mc=args.packed_mc)
     summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
     metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                         for k, v in summary["metrics"].items() if v["mean"] is not None)
@@ -522,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--parallel", type=_at_least(1, " (items generated together; 1: one at a time)"),
                     default=DEFAULT_PARALLEL, help="generation suites: decode this many items together (continuous "
                     f"batching; default {DEFAULT_PARALLEL}); 1 reproduces the one-at-a-time path exactly")
+    ev.add_argument("--packed-mc", action="store_true", help="multiple-choice suites: score several choices and items "
+                    "per llama_decode (not the default: quantized models' log-likelihoods move with the batch layout, "
+                    "see benchmarks/bench_engine.py; a packed result has its own key)")
     ev.add_argument("--replace", action="store_true", help="overwrite results of other inputs (another model, suite "
                                                            "version or data) found for this suite in --out")
     ev.add_argument("--out", required=True, type=Path)

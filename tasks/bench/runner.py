@@ -39,7 +39,10 @@ class RunOptions:
     batching, tasks.bench.batched); 1 (the default) is the one-item-at-a-time reference path. Greedy decoding of the
     same prompts gives the same completions either way except where llama.cpp's batched arithmetic (another
     summation order) turns a near tie in the logits the other way, so a ``parallel`` above 1 is part of a generation
-    suite's evaluation key (eval_inputs); 1 keeps the keys results always had."""
+    suite's evaluation key (eval_inputs); 1 keeps the keys results always had. ``packed_mc``: multiple-choice suites
+    score several choices and items per llama_decode (tasks.bench.packed); off by default: on a model whose
+    activations llama.cpp rounds to 8 bits (any quantized GGUF) another batch layout moves log-likelihoods by up to
+    ~1 nat (benchmarks/bench_engine.py), so a packed result has its own key."""
 
     data: str | Path | None = None  # None/"sample", "shared", "hub" or a file
     limit: int | None = None
@@ -52,6 +55,7 @@ class RunOptions:
     keep_reasoning: bool = False  # debug only: store the reasoning text itself
     n_ctx: int = 2048
     parallel: int = DEFAULT_PARALLEL
+    packed_mc: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,9 +89,15 @@ def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)
 
 
-def score_multiple_choice(engine, suite, doc, context: str) -> dict[str, Any]:
+def choice_pairs(engine, suite, doc, context: str) -> list[tuple[list[int], list[int]]]:
+    return [engine.encode_pair(context, suite.target_delimiter + c) for c in choices_of(suite, doc)]
+
+
+def score_multiple_choice(engine, suite, doc, context: str, scored=None) -> dict[str, Any]:
+    """One multiple-choice item; ``scored``: its choices' scores when already computed (packed), else scored here."""
     choices = choices_of(suite, doc)
-    scored = [engine.loglikelihood(*engine.encode_pair(context, suite.target_delimiter + c)) for c in choices]
+    if scored is None:
+        scored = [engine.loglikelihood(ctx, cont) for ctx, cont in choice_pairs(engine, suite, doc, context)]
     lls = [s.loglikelihood for s in scored]
     normed = [ll / max(len(c), 1) for ll, c in zip(lls, choices, strict=True)]  # lm-eval acc_norm: per character
     gold = int(doc[suite.target_field])
@@ -215,7 +225,8 @@ def eval_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[str, Any
             "tags": [list(opts.think_tags), list(opts.final_tags)],
             # batched decoding can turn a near tie in the logits the other way: a result made with it is its own
             # (parallel 1, the reference path, keeps the keys it always had)
-            **({"parallel": opts.parallel} if opts.parallel > 1 and suite.kind != "multiple_choice" else {})}
+            **({"parallel": opts.parallel} if opts.parallel > 1 and suite.kind != "multiple_choice" else {}),
+            **({"mc_scoring": "packed"} if opts.packed_mc and suite.kind == "multiple_choice" else {})}
 
 
 def eval_key(gguf: Path, suite_name: str, opts: RunOptions) -> tuple[str, dict[str, Any]]:
@@ -299,7 +310,13 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
             contexts = [build_context(suite, doc, docs, num_fewshot) for doc in docs]
             done = generate_all(engine, suite, contexts, opts.parallel, lambda i: progress.update())
             texts = {doc["index"]: t for doc, t in zip(docs, done, strict=True)}
-        for doc in (docs if texts else progress.iterate(docs)):
+        packed: dict[int, list] = {}
+        if suite.kind == "multiple_choice" and opts.packed_mc:  # score every text item first, packed
+            text_docs = [d for d in docs if not (suite.process_docs == "scienceqa" and d.get("image"))]
+            items = [choice_pairs(engine, suite, d, build_context(suite, d, docs, num_fewshot)) for d in text_docs]
+            scores = engine.loglikelihood_many(items, packed=True, on_done=lambda i: progress.update())
+            packed = {d["index"]: s for d, s in zip(text_docs, scores, strict=True)}
+        for doc in (docs if texts or packed else progress.iterate(docs)):
             context = build_context(suite, doc, docs, num_fewshot)
             base = {"index": doc["index"], "prompt_sha256": _sha(context)}
             if suite.category_field:
@@ -307,6 +324,8 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
             if suite.process_docs == "scienceqa":
                 base["modality"] = "image" if doc.get("image") else "text"
                 if doc.get("image"):
+                    if packed:
+                        progress.update()
                     if opts.mmproj is None:
                         records.append({**base, "skipped": True, "skip_reason": NO_MMPROJ})
                         continue
@@ -314,7 +333,7 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
                     records.append({**base, **vision.score(doc, context, image_path(doc, opts.image_root))})
                     continue
             if suite.kind == "multiple_choice":
-                records.append({**base, **score_multiple_choice(engine, suite, doc, context)})
+                records.append({**base, **score_multiple_choice(engine, suite, doc, context, packed.get(doc["index"]))})
             else:
                 records.append({**base, **score_generation(engine, suite, doc, context, opts, judge,
                                                            texts.get(doc["index"]))})
@@ -334,6 +353,7 @@ def _evaluate(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions, key:
                "num_fewshot": num_fewshot, "data": str(source), "data_sha256": inputs["data"].get("sha256"),
                "judge": judge.describe() if judge else None, "timings": timings,
                "parallel": opts.parallel if suite.kind != "multiple_choice" else 1,
+               **({"mc_scoring": "packed" if opts.packed_mc else "single"} if suite.kind == "multiple_choice" else {}),
                "records_sha256": sha256_file(records_path), "notes": notes, **summarize_records(suite, records)}
     atomic_write_json(out_dir / f"{suite.name}.summary.json", summary)  # last: its presence marks the suite as done
     return summary
