@@ -38,11 +38,9 @@ def _cores() -> int:
 
 
 def _cuda() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return torch.cuda.is_available()
+    from tasks.procs import cuda_available  # flows/ is glue: torch is imported under tasks/
+
+    return cuda_available()
 
 
 def machine_train_slots(cores: int | None = None, cuda: bool | None = None) -> int:
