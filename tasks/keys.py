@@ -177,6 +177,15 @@ def code_version(stage: str) -> str:
     return digest.hexdigest()
 
 
+def check_expected_key(stage: str, key: str, expected: str | None) -> None:
+    """A stage process refuses to write under another key than the one its caller addressed (the folder it was
+    given): the code or config changed between the two, or a worker runs another version."""
+    if expected is not None and key != expected:
+        raise RuntimeError(f"This {stage} process computes the key {key[:12]}… but the flow addressed "
+                           f"{expected[:12]}…: the project's code or config changed while the run was going, or "
+                           "this machine runs another version. Rerun the flow (with the same code on every machine).")
+
+
 def stage_key(stage: str, inputs: dict[str, Any]) -> str:
     """The key of one stage output: stage name + inputs (JSON-able) + the code version of the stage."""
     payload = json.dumps({"stage": stage, "inputs": inputs, "code": code_version(stage)}, sort_keys=True,

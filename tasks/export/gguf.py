@@ -121,7 +121,7 @@ def export_in_process(config_path: str, model_dir: str, out_dir: str, formats: l
     """The child-process entry of a flow export (tasks.procs.run_in_process; JSON arguments): ``export_model`` with
     the config's export section, under the key ``expected_key``; returns the manifest."""
     from tasks.config import load_config
-    from tasks.train.variant import check_expected_key
+    from tasks.keys import check_expected_key
 
     spec, ref = load_config(config_path).export, Ref.model_validate(model)
     check_expected_key("export", export_key(ref, _check_formats(formats), spec, name)[0], expected_key)

@@ -174,21 +174,13 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
     return read_json(out_dir / "run.json")
 
 
-def check_expected_key(stage: str, key: str, expected: str | None) -> None:
-    """A stage process refuses to write under another key than the one its caller addressed (the folder it was
-    given): the code or config changed between the two, or a worker runs another version."""
-    if expected is not None and key != expected:
-        raise RuntimeError(f"This {stage} process computes the key {key[:12]}… but the flow addressed "
-                           f"{expected[:12]}…: the project's code or config changed while the run was going, or "
-                           "this machine runs another version. Rerun the flow (with the same code on every machine).")
-
-
 def train_in_process(config_path: str, variant: str, out_dir: str, base: dict, data: dict, history: str,
                      seed: int | None = None, tuner_trials: int | None = None, journal: str | None = None,
                      expected_key: str | None = None) -> None:
     """The child-process entry of a flow training (tasks.procs.run_in_process; JSON arguments): one replicate of
     ``variant`` from the config at ``config_path`` into ``out_dir``, whose key must be ``expected_key``."""
     from tasks.config import load_config
+    from tasks.keys import check_expected_key
 
     config = replicate_config(load_config(config_path), seed, tuner_trials)
     base_ref, data_ref = Ref.model_validate(base), Ref.model_validate(data)
