@@ -245,3 +245,13 @@ def test_the_childs_progress_becomes_an_artifact_of_the_task_that_started_it(har
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])))
     mine = [a for a in artifacts if str(a.task_run_id) == task_run]
     assert mine and (100.0, "child steps: 3/3") in [(a.data, a.description) for a in mine]
+
+
+def test_a_stage_process_refuses_a_key_other_than_the_one_the_flow_addressed():
+    from tasks.keys import check_expected_key
+
+    check_expected_key("export", "a" * 64, "a" * 64)
+    check_expected_key("export", "a" * 64, None)  # outside the flow (CLI): nothing to compare with
+    # the code changed between the flow's plan and the child's start: same stage, same inputs, another key
+    with pytest.raises(RuntimeError, match="computes the key aaaaaaaaaaaa… but the flow addressed bbbbbbbbbbbb"):
+        check_expected_key("training", "a" * 64, "b" * 64)
