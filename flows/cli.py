@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -275,7 +276,7 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
     config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge)
     open_study(params.out, config, params.config)
     sweep_staging(Path(params.out))
-    result = nightly(params)
+    result = _guarded(Path(params.out), lambda: nightly(params))
     print(result.get("closed") or f"study: {result['study']}\nreport: {result['report']}")
     return 0
 
@@ -379,21 +380,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
     params = CompareParams.model_validate(params.model_dump())
     sweep_staging(Path(params.out))  # what killed runs left behind
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        result = compare(params)
-    except KeyboardInterrupt:
-        # Stage outputs are renamed into place only when complete; what was being written is removed here and the
-        # next run resumes from the finished ones. Worker threads may still be inside a stage: leave at once.
-        sweep_staging(Path(params.out), pid=os.getpid())
-        print(f"alphagate: stopped; finished stages are kept under {Path(params.out) / 'store'}. Rerun the same "
-              "command to resume.", file=sys.stderr)
-        sys.stderr.flush()
-        _stop_children()  # Prefect's ephemeral API server runs in a child process; exiting at once skips its atexit
-        os._exit(130)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    result = _guarded(Path(params.out), lambda: compare(params))
     print(f"report:   {result['report']}")
     print(f"decision: {result['decision_record']}  ({result['decision']})")
     if (logs := Path(params.out) / "logs" / "llama.cpp").is_dir():
@@ -401,19 +388,49 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+def _guarded(out: Path, body):
+    """Run a flow so that nothing it starts outlives it. SIGINT/SIGTERM, at any stage (a slot wait, a training, an
+    evaluation), end the run within seconds: its stage processes and Prefect's temporary server are ended, staging
+    folders removed, and the exit status is 130/143 with a line saying how to resume. A SIGKILL, which nothing here
+    sees, is the reaper's (tasks.guard): it ends what the run had started."""
+    from tasks.guard import descendants, end_processes, start_reaper, stop_on_signals
+    from tasks.layout import sweep_staging
+
+    reaper = start_reaper()
+
+    def on_stop(signum: int) -> None:
+        name = signal.Signals(signum).name
+        print(f"alphagate: {name} received: stopping the run's processes ...", file=sys.stderr, flush=True)
+        end_processes(descendants(exclude=(reaper.pid,)))
+        # stage outputs are renamed into place only when complete: what was being written goes, the finished stay
+        sweep_staging(out, pid=os.getpid())
+        print(f"alphagate: stopped ({name}); finished stages are kept under {out / 'store'}. Rerun the same command "
+              "to resume.", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+    restore = stop_on_signals(on_stop)
+    try:
+        return body()
+    finally:
+        restore()
+        reaper.terminate()  # a normal end: Prefect stops its own server; nothing left for the reaper
 
 
-def _stop_children(timeout: float = 10.0) -> None:
-    import psutil
+def _cmd_slots(args: argparse.Namespace) -> int:
+    from flows.slots import train_slots
+    from tasks.config import load_config, slots_root
+    from tasks.slots import holders
 
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=timeout)
-    for child in alive:
-        child.kill()
+    count = train_slots(load_config(args.config).orchestration.train_slots)
+    found = holders(slots_root(), count)
+    if args.json:
+        print(json.dumps({"folder": str(slots_root()), "slots": count,
+                          "holders": [dataclasses.asdict(h) for h in found]}, indent=1))
+        return 0
+    print(f"{count} model slot(s) on this machine ({args.config}: orchestration.train_slots), in {slots_root()}:")
+    for holder in found:
+        print(f"  {holder.describe()}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -599,6 +616,12 @@ def build_parser() -> argparse.ArgumentParser:
                      type=_date)
     ngt.add_argument("--upload", action="store_true", default=None, help="really upload a decided winner")
     ngt.set_defaults(func=_cmd_nightly)
+
+    slo = sub.add_parser("slots", help="this machine's model slots: which are free, which stage (pid) holds each")
+    slo.add_argument("--config", default="configs/demo.yaml", type=Path,
+                     help="whose orchestration.train_slots to show (default: configs/demo.yaml)")
+    slo.add_argument("--json", action="store_true")
+    slo.set_defaults(func=_cmd_slots)
 
     rep = sub.add_parser("report", help="figures + Markdown report over any set of result folders")
     rep.add_argument("--results", nargs="+", required=True, metavar="[LABEL=]DIR",

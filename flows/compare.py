@@ -107,11 +107,9 @@ def _configured_pipeline(orch, storage):
 def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tuner_trials: int | None, dpo: bool):
     """Data, base model, one training per (variant, seed) and every export (the base model's too). The tuner runs
     once per experiment: a variant's later seeds wait for its first, then reuse its trials (same fingerprint)."""
-    from flows.slots import ensure_limit, train_slots
     from tasks.train.variant import replicate_label
 
     root, config = params.out, params.config
-    ensure_limit(train_slots(orch.train_slots), update=True)  # this machine's slots, as the config says
     data = prepare_data_task.submit(config, root)
     base = base_model_task.submit(config, params.cache)
     # the base model's export first: it needs no training, so its evaluations can run while the arms train

@@ -1,33 +1,25 @@
 """How many model-loading stages (trainings, exports, DPO) run at once on a machine: its training slots.
 
-Each such stage runs in a child process of its own (tasks.procs) and holds one slot of this machine's Prefect global
-concurrency limit ``alphagate-train-<host>`` while it runs. The limit has ``orchestration.train_slots`` slots (None:
-``machine_train_slots()``); the comparison creates it, or sets it to the config's value, before its trainings start,
-and a stage that finds none (a training deployment run on its own) creates it. A lease that is not renewed (its
-process was killed) frees the slot after ``LEASE_S``.
+Each such stage runs in a child process of its own (tasks.procs) and holds one of this machine's slots while it runs
+(tasks.slots: a flock on a file per slot, which the kernel frees the instant its holder dies). There are
+``orchestration.train_slots`` of them (None: ``machine_train_slots()``). Slots bound one machine's memory, so they
+are never shared between machines: a work pool's worker holds its own machine's slots, and no Prefect concurrency
+limit (whose leases a killed server or holder could leave taken) is involved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
-import re
-import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-LEASE_S = 300.0  # Prefect renews a held lease; a killed holder's slot comes back after this long
 CORES_PER_CPU_SLOT = 8  # on a CPU machine, one training per this many cores (a 2-core machine: one at a time)
 MAX_AUTO_SLOTS = 4
-
-
-def limit_name(host: str | None = None) -> str:
-    """``alphagate-train-<host>``: each machine bounds its own trainings (a pool's GPU workers and the orchestrating
-    machine each have their own limit). Characters Prefect does not allow in names become '-'."""
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", host or socket.gethostname()).strip("-") or "localhost"
-    return f"alphagate-train-{host}"
 
 
 def _cores() -> int:
@@ -68,41 +60,26 @@ def threads_per_slot(slots: int, cores: int | None = None, cuda: bool | None = N
     return max(1, cores // slots)
 
 
-def ensure_limit(slots: int, *, update: bool) -> str:
-    """This machine's limit exists with ``slots`` slots (``update``: set to ``slots`` when it has another value;
-    otherwise an existing limit is left as it is). Returns its name."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """A held model slot: the torch threads its stage should use, and the lock's descriptor (hand it to the stage's
+    process, ``keep_fds``, so that the slot stays taken until that process is gone too)."""
 
-    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-        raise ValueError(f"train_slots must be a whole number >= 1, got {slots!r}")
-    name = limit_name()
-    with get_client(sync_client=True) as client:
-        if update:
-            try:
-                before = client.read_global_concurrency_limit_by_name(name).limit
-            except ObjectNotFound:
-                before = None
-            client.upsert_global_concurrency_limit_by_name(name, slots)
-            if before not in (None, slots):
-                logger.info("Concurrency limit %s: %s -> %d slots (orchestration.train_slots)", name, before, slots)
-            return name
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            with contextlib.suppress(ObjectAlreadyExists):  # another stage created it meanwhile
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
-    return name
+    threads: int | None
+    fd: int
 
 
 @contextlib.contextmanager
-def model_slot(configured: int | None) -> Iterator[int]:
-    """Hold one of this machine's slots for the block (waiting for one when all are taken); yields the torch threads
-    the stage should use."""
-    from prefect.concurrency.sync import concurrency
+def model_slot(configured: int | None, stage: str, *, export: bool = False,
+               journal: Path | None = None) -> Iterator[Grant]:
+    """Hold one of this machine's model slots for the block (tasks.slots: a flock the kernel frees when its holder
+    dies; while all are taken the task's log names their holders). ``export``: an export goes before the trainings
+    waiting in this process (it unblocks evaluations)."""
+    from tasks.config import slots_root
+    from tasks.procs import _sink
+    from tasks.slots import EXPORT, TRAIN, hold
 
     slots = train_slots(configured)
-    name = ensure_limit(slots, update=False)
-    with concurrency(name, occupy=1, lease_duration=LEASE_S, strict=True):
-        yield threads_per_slot(slots)
+    with hold(slots_root(), slots, stage, priority=EXPORT if export else TRAIN, journal=journal,
+              log=_sink().info) as slot:
+        yield Grant(threads_per_slot(slots), slot.fd)

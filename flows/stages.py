@@ -80,6 +80,11 @@ def _produce(stage: str, root: str, inputs: dict[str, Any], build: Callable[[Pat
     return ref_of(out)
 
 
+def _slot_journal(root: str) -> Path:
+    """Each hold of a model slot, one JSON line (requested, acquired, released): where idle gaps show."""
+    return Path(root) / "logs" / "slots.jsonl"
+
+
 # --- data and base model -------------------------------------------------------------------------------------
 
 @_plan("data")
@@ -132,21 +137,24 @@ def train_task(config_path: str, variant: str, data: Ref, base: Ref, root: str, 
     code or config gives another key refuses, rather than writing where nobody looks."""
     from flows.slots import model_slot
     from tasks.procs import run_in_process
-    from tasks.store import ref_of
+    from tasks.store import ref_of, verified
 
     key, out = _train_plan(config_path, variant, data, base, root, seed, tuner_trials)
     if expected_key is not None and key != expected_key:
         raise RuntimeError(f"This worker computes the training key {key[:12]}… but the comparison expects "
                            f"{expected_key[:12]}…: the worker runs other code or sees another config/data. Install "
                            "the same version of the project on both machines and share the run folder.")
+    if (ref := verified(out, key)) is not None:  # found by key: no slot, no process
+        return ref
     # in a process of its own, holding one of this machine's training slots (on a pool's worker: the worker's)
     arguments = {"config_path": str(Path(config_path).resolve()), "variant": variant, "out_dir": str(out),
                  "base": base.model_dump(mode="json"), "data": data.model_dump(mode="json"),
                  "history": str(Path(root) / "tuner_history.json"), "seed": seed, "tuner_trials": tuner_trials,
                  "journal": str(Path(root) / "logs" / "trainings.jsonl"), "expected_key": key}
-    with model_slot(_config(config_path).orchestration.train_slots) as threads:
-        run_in_process("tasks.train.variant:train_in_process", arguments, threads=threads,
-                       label=f"train {variant}" + (f" seed {seed}" if seed is not None else ""))
+    label = f"train {variant}" + (f" seed {seed}" if seed is not None else "")
+    with model_slot(_config(config_path).orchestration.train_slots, label, journal=_slot_journal(root)) as slot:
+        run_in_process("tasks.train.variant:train_in_process", arguments, threads=slot.threads, label=label,
+                       keep_fds=(slot.fd,))
     return ref_of(out)
 
 
@@ -191,13 +199,16 @@ def dpo_task(config_path: str, parent: Ref, gguf: str, root: str, extra_benchmar
     """The optional preference stage on top of a finished SFT run (config.dpo.enabled); answers are sampled
     from the parent's exported BF16 GGUF."""
     from flows.slots import model_slot
-    from tasks.store import ref_of
+    from tasks.store import ref_of, verified
     from tasks.train.dpo import train_dpo
 
-    out = _dpo_plan(config_path, parent, gguf, root, extra_benchmark_dirs)[1]
+    key, out = _dpo_plan(config_path, parent, gguf, root, extra_benchmark_dirs)
+    if (ref := verified(out, key)) is not None:  # found by key: no slot
+        return ref
     # the optional DPO stage stays in this process (its sampler is the test seam at the model boundary): it holds a
     # training slot for its memory and the lock against the base-model step, the other torch work in this process
-    with model_slot(_config(config_path).orchestration.train_slots), _MODEL_LOCK:
+    with model_slot(_config(config_path).orchestration.train_slots, f"dpo {Path(parent.path).name[:12]}",
+                    journal=_slot_journal(root)), _MODEL_LOCK:
         train_dpo(Path(parent.path), out, spec=_config(config_path).dpo, gguf=Path(gguf),
                   extra_benchmark_dirs=[Path(d) for d in extra_benchmark_dirs])
     return ref_of(out)
@@ -224,16 +235,20 @@ def _export_plan(config_path: str, model: Ref, root: str, formats: list[str], la
 def export_task(config_path: str, model: Ref, root: str, formats: list[str], label: str) -> Ref:
     """``label``: linear, sigmoid-bayes, ... (files <config name>-<label>-BF16.gguf ...) or base."""
     from flows.slots import model_slot
+    from tasks.export.gguf import MARKER
     from tasks.procs import run_in_process
-    from tasks.store import ref_of
+    from tasks.store import read_json, ref_of, verified
 
     key, out = _export_plan(config_path, model, root, formats, label)
-    arguments = {"config_path": str(Path(config_path).resolve()), "model_dir": str(model.path), "out_dir": str(out),
-                 "formats": list(formats), "name": _export_name(config_path, label),
-                 "model": model.model_dump(mode="json"), "expected_key": key}
-    with model_slot(_config(config_path).orchestration.train_slots) as threads:
-        manifest = run_in_process("tasks.export.gguf:export_in_process", arguments, label=f"export {label}",
-                                  threads=threads)
+    if verified(out, key) is None:  # else found by key: no slot, no process
+        arguments = {"config_path": str(Path(config_path).resolve()), "model_dir": str(model.path),
+                     "out_dir": str(out), "formats": list(formats), "name": _export_name(config_path, label),
+                     "model": model.model_dump(mode="json"), "expected_key": key}
+        with model_slot(_config(config_path).orchestration.train_slots, f"export {label}", export=True,
+                        journal=_slot_journal(root)) as slot:
+            run_in_process("tasks.export.gguf:export_in_process", arguments, label=f"export {label}",
+                           threads=slot.threads, keep_fds=(slot.fd,))
+    manifest = read_json(Path(out) / MARKER)
     return ref_of(out, **{f["format"]: f["path"] for f in manifest["files"]})
 
 

@@ -398,8 +398,19 @@ def hf_token_from_env() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
+def slots_root() -> Path:
+    """The folder of this machine's model slots (tasks.slots): ALPHAGATE_SLOTS_DIR, else a folder of this user's in
+    the machine's temporary directory (local to the machine: slots bound one machine's memory)."""
+    import os
+    import tempfile
+
+    if folder := os.environ.get("ALPHAGATE_SLOTS_DIR"):
+        return Path(folder).expanduser()
+    return Path(tempfile.gettempdir()) / f"alphagate-slots-{os.getuid()}"
+
+
 def cache_root() -> Path:
-    """Where dequantized base models and assembled GGUFs are cached (the one env var we read)."""
+    """Where dequantized base models and assembled GGUFs are cached (ALPHAGATE_CACHE)."""
     import os
 
     return Path(os.environ.get("ALPHAGATE_CACHE", "~/.cache/alphagate")).expanduser()

@@ -34,7 +34,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-TERMINATE_GRACE_S = 15.0  # after SIGTERM, this long before SIGKILL
+TERMINATE_GRACE_S = 5.0  # after SIGTERM, this long before SIGKILL
 
 
 class StageProcessError(RuntimeError):
@@ -103,10 +103,12 @@ def _describe_exit(returncode: int) -> str:
     return f"exited with status {returncode} without a result"
 
 
-def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: int | None = None) -> Any:
+def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: int | None = None,
+                   keep_fds: tuple[int, ...] = ()) -> Any:
     """Call ``target`` ("module:function") with ``kwargs`` (JSON values) in a fresh Python process and return its
-    (JSON) result; ``threads`` caps its torch/OpenMP threads (None: the library defaults). Raises StageProcessError
-    with the child's error and last output lines when it raises or dies."""
+    (JSON) result; ``threads`` caps its torch/OpenMP threads (None: the library defaults); ``keep_fds``: descriptors
+    the child inherits (a model slot's lock: held until the child is gone too). Raises StageProcessError with the
+    child's error and last output lines when it raises or dies."""
     from tasks.native_log import current
     from tasks.progress import RELAY_ENV, Progress, parse_relay
 
@@ -122,9 +124,10 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
         if threads is not None:
             env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         tail: collections.deque[str] = collections.deque(maxlen=20)
+        # bytes, not text: text mode would turn each \r of a progress bar into a line
         proc = subprocess.Popen([sys.executable, "-P", "-c", _CHILD, str(spec_path), str(result_path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)  # bytes: text mode would turn each \r into a line
+                                env=env, start_new_session=True, pass_fds=keep_fds)
         sink.info("%s: started in its own process (pid %d)", label, proc.pid)
 
         def forward() -> None:
@@ -168,11 +171,15 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit when the process that started us is gone (killed): an orphaned training would hold memory for nothing."""
+    """Exit when the process that started us is gone (killed): an orphaned training would hold memory (and its model
+    slot) for nothing. What this stage started itself (the converter, a quantizer) goes with it: its process group."""
     while True:
         if os.getppid() != parent:
+            if os.getpgrp() == os.getpid():  # started as the leader of its own session (run_in_process)
+                with contextlib.suppress(OSError):
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
             os._exit(3)
-        time.sleep(1.0)
+        time.sleep(0.5)
 
 
 def _atomic_json(path: Path, payload: dict[str, Any]) -> None:

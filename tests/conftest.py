@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+
+def pytest_configure(config):
+    """The tests' model slots (tasks/slots.py) live in a folder of their own: a user's run on this machine never makes
+    a test wait, nor a test a user's run. Subprocesses the tests start inherit it."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
+
 FAMILIES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
     "mistral": ("MistralConfig", "MistralForCausalLM"),

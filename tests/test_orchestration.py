@@ -1,14 +1,10 @@
 """Orchestration beyond the default: progress/table artifacts, result storage, the Dask fan-out, trainings on
-a work pool, and resuming after the whole process is killed."""
+a work pool (stopping and resuming a run: test_kill.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -236,76 +232,3 @@ def test_a_worker_whose_key_differs_refuses_to_train(tmp_path, tiny_base_dir):
     assert not (tmp_path / "run").exists()
 
 
-def _smoke_config(tmp_path, tiny_base_dir) -> Path:
-    from tests.test_flow import _config
-
-    path = _config(tmp_path, tiny_base_dir)
-    path.write_text(path.read_text() + f"orchestration: {{result_storage: {tmp_path / 'results'}}}\n")
-    return path
-
-
-def _run_cli(tmp_path, config: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_LOGGING_LEVEL="WARNING",
-               # a fresh PREFECT_HOME migrates a new SQLite database first: slow on a busy 2-core CI machine
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300")
-    cmd = [sys.executable, "-m", "flows.cli", "run", "--config", str(config), "--out", str(tmp_path / "run"),
-           "--cache", str(tmp_path / "cache"), "--suites", "mmlu", "arc_challenge", "--formats", "bf16",
-           "--limit", "2"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, text=True)
-
-
-def _trainings(run: Path) -> list[Path]:
-    return sorted((run / "store" / "train").glob("*/run.json"))
-
-
-def _wait_for_trainings(proc, run: Path, n: int) -> None:
-    deadline = time.monotonic() + 600
-    while len(_trainings(run)) < n:
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, f"training {n} never finished"
-        time.sleep(0.2)
-
-
-def _staging_leftovers(run: Path) -> list[Path]:
-    return [p for p in run.rglob(".*") if ".partial-" in p.name or ".old-" in p.name or p.suffix == ".tmp"]
-
-
-@pytest.mark.slow
-def test_stop_with_sigterm_then_kill_then_resume(tiny_base_dir, tmp_path):
-    config = _smoke_config(tmp_path, tiny_base_dir)
-    run = tmp_path / "run"
-    proc = _run_cli(tmp_path, config)
-    _wait_for_trainings(proc, run, 1)  # the first training has finished: stop it mid-pipeline, politely
-    os.kill(proc.pid, signal.SIGTERM)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "stopped; finished stages are kept" in output, output
-    assert "Traceback" not in output.split("alphagate: stopped")[-1]
-    assert not _staging_leftovers(run)  # what it was writing is gone; nothing half-done looks finished
-    first = _trainings(run)[0]
-    first_bytes = first.read_bytes()
-
-    proc = _run_cli(tmp_path, config)
-    _wait_for_trainings(proc, run, 2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the flow, its threads and the ephemeral API server, all at once
-    proc.wait()
-    proc.stdout.close()
-    for path in run.rglob("*.json"):  # nothing under a final name is half-written
-        json.loads(path.read_text())
-
-    proc = _run_cli(tmp_path, config)
-    output, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, output
-    assert first.read_bytes() == first_bytes  # what finished was not redone
-    assert len(_trainings(run)) == 2
-    decision = json.loads((run / "decision" / "decision.json").read_text())
-    assert {r["suite"] for r in decision["suites"]} == {"mmlu", "arc_challenge"}
-    assert not _staging_leftovers(run)  # the killed run's staging was swept (its process is gone)
-    from tasks.store import sha256_file
-
-    for variant in ("linear", "sigmoid-bayes", "base"):
-        manifest = json.loads((run / f"export-{variant}" / "manifest.json").read_text())
-        for entry in manifest["files"]:  # every published file is the one its manifest describes
-            assert sha256_file(run / f"export-{variant}" / entry["path"]) == entry["sha256"]

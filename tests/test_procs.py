@@ -1,4 +1,5 @@
-"""Stages in child processes (tasks/procs.py) and the machine's training slots (flows/slots.py)."""
+"""Stages in child processes (tasks/procs.py) and the machine's training slots (flows/slots.py; the slots
+themselves: test_slots.py)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def test_a_child_whose_caller_is_killed_exits_instead_of_holding_memory(tmp_path
 # --- slots -----------------------------------------------------------------------------------------------------
 
 def test_the_machine_default_is_one_slot_on_small_cpus_and_on_gpus():
-    from flows.slots import limit_name, machine_train_slots, threads_per_slot
+    from flows.slots import machine_train_slots, threads_per_slot
 
     # cores // 8 alone would give 0 slots on this 2-core machine: every training would wait forever
     assert machine_train_slots(cores=2, cuda=False) == 1
@@ -115,7 +116,6 @@ def test_the_machine_default_is_one_slot_on_small_cpus_and_on_gpus():
     assert machine_train_slots(cores=128, cuda=True) == 1
     assert threads_per_slot(2, cores=2, cuda=False) == 1 and threads_per_slot(4, cores=2, cuda=False) == 1
     assert threads_per_slot(1, cores=2, cuda=False) == 2 and threads_per_slot(2, cores=16, cuda=True) is None
-    assert limit_name("gpu box/1") == "alphagate-train-gpu-box-1"
 
 
 def test_train_slots_is_validated():
@@ -137,50 +137,6 @@ def harness():
         yield
 
 
-def _limit():
-    from prefect.client.orchestration import get_client
-
-    from flows.slots import limit_name
-
-    with get_client(sync_client=True) as client:
-        return client.read_global_concurrency_limit_by_name(limit_name()).limit
-
-
-def test_the_limit_is_created_when_missing_and_only_the_comparison_resets_it(harness):
-    from flows.slots import ensure_limit
-
-    ensure_limit(3, update=False)
-    assert _limit() == 3  # created: no "limit does not exist" warning, no unbounded run
-    ensure_limit(1, update=False)
-    assert _limit() == 3  # a stage leaves an existing limit as it is ...
-    ensure_limit(2, update=True)
-    assert _limit() == 2  # ... the comparison sets it to its config's value
-
-
-@pytest.mark.parametrize("slots", [1, 2])
-def test_holders_of_a_slot_overlap_only_when_there_are_two(harness, slots):
-    from flows.slots import ensure_limit, model_slot
-
-    ensure_limit(slots, update=True)
-    together = threading.Barrier(2, timeout=20)  # passed only when both holders are inside at once
-    met = []
-
-    def hold():
-        with model_slot(slots):
-            try:
-                together.wait()
-                met.append(True)
-            except threading.BrokenBarrierError:  # the other one never came in while this one held the slot
-                met.append(False)
-
-    threads = [threading.Thread(target=hold) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert met == [slots == 2] * 2, met
-
-
 @pytest.mark.slow
 def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_results(harness, tiny_base_dir, tmp_path):
     """Real smoke trainings through train_task: with train_slots 2 the intervals the trainings record themselves
@@ -188,7 +144,6 @@ def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_resul
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.slots import ensure_limit
     from flows.stages import train_task
     from tasks.config import load_config
     from tasks.data.base_model import base_ref
@@ -205,7 +160,6 @@ def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_resul
 
         @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
         def both():
-            ensure_limit(slots, update=True)
             futures = [train_task.submit(str(config), v, data, base, str(root)) for v in ("linear", "sigmoid-bayes")]
             return [f.result() for f in futures]
 

@@ -1,0 +1,137 @@
+"""Nothing a run starts outlives it: its stage processes, Prefect's temporary API server, a Dask cluster.
+
+Two mechanisms, one for each way a run ends early:
+
+- A signal it can see (SIGINT, SIGTERM): ``stop_on_signals`` routes them through ``signal.set_wakeup_fd`` to a
+  watcher thread, which runs the caller's ``on_stop`` at once, whatever the main thread is blocked in (a Prefect
+  future, a thread join, a slot). ``end_processes`` then ends every descendant: SIGTERM to each one's process group,
+  SIGKILL to what is left after a short grace.
+- A SIGKILL, which no handler sees: ``start_reaper`` starts a small process of its own session that watches the run
+  (a pidfd: woken by the death itself) and keeps a list of the run's descendants; when the run is gone it ends them
+  the same way. Stage processes also watch their parent themselves (tasks.procs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+GRACE_S = 3.0  # SIGTERM, then this long, then SIGKILL
+SNAPSHOT_S = 0.5  # how often the reaper refreshes its list of the run's descendants
+
+
+def descendants(pid: int | None = None, exclude: tuple[int, ...] = ()) -> list:
+    """The live descendants of ``pid`` (default: this process), as psutil processes."""
+    import psutil
+
+    try:
+        found = psutil.Process(pid or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in found if p.pid not in exclude]
+
+
+def end_processes(processes: list, grace: float = GRACE_S) -> None:
+    """SIGTERM each process (its whole group when it leads one of its own: a stage process and what it started),
+    then SIGKILL whatever still runs after ``grace`` seconds."""
+    import psutil
+
+    own_group = os.getpgrp()
+
+    def send(process, sig: int) -> None:
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if not process.is_running():  # gone, or its pid reused by another process: leave that one alone
+                return
+            group = os.getpgid(process.pid)
+            if group == process.pid and group != own_group:
+                os.killpg(group, sig)
+            else:
+                process.send_signal(sig)
+
+    for process in processes:
+        send(process, signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for process in alive:
+        send(process, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=grace)
+
+
+# --- signals -----------------------------------------------------------------------------------------------------
+
+def stop_on_signals(on_stop: Callable[[int], None], signals=(signal.SIGINT, signal.SIGTERM)) -> Callable[[], None]:
+    """From now on, SIGINT/SIGTERM call ``on_stop(signum)`` in a watcher thread (a second signal while it runs ends
+    the process at once). Must be called from the main thread. Returns a function that restores the old handlers."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    # a Python-level handler must be installed for the wakeup fd to be written; the work is the watcher's
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in signals}
+    stopping = threading.Event()
+    wanted = {int(s) for s in signals}
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data:
+                return
+            for signum in data:
+                if signum not in wanted:
+                    continue
+                if stopping.is_set():  # asked twice: no more cleaning up
+                    os._exit(128 + signum)
+                stopping.set()
+                threading.Thread(target=on_stop, args=(signum,), name="alphagate-stop", daemon=True).start()
+
+    threading.Thread(target=watch, name="alphagate-signal-watcher", daemon=True).start()
+
+    def restore() -> None:
+        signal.set_wakeup_fd(previous_fd)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(write_fd)  # the watcher reads end-of-file and returns
+
+    return restore
+
+
+# --- the reaper --------------------------------------------------------------------------------------------------
+
+_PROJECT = str(Path(__file__).resolve().parents[1])
+
+
+def start_reaper() -> subprocess.Popen:
+    """A process of its own session that ends this process's descendants when this process is gone (SIGKILL
+    included). It ends by itself then."""
+    code = (f"import sys; sys.path.insert(0, {_PROJECT!r}); from tasks.guard import reap; "
+            "reap(int(sys.argv[1]))")
+    return subprocess.Popen([sys.executable, "-P", "-c", code, str(os.getpid())], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def reap(parent: int, interval: float = SNAPSHOT_S) -> None:
+    """Watch ``parent``; once it has exited, end every descendant it had (as last seen)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the run's terminal is the run's to handle
+    try:
+        watched = os.pidfd_open(parent)
+    except ProcessLookupError:
+        return
+    known: dict[int, object] = {}
+    me = os.getpid()
+    while True:
+        # merged, never replaced: a list taken just after the parent died would be empty (its children re-parented)
+        known = {pid: p for pid, p in known.items() if p.is_running()}
+        for process in descendants(parent, exclude=(me,)):
+            known.setdefault(process.pid, process)  # psutil keeps its creation time: a reused pid is not it
+        ready, _, _ = select.select([watched], [], [], interval)
+        if ready:
+            break
+    end_processes([p for p in known.values() if p.is_running()])
