@@ -404,8 +404,14 @@ def _guarded(out: Path, body):
         end_processes(descendants(exclude=(reaper.pid,)))
         # stage outputs are renamed into place only when complete: what was being written goes, the finished stay
         sweep_staging(out, pid=os.getpid())
-        print(f"alphagate: stopped ({name}); finished stages are kept under {out / 'store'}. Rerun the same command "
-              "to resume.", file=sys.stderr, flush=True)
+        # the flow's threads still run until the exit: what they would log now (a stage "failing" because its process
+        # was ended) must not come after the line that says what to do
+        terminal = os.dup(2)
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+        os.write(terminal, f"alphagate: stopped ({name}); finished stages are kept under {out / 'store'}. Rerun the "
+                           "same command to resume.\n".encode())
         os._exit(128 + signum)
 
     restore = stop_on_signals(on_stop)

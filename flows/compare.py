@@ -107,6 +107,7 @@ def _configured_pipeline(orch, storage):
 def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tuner_trials: int | None, dpo: bool):
     """Data, base model, one training per (variant, seed) and every export (the base model's too). The tuner runs
     once per experiment: a variant's later seeds wait for its first, then reuse its trials (same fingerprint)."""
+    from flows.slots import train_slots
     from tasks.train.variant import replicate_label
 
     root, config = params.out, params.config
@@ -116,10 +117,13 @@ def _models(params: CompareParams, orch, seeds: list[int], replicated: bool, tun
     base_export = export_task.submit(config, base, root, params.formats, "base")
     labels = {v: [replicate_label(v, seed, replicated) for seed in seeds] for v in VARIANTS}
     trains = {}
+    # with one model slot the stages run one at a time anyway: the base model's export goes first, so that its
+    # evaluations run while the arms train (with more slots the trainings start beside it)
+    after_base = [base_export] if train_slots(orch.train_slots) == 1 and not orch.train_deployment else []
     for v in VARIANTS:
         first = None
         for seed, label in zip(seeds, labels[v], strict=True):
-            wait = [first] if first is not None and v == "sigmoid-bayes" else None
+            wait = [first] if first is not None and v == "sigmoid-bayes" else after_base or None
             if orch.train_deployment:  # on a (GPU) work pool, several at once
                 trains[label] = remote_train_task.submit(orch.train_deployment, config, v, data, base, root, seed,
                                                          tuner_trials, wait_for=wait)

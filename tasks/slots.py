@@ -280,5 +280,23 @@ def hold(root: Path, slots: int, stage: str, *, priority: int = TRAIN, journal: 
         _journal(journal, {"event": "acquired", **record})
         yield Slot(index, fd)
     finally:
+        released = time.time()  # before the release: the next holder's "acquired" never precedes it
         os.close(fd)  # releases the slot; a killed process's descriptors are closed by the kernel
-        _journal(journal, {"event": "released", **record, "released": time.time()})
+        _journal(journal, {"event": "released", **record, "released": released})
+
+
+def idle_gaps(journal: Path, since: float = 0.0) -> list[dict]:
+    """From a slot journal: for every hold asked for at or after ``since`` that had to wait, how long after a slot
+    became free it started (acquired - max(requested, the latest release before it)). A waiter woken by the release
+    itself starts within milliseconds; a polling one, or one whose slot a dead holder kept, does not."""
+    journal = Path(journal)
+    rows = [json.loads(line) for line in journal.read_text().splitlines() if line] if journal.is_file() else []
+    released = sorted(r["released"] for r in rows if r["event"] == "released")
+    out = []
+    for r in sorted((r for r in rows if r["event"] == "acquired" and r["requested"] >= since),
+                    key=lambda r: r["acquired"]):
+        before = [t for t in released if t <= r["acquired"] + 1e-6]
+        start = max([r["requested"], *before[-1:]])
+        out.append({"stage": r["stage"], "pid": r["pid"], "waited_s": round(r["acquired"] - r["requested"], 3),
+                    "gap_s": round(r["acquired"] - start, 3)})
+    return out
