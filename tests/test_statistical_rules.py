@@ -132,7 +132,7 @@ def _simulate(rng, studies: int, seeds: int, items: int, sd: dict[str, float]) -
     """``studies`` null studies of two arms x ``seeds`` seeds x ``items`` items: score = item effect + arm x item
     interaction + seed effect + seed x item residual. Returns (D, SE, df, between-seed var, residual, interaction)
     estimated as the decision does (tasks/decide/replicates.py), batched over the studies."""
-    from tasks.decide.replicates import item_term, residual_var
+    from tasks.decide.replicates import item_df, item_term, residual_var
 
     shape = (studies, 1, items)
     item = rng.normal(0, 1, shape)
@@ -144,8 +144,8 @@ def _simulate(rng, studies: int, seeds: int, items: int, sd: dict[str, float]) -
     item_part, _ = item_term(*arms)
     seed_part = seed_var * 2 / seeds
     se = np.sqrt(rules.variance_of_difference(seed_part, item_part))
-    df = np.array([rules.effective_df([(s, 2 * seeds - 2), (i, items - 1)]) for s, i in zip(seed_part, item_part,
-                                                                                          strict=True)])
+    df = np.array([rules.effective_df([(s, 2 * seeds - 2), (i, d)]) for s, i, d in zip(seed_part, item_part,
+                                                                                     item_df(*arms), strict=True)])
     diff = per_seed[0].mean(axis=-1) - per_seed[1].mean(axis=-1)
     return diff, se, df, seed_var, residual_var(*arms), item_part * items
 

@@ -111,7 +111,13 @@ def difference_variance(coefs: dict[str, float], comp: dict[str, Any], n_items: 
     items = {s: coefs[s] ** 2 * (inter[s] if inter.get(s) is not None else comp["total"][s]) / per_item[s]
              for s in coefs}
     seed_part = per_seed * 2 / n_seeds
-    df = rules.effective_df([(seed_part, 2 * n_seeds - 2), *((v, per_item[s] - 1) for s, v in items.items())])
+    # each item part's df as the decision measures it (replicates.item_df): items - 1, times the interaction's
+    # share of the per-item variance of the difference of arm means squared
+    spread = {s: items[s] * per_item[s] / coefs[s] ** 2 + 2 / n_seeds * (resid.get(s) or 0.0) if coefs[s] else 0.0
+              for s in coefs}
+    df = rules.effective_df([(seed_part, 2 * n_seeds - 2), *(
+        (v, (per_item[s] - 1) * (v * per_item[s] / coefs[s] ** 2 / spread[s]) ** 2 if spread[s] > 0 else 0.0)
+        for s, v in items.items())])
     return float(rules.variance_of_difference(seed_part, sum(items.values()))), df
 
 

@@ -161,6 +161,17 @@ def item_term(a: np.ndarray, b: np.ndarray):
     return _scalar(interaction / d.shape[-1]), _scalar(total)
 
 
+def item_df(a: np.ndarray, b: np.ndarray):
+    """Degrees of freedom of the interaction estimate (var_i(d_i) on items - 1 df, less the residual part): a
+    difference of mean squares has (items - 1) (interaction / var_i(d_i))^2, so an interaction that is mostly
+    subtracted noise carries almost no information (Satterthwaite)."""
+    part, total = item_term(a, b)
+    n = np.atleast_2d(np.asarray(a)).shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(np.asarray(total) > 0, np.asarray(part) * n / np.asarray(total), 0.0)
+    return _scalar((n - 1) * share ** 2)
+
+
 def item_variance(suites: dict[str, tuple[np.ndarray, np.ndarray]], coefs: dict[str, float]) -> float:
     """Variance of the composite difference from sampling items: sum over suites of coef^2 x the suite's item term."""
     return float(sum(coefs[s] ** 2 * item_term(*pair)[0] for s, pair in suites.items()))
@@ -208,7 +219,7 @@ def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec
     speed_var = speed_coef ** 2 * speed[2] if speed is not None else 0.0
     item_var = item_variance(suites, coefs) + speed_var
     comp["seed_df"] = comp["df"]
-    item_parts = [(coefs[s] ** 2 * item_term(*suites[s])[0], np.atleast_2d(suites[s][0]).shape[1] - 1) for s in names]
+    item_parts = [(coefs[s] ** 2 * item_term(*suites[s])[0], item_df(*suites[s])) for s in names]
     comp |= interval(comp["diff"], comp["seed_var_term"], item_var, test_df(comp, item_parts), alpha, spec.power)
     comp["speed_var_term"] = speed_var
     comp["per_item_residual_var"] = {s: residual_var(*suites[s]) for s in names}
@@ -223,7 +234,7 @@ def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec
         one = contrast(sa, sb, np.full(sa.shape[1], 1 / sa.shape[1]))
         part = item_term(sa, sb)[0]
         one["seed_df"] = one["df"]
-        one |= interval(one["diff"], one["seed_var_term"], part, test_df(one, [(part, sa.shape[1] - 1)]), alpha,
+        one |= interval(one["diff"], one["seed_var_term"], part, test_df(one, [(part, item_df(sa, sb))]), alpha,
                         spec.power)
         rows[s] = one
     return {"composite": comp, "suites": rows}

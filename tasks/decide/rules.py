@@ -81,6 +81,8 @@ def power_at(effect: float, se: float, df: float, alpha: float) -> float:
 
     if se <= 0:
         return 1.0
+    if alpha <= 0:
+        return 0.0
     crit = float(stats.t.isf(alpha / 2, df)) if df > 0 else float(stats.norm.isf(alpha / 2))
     return _power(abs(effect) / se, df, crit)
 
@@ -93,6 +95,8 @@ def mdd(se: float, df: float, alpha: float, power: float) -> float:
 
     if se <= 0:
         return 0.0
+    if alpha <= 0:  # a look that spends no alpha detects nothing
+        return math.inf
     crit = float(stats.t.isf(alpha / 2, df)) if df > 0 else float(stats.norm.isf(alpha / 2))
     hi = crit + 10.0
     while _power(hi, df, crit) < power:  # very small df: the noncentrality needed is large
