@@ -306,9 +306,9 @@ class OrchestrationSpec(Strict):
 
 
 class NightlySpec(Strict):
-    """The nightly study (flows/compare.py:nightly): each night adds one replicate (a new seed) per arm, more tuner
-    trials under the same experiment fingerprint, evaluates on real items and decides on every replicate so far
-    with a correction for the repeated looks."""
+    """The nightly study (flows/compare.py:nightly): each night adds one replicate (a new seed) per arm, tuned the
+    same way every night (``tuning``), evaluates on real items and decides on every replicate so far with a
+    correction for the repeated looks."""
 
     max_looks: int = Field(14, ge=2, le=365, description="nights the alpha is spent over; the study ends after them")
     # obrien_fleming: almost nothing spent early (early stops need overwhelming evidence); pocock: evenly spent
