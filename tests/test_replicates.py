@@ -59,6 +59,12 @@ def test_seed_noise_is_not_mistaken_for_a_schedule_effect(seed_dominated, tmp_pa
     record = decide({"a": a, "b": b}, SPEC, tmp_path / "decision")
     assert record["winner"] == "a" and record["margin"] == pytest.approx(0.10)
     assert record["significant"] is False and record["outcome"] == "not significant"
+    # the first sentence states the scope: one seed per arm speaks for two models, replicates for the schedules
+    assert naive["reason"].startswith("The model trained with a scored higher than the one trained with b")
+    assert naive["scope"] == "models" and record["scope"] == "schedules"
+    assert record["reason"].startswith("The a schedule scored higher than b over 2 training seeds per arm")
+    assert (f"differences larger than {record['power']['mde']:.4g} composite points were ruled out at 80% power"
+            in record["reason"])
     assert record["margin_ci95"][0] < 0 < record["margin_ci95"][1]
     # ... while the item part of the variance alone would have excluded 0: it is the seed part that decides
     var = record["variance"]

@@ -32,9 +32,10 @@ def scope(cmp: dict[str, Any]) -> str:
     return "schedules" if (cmp.get("seeds") or {}).get("seed_variance_measured") else "models"
 
 
-def subject(winner: str, loser: str, where: str, seeds: int | None) -> str:
+def subject(winner: str, loser: str, where: str, seeds: dict[str, Any]) -> str:
     if where == "schedules":
-        return f"The {winner} schedule scored higher than {loser} over {seeds} training seeds per arm"
+        count = seeds["a"] if seeds["a"] == seeds["b"] else f"{seeds['a']} and {seeds['b']}"
+        return f"The {winner} schedule scored higher than {loser} over {count} training seeds per arm"
     return f"The model trained with {winner} scored higher than the one trained with {loser}"
 
 
@@ -108,8 +109,8 @@ def verdict(cmp: dict[str, Any], names: dict[str, str], replicated: bool, look: 
     upload = significant or spec.on_not_significant == "upload_best"
     at_look = f"; look {look['look']} of {look['max_looks']} tests at alpha {alpha:.3g}" if look else ""
     mdd = (cmp.get("power") or {}).get("mde")
-    excludes = "" if significant else "; " + rules.within_ci_sentence(ci95, mdd, spec.power)
-    reason = (f"{subject(winner, loser, where, (cmp.get('seeds') or {}).get('a'))} by {human(margin)} composite "
+    excludes = "" if significant else "; " + rules.within_ci_sentence(mdd, spec.power)
+    reason = (f"{subject(winner, loser, where, cmp.get('seeds') or {})} by {human(margin)} composite "
               f"points (95% CI {interval(ci95)}{at_look}): "
               + ("a significant difference: " + why + "." if significant else
                  f"{outcome}: {why}{excludes}" + ("; the rule uploads the better one anyway." if upload else

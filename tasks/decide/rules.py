@@ -147,8 +147,8 @@ def sign_flip_p(d: np.ndarray) -> float:
     return float(min(1.0, np.mean(np.abs(sums) >= observed - 1e-12 * max(1.0, observed))))
 
 
-def within_ci_sentence(ci: list[float], mdd_value: float | None, power: float) -> str:
-    """What a non-significant result excludes, for people."""
-    ruled = (f"; differences larger than {mdd_value:.4g} composite points were ruled out at {power:.0%} power"
+def within_ci_sentence(mdd_value: float | None, power: float) -> str:
+    """What a non-significant result excludes, for people (after the sentence that gave the CI)."""
+    ruled = (f", and differences larger than {mdd_value:.4g} composite points were ruled out at {power:.0%} power"
              if mdd_value is not None and math.isfinite(mdd_value) else "")
-    return f"the difference lies within the CI [{ci[0]:+.4g}, {ci[1]:+.4g}]{ruled}"
+    return f"the difference lies within that CI{ruled}"
