@@ -195,8 +195,9 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
             results[f"{rep['label']}/bf16"], exports[rep["label"]], runs[rep["label"]] = (
                 rep["results"], rep["export"], rep["run"])
     degradation = degrade_task(config, results, root)  # reads the suites that completed
-    speed = speed_task({v: files[labels[v][-1]]["bf16"] for v in VARIANTS}, root)
     members = [m for v in VARIANTS for m in labels[v]]
+    # every replicate is timed (earlier nights' too): an arm's speed is not one replicate's
+    speed = speed_task({m: str(exports[m].file("bf16")) for m in members}, root)
     decision = decide_task(config, {v: [results[f"{m}/bf16"] for m in labels[v]] for v in VARIANTS},
                            {m: exports[m] for m in members}, {m: runs[m] for m in members}, degradation, speed,
                            list(params.suites), root, labels if replicated else None, look)

@@ -228,6 +228,22 @@ def test_timing_noise_names_no_winner_when_every_quality_suite_ties(tmp_path):
         decide({"a": tmp_path / "a", "c": tmp_path / "b"}, SPEC, speed=speed)
 
 
+def test_speed_comes_from_every_replicate_paired_by_round(tmp_path):
+    """A naive decision timed the last replicate of each arm only; every replicate is timed, and an arm's round r is
+    the mean of its replicates' round r."""
+    from tasks.decide.speed import read_speed
+
+    path = tmp_path / "speed.json"
+    build = {"architecture": "llama", "file_type": 32}
+    path.write_text(json.dumps({"design": "interleaved", "models": {
+        "a-s1": {"tokens_per_s": [90.0, 80.0], **build}, "a-s2": {"tokens_per_s": [100.0, 70.0], **build},
+        "b-s1": {"tokens_per_s": [85.0, 75.0], **build}, "b-s2": {"tokens_per_s": [95.0, 85.0], **build}}}))
+    speed = read_speed(path, ("a", "b"), {"a": ["a-s1", "a-s2"], "b": ["b-s1", "b-s2"]})
+    assert speed["samples"] == ([95.0, 75.0], [90.0, 80.0]) and speed["paired"] and speed["same_build"]
+    with pytest.raises(ValueError, match="every replicate"):
+        read_speed(path, ("a", "b"), {"a": ["a-s1", "a-s3"], "b": ["b-s1"]})
+
+
 def test_speed_between_different_builds_enters_the_composite_with_its_uncertainty(tmp_path):
     """A Q4 build against a BF16 one can really be faster: auto puts the speed in, and its CI is wider than the
     quality CI alone (noise in the timings is not certainty)."""

@@ -254,7 +254,7 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
         return _write(record, out_dir)
     from tasks.decide.speed import read_speed
 
-    samples = None if speed is None else read_speed(Path(speed), (name_a, name_b))
+    samples = None if speed is None else read_speed(Path(speed), (name_a, name_b), labels)
     if replicated:
         from tasks.decide.seeds import compare_replicates
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tasks.config import DecisionSpec
 from tasks.decide import rules
 from tasks.store import read_json_object
@@ -20,20 +22,34 @@ from tasks.store import read_json_object
 PAIRED_DESIGN = "interleaved"
 
 
-def read_speed(path: Path, names: tuple[str, str]) -> dict[str, Any]:
-    """The two models' timings from a speed.json: {"samples": (A, B), "paired", "design", "same_build", "models"}."""
+def read_speed(path: Path, names: tuple[str, str], replicates: dict[str, list[str]] | None = None
+               ) -> dict[str, Any]:
+    """The two arms' timings from a speed.json: {"samples": (A, B), "paired", "design", "same_build", "builds"}.
+
+    ``replicates``: each arm's replicate labels. When the speed.json timed every replicate (its models are those
+    labels), an arm's timing of round r is the mean over its replicates' round r, so every replicate counts and
+    the rounds still pair the arms; a speed.json that timed the arms by name is read as it is."""
     record = read_json_object(Path(path), "speed.json of `alphagate speed`", ("models",))
     models = record["models"]
-    if not set(names) <= set(models):
-        raise ValueError(f"{path} measures {sorted(models)}, not both of {list(names)}; rerun the speed "
-                         "benchmark on the two models being compared.")
-    a, b = (models[n] for n in names)
-    paired = record.get("design") == PAIRED_DESIGN and len(a["tokens_per_s"]) == len(b["tokens_per_s"])
-    builds = [(m.get("architecture"), m.get("file_type")) for m in (a, b)]
+    members = {n: [n] for n in names}
+    if not set(names) <= set(models) and replicates:
+        members = {n: list(replicates.get(n, [n])) for n in names}
+    wanted = [m for n in names for m in members[n]]
+    if not set(wanted) <= set(models):
+        raise ValueError(f"{path} measures {sorted(models)}, not both of {list(names)} (or every replicate: "
+                         f"{wanted}); rerun the speed benchmark on the models being compared.")
+    counts = {len(models[m]["tokens_per_s"]) for m in wanted}
+    if len(counts) > 1 and any(len(v) > 1 for v in members.values()):
+        raise ValueError(f"{path} times the replicates a different number of rounds ({sorted(counts)}); rerun the "
+                         "speed benchmark on every replicate together.")
+    samples = tuple([float(x) for x in np.mean([models[m]["tokens_per_s"] for m in members[n]], axis=0)]
+                    for n in names)
+    paired = record.get("design") == PAIRED_DESIGN and len(samples[0]) == len(samples[1])
+    builds = sorted({(models[m].get("architecture"), models[m].get("file_type")) for m in wanted}, key=str)
     known = all(x is not None for build in builds for x in build)
-    return {"samples": (a["tokens_per_s"], b["tokens_per_s"]), "paired": paired,
+    return {"samples": samples, "paired": paired, "replicates_timed": {n: members[n] for n in names},
             "design": record.get("design", "not recorded (taken as independent samples)"),
-            "same_build": builds[0] == builds[1] if known else None, "builds": builds}
+            "same_build": len(builds) == 1 if known else None, "builds": builds}
 
 
 def speed_info(speed: dict[str, Any] | None, spec: DecisionSpec) -> dict[str, Any]:
@@ -55,6 +71,7 @@ def speed_info(speed: dict[str, Any] | None, spec: DecisionSpec) -> dict[str, An
                 "(decision.speed_in_composite: always puts it in)")
     a, b = speed["samples"]
     return {"source": "isolated benchmark", "design": speed["design"], "paired": terms["paired"],
+            "replicates_timed": speed.get("replicates_timed"),
             "tok_s_a": list(a), "tok_s_b": list(b), **terms, "in_composite": inside, "why": why}
 
 
