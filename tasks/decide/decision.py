@@ -1,6 +1,7 @@
 """Winner selection from per-item records: composite score, paired bootstrap CI of the difference,
-McNemar's exact test (binary suites) or Wilcoxon signed-rank (graded/continuous suites), Holm across
-suites, and a sign-aware significance rule.
+McNemar's exact test (binary suites) or, for graded/continuous suites, the exact sign-flip test (up to 16 differing
+items, ties and zeros included) or Wilcoxon signed-rank (more), Holm across suites, and a sign-aware significance
+rule (the rules themselves: tasks/decide/rules.py; the sentence that states the result: tasks/decide/claims.py).
 
 A winner is *significant* only when all hold: the composite difference's 95% CI excludes 0, at least one
 suite's paired test survives Holm in the composite's direction, and no suite survives Holm against it. When
