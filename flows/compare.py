@@ -197,8 +197,9 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
             results[f"{rep['label']}/bf16"], exports[rep["label"]], runs[rep["label"]] = (
                 rep["results"], rep["export"], rep["run"])
     degradation = degrade_task(config, results, root)  # reads the suites that completed
-    speed = speed_task({v: files[labels[v][-1]]["bf16"] for v in VARIANTS}, root)
     members = [m for v in VARIANTS for m in labels[v]]
+    # every replicate is timed (earlier nights' too): an arm's speed is not one replicate's
+    speed = speed_task({m: str(exports[m].file("bf16")) for m in members}, root)
     decision = decide_task(config, {v: [results[f"{m}/bf16"] for m in labels[v]] for v in VARIANTS},
                            {m: exports[m] for m in members}, {m: runs[m] for m in members}, degradation, speed,
                            list(params.suites), root, labels if replicated else None, look)
@@ -234,7 +235,7 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
 
 class NightlyParams(BaseModel):
     """The nightly study's run form: what to study and where; what each night runs is the config's ``nightly``
-    section (looks, spending, items, suites, tuner trials per night)."""
+    section (looks, spending, items, suites, how the schedule is tuned)."""
 
     config: str = Field("configs/demo.yaml", description="pipeline config; its nightly section sets the study")
     out: str = Field("runs/nightly", description="the study's folder: study/study.json, nights/<date>-nightNN/, "
@@ -247,9 +248,10 @@ class NightlyParams(BaseModel):
 
 @flow(name="alphagate-nightly", log_prints=True)
 def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - pydantic defaults are immutable here
-    """One night of the accumulating study (tasks/decide/study.py): one new seed replicate per arm, more tuner trials
-    under the same experiment fingerprint, evaluation on real items, and a decision on every replicate so far at
-    this night's look of the alpha-spending boundary. A decided (or ended) study trains nothing and says so."""
+    """One night of the accumulating study (tasks/decide/study.py): one new seed replicate per arm, tuned the same
+    way as every night before (nightly.tuning: a frozen schedule or a per-seed tuner, one budget), evaluation on
+    real items, and a decision on every replicate so far at this night's look of the alpha-spending boundary. A
+    decided (or ended) study trains nothing and says so."""
     import datetime
 
     from flows.run_results import _artifact, publish_results, run_progress, start_run_progress
@@ -269,8 +271,8 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
     tonight = next_night(study, config)
     date = params.date or datetime.date.today().isoformat()
     look = look_alpha(tonight["night"], spec.max_looks, config.decision.alpha, spec.spending)
-    print(f"night {tonight['night']} of {spec.max_looks}: seed {tonight['seed']}, tuner budget "
-          f"{tonight['tuner_trials']} trials, testing at alpha {look['alpha_this_look']:.3g} ({spec.spending})")
+    print(f"night {tonight['night']} of {spec.max_looks}: seed {tonight['seed']}, {tonight['tuning']}, "
+          f"testing at alpha {look['alpha_this_look']:.3g} ({spec.spending})")
     cparams = CompareParams(config=params.config, out=params.out, cache=params.cache, suites=list(spec.suites),
                             formats=list(spec.formats), data=spec.data, limit=spec.limit, judge=spec.judge,
                             upload=params.upload)

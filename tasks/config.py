@@ -220,6 +220,12 @@ class DecisionSpec(Strict):
     seed: int = 0
     on_not_significant: Literal["no_upload", "upload_best"] = "no_upload"
     required_suites: list[str] = Field(default_factory=list)
+    # suites whose absence on one side of a degradation/quantization comparison does not hold the upload back
+    # (any other suite missing on either side blocks it: a missing comparison is not evidence of no loss)
+    optional_suites: list[str] = Field(default_factory=list)
+    # the speed difference in the composite: auto = only between models of another architecture or format (the same
+    # build's timings differ by machine noise only); always; never. It is always reported.
+    speed_in_composite: Literal["auto", "always", "never"] = "auto"
     # a judged suite (ELYZA) is compared on judge grades only; when the judge failed on more than this share of
     # either side's items the suite is marked failed (never scored by another metric for one side)
     max_judge_failure_share: float = Field(0.2, ge=0.0, le=1.0)
@@ -300,9 +306,9 @@ class OrchestrationSpec(Strict):
 
 
 class NightlySpec(Strict):
-    """The nightly study (flows/compare.py:nightly): each night adds one replicate (a new seed) per arm, more tuner
-    trials under the same experiment fingerprint, evaluates on real items and decides on every replicate so far
-    with a correction for the repeated looks."""
+    """The nightly study (flows/compare.py:nightly): each night adds one replicate (a new seed) per arm, tuned the
+    same way every night (``tuning``), evaluates on real items and decides on every replicate so far with a
+    correction for the repeated looks."""
 
     max_looks: int = Field(14, ge=2, le=365, description="nights the alpha is spent over; the study ends after them")
     # obrien_fleming: almost nothing spent early (early stops need overwhelming evidence); pocock: evenly spent
@@ -314,7 +320,10 @@ class NightlySpec(Strict):
                                                        "elyza_tasks_100"], min_length=1)
     formats: list[Literal["bf16", "q8_0", "q4_k_m"]] = Field(default_factory=lambda: ["bf16"], min_length=1)
     judge: str | None = None
-    tuner_trials_per_night: int = Field(1, ge=0, description="tuner trials added each night (warm-started)")
+    # how the sigmoid arm's schedule is chosen so that every night's seed is an exchangeable replicate:
+    # frozen = tuned once (night 1, tuner.n_trials), every later seed reuses that choice; per_seed = each seed gets
+    # its own tuner with the same budget (tuner.n_trials). Either way the budget never grows between nights.
+    tuning: Literal["frozen", "per_seed"] = "frozen"
     seed_base: int = Field(1000, description="night n trains seed seed_base + n")
 
     @model_validator(mode="after")

@@ -69,5 +69,7 @@ def test_isolated_speed_benchmark_interleaves_and_records_samples(tiny_gguf, tmp
     assert json.loads((tmp_path / "speed.json").read_text()) == record
     for m in record["models"].values():
         assert len(m["tokens_per_s"]) == 2 and all(v > 0 for v in m["tokens_per_s"])
+        assert m["architecture"] == "llama" and m["file_type"] is not None  # what decides speed's place
+    assert record["design"] == "interleaved"  # rounds pair the models (tasks/decide/speed.py)
     with pytest.raises(ValueError, match="repeats"):
         measure_speed({"a": gguf}, repeats=1)

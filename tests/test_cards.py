@@ -120,3 +120,16 @@ def test_shipped_configs_name_real_hub_ids():
 
 def test_no_card_line_has_long_decimals():
     assert not re.search(r"\d\.0*[1-9]\d{4,}", _card())  # no number with more than 4 significant digits
+
+
+def test_the_card_says_what_the_comparison_speaks_for():
+    """One seed per arm: the evaluation section speaks for two trained models; with measured seed variance, for the
+    schedules (an older record without a scope is read from its seeds)."""
+    one = _card()  # DECISION has no seeds: one trained model per arm
+    assert "What this comparison speaks for: these two trained models (one training seed per arm" in one
+    seeds = {**DECISION, "seeds": {"a": 3, "b": 3, "seed_variance_measured": True}}
+    replicated = card(repo="alphagate/demo-bf16", fmt="bf16", base_model=UPSTREAM, relation="finetune",
+                      upstream=UPSTREAM, license="apache-2.0", schedule={"kind": "linear", "start": 0.0},
+                      decision=seeds, scores={"mmlu": ("acc", 0.5)}, files=["m.gguf"],
+                      think_tags=("<think>", "</think>"), final_tags=("<final>", "</final>"))
+    assert "What this comparison speaks for: the schedules (training seeds are the replicates" in replicated

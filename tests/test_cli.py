@@ -110,6 +110,8 @@ def test_plan_prints_the_detectable_difference_before_any_training(tmp_path, cap
     assert main(["plan", "--config", str(config), "--data", "hub", "--suites", "mmlu", "gsm8k"]) == 0
     out = capsys.readouterr().out
     assert "mmlu 14042" in out and "gsm8k 1319" in out and "prior" in out and "Fewest seeds per arm" in out
+    # the one-seed row (two trained models) stands apart from the rows about the schedules
+    assert out.index("These two trained models (one seed per arm") < out.index("The schedules (training seeds")
     assert main(["plan", "--config", str(config), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["suites"]["mmlu"] == 6 and len(result["rows"]) >= 4  # the bundled samples
@@ -120,10 +122,18 @@ def test_plan_prints_the_detectable_difference_before_any_training(tmp_path, cap
         "between_seed_df": 4}}))
     assert main(["plan", "--config", str(config), "--suites", "mmlu", "--history", str(decision), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    # shrunk toward the priors (0.15 per item, SD 0.01 per seed) by 20 item / 2 seed degrees of freedom
-    assert result["item_diff_var"]["mmlu"] == pytest.approx((399 * 0.3 + 20 * 0.15) / 419)
-    assert result["seed_var"] == pytest.approx((4 * 0.0009 + 2 * 0.0001) / 6)
-    assert result["seed_var_source"] == "measured"
+    # as measured: no prior pulls them toward 0.15 per item or SD 0.01 per seed (0.0009 would have become 0.00063)
+    assert result["item_diff_var"]["mmlu"] == pytest.approx(0.3)
+    assert result["seed_var"] == pytest.approx(0.0009) and result["seed_var_source"] == "measured"
+    assert result["seed_component"] == pytest.approx(0.0009)  # no residual recorded: nothing to take out
+    # with the seed x item residual recorded, its noise over the 400 items is taken out of the seed component
+    decision.write_text(json.dumps({"reason": "x", "variance": {
+        "per_item_diff_var": {"mmlu": 0.3}, "per_item_interaction_var": {"mmlu": 0.1},
+        "per_item_residual_var": {"mmlu": 0.2}, "n_items": {"mmlu": 400}, "between_seed_var": 0.0009,
+        "between_seed_df": 4}}))
+    assert main(["plan", "--config", str(config), "--suites", "mmlu", "--history", str(decision), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["seed_component"] == pytest.approx(0.0009 - 0.2 / 400)
     assert main(["plan", "--config", str(config), "--history", str(tmp_path / "none")]) == 2
     assert "--history" in capsys.readouterr().err
 

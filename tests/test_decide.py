@@ -33,7 +33,10 @@ def test_mcnemar_exact_known_answer():
 def test_wilcoxon_for_graded_items_and_no_difference():
     a, b = np.array([1, 2, 3, 4, 5, 2, 3.0]), np.array([2, 2, 4, 5, 5, 3, 5.0])
     test, p = paired_test(a, b, binary=False)
-    assert test == "wilcoxon_signed_rank" and p == pytest.approx(0.0625)
+    # 5 differing pairs, all one way, with ties and zeros: the exact sign-flip test gives 2 * 0.5**5
+    assert test == "sign_flip_exact" and p == pytest.approx(0.0625)
+    many = np.arange(40.0)
+    assert paired_test(many + np.tile([1, 2], 20), many, binary=False)[0] == "wilcoxon_signed_rank"
     assert paired_test(a, a, binary=False)[1] == 1.0
 
 
@@ -105,7 +108,7 @@ def test_judge_failures_drop_out_of_the_pair(tmp_path):
     _write(tmp_path / "b", "elyza_tasks_100", grades_b)
     row = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)["suites"][0]  # 1 failure in 6: under 20%
     assert row["metric"] == "judge_grade" and row["n_paired"] == 5 and row["dropped"] == 1
-    assert row["test"] == "wilcoxon_signed_rank"
+    assert row["test"] == "sign_flip_exact"  # five graded differences: exact
 
 
 def test_a_side_whose_judge_failed_is_not_scored_by_another_metric(tmp_path):
@@ -196,26 +199,66 @@ def test_bad_weights_are_an_error():
         DecisionSpec(weights={"elyza": 1.0})
 
 
-def test_isolated_speed_samples_tie_unless_they_differ_significantly(tmp_path):
-    import json
+def _speed_json(path, a, b, builds=(("llama", 32), ("llama", 32)), design="interleaved"):
+    models = {name: {"tokens_per_s": t, "architecture": arch, "file_type": ft}
+              for name, t, (arch, ft) in zip(("a", "b"), (a, b), builds, strict=True)}
+    path.write_text(json.dumps({"design": design, "models": models}))
+    return path
 
-    from tasks.decide.decision import speed_from_benchmark
 
-    noisy = ([101.0, 99.0, 100.5, 98.7, 100.2], [100.4, 98.9, 101.2, 99.6, 100.1])
-    a, b, info = speed_from_benchmark(noisy, SPEC)
-    assert info["tied"] and a == b  # measurement noise cannot move the composite
-    fast = ([80.0, 81.0, 79.5, 80.5, 80.2], [50.0, 51.0, 49.5, 50.5, 50.2])
-    a, b, info = speed_from_benchmark(fast, SPEC)
-    assert not info["tied"] and a > b and info["p_value"] < 0.05
+def test_timing_noise_names_no_winner_when_every_quality_suite_ties(tmp_path):
+    """The demo's headline: two models of one architecture and format, every suite tied, the second timed slower.
+    A naive decision lets the speed term pick "a beats b"; here the speed figures stand beside a decision that names
+    no winner."""
     _write(tmp_path / "a", "mmlu", _mc([1, 0] * 10))
     _write(tmp_path / "b", "mmlu", _mc([1, 0] * 10))
-    speed = tmp_path / "speed.json"
-    speed.write_text(json.dumps({"models": {"a": {"tokens_per_s": noisy[0]}, "b": {"tokens_per_s": noisy[1]}}}))
+    fast, slow = [97.0, 97.8, 96.9, 97.5, 97.6], [90.4, 91.0, 90.2, 91.3, 90.8]
+    speed = _speed_json(tmp_path / "speed.json", fast, slow)
     record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, speed=speed)
-    assert record["diff"] == 0 and record["winner"] is None and record["speed"]["source"] == "isolated benchmark"
-    speed.write_text(json.dumps({"models": {"a": {"tokens_per_s": noisy[0]}, "c": {"tokens_per_s": noisy[1]}}}))
+    assert record["winner"] is None and record["upload"] is False and record["outcome"] == "no quality difference"
+    assert record["reason"].startswith("No quality difference between the two trained models")
+    assert "a 97.4 tok/s, b 90.7 tok/s" in record["reason"] and "not in the composite" in record["reason"]
+    assert record["speed"]["in_composite"] is False and record["diff"] == 0
+    # asked to score speed, it enters with its uncertainty, and still no quality difference names a winner
+    always = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, DecisionSpec(bootstrap=500,
+                                                                          speed_in_composite="always"), speed=speed)
+    assert always["diff"] > 0 and always["winner"] is None and always["speed"]["paired"] is True
+    _speed_json(tmp_path / "speed.json", fast, fast[::-1])
     with pytest.raises(ValueError, match="not both"):
-        decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, speed=speed)
+        decide({"a": tmp_path / "a", "c": tmp_path / "b"}, SPEC, speed=speed)
+
+
+def test_speed_comes_from_every_replicate_paired_by_round(tmp_path):
+    """A naive decision timed the last replicate of each arm only; every replicate is timed, and an arm's round r is
+    the mean of its replicates' round r."""
+    from tasks.decide.speed import read_speed
+
+    path = tmp_path / "speed.json"
+    build = {"architecture": "llama", "file_type": 32}
+    path.write_text(json.dumps({"design": "interleaved", "models": {
+        "a-s1": {"tokens_per_s": [90.0, 80.0], **build}, "a-s2": {"tokens_per_s": [100.0, 70.0], **build},
+        "b-s1": {"tokens_per_s": [85.0, 75.0], **build}, "b-s2": {"tokens_per_s": [95.0, 85.0], **build}}}))
+    speed = read_speed(path, ("a", "b"), {"a": ["a-s1", "a-s2"], "b": ["b-s1", "b-s2"]})
+    assert speed["samples"] == ([95.0, 75.0], [90.0, 80.0]) and speed["paired"] and speed["same_build"]
+    with pytest.raises(ValueError, match="every replicate"):
+        read_speed(path, ("a", "b"), {"a": ["a-s1", "a-s3"], "b": ["b-s1"]})
+
+
+def test_speed_between_different_builds_enters_the_composite_with_its_uncertainty(tmp_path):
+    """A Q4 build against a BF16 one can really be faster: auto puts the speed in, and its CI is wider than the
+    quality CI alone (noise in the timings is not certainty)."""
+    _write(tmp_path / "a", "mmlu", _mc([1] * 12 + [0] * 8))
+    _write(tmp_path / "b", "mmlu", _mc([1] * 10 + [0] * 10))
+    quality = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC)
+    speed = _speed_json(tmp_path / "speed.json", [60.0, 85.0, 55.0, 84.0], [50.0, 51.0, 49.0, 52.0],
+                        builds=(("llama", 15), ("llama", 32)), design="all runs of one model, then the other")
+    record = decide({"a": tmp_path / "a", "b": tmp_path / "b"}, SPEC, speed=speed)
+    info = record["speed"]
+    assert info["in_composite"] is True and info["paired"] is False and info["var"] > 0
+    width = lambda r: r["diff_ci95"][1] - r["diff_ci95"][0]  # noqa: E731
+    # quality now weighs 0.4 / 0.5 of the composite: the speed's own uncertainty is what widens the CI beyond that
+    assert width(record) > 0.8 * width(quality) + 0.02 and record["scope"] == "models"
+    assert record["reason"].startswith("The model trained with a scored higher than the one trained with b")
 
 
 def test_a_signed_rank_test_that_disagrees_with_the_means_counts_for_neither_side(tmp_path):

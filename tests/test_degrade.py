@@ -99,3 +99,18 @@ def test_a_suite_that_failed_for_a_quantization_holds_it_back(tmp_path):
     assert not gates["linear/q4_k_m"]["upload"]
     assert any(r.startswith("elyza_tasks_100 could not be compared with its BF16") for r in
                gates["linear/q4_k_m"]["reasons"])
+
+
+def test_a_missing_suite_blocks_the_gate_unless_it_is_optional(tmp_path):
+    """A naive gate compares the suites both sides have: a Q4 result lacking arc_challenge passed with no reason."""
+    good = [1] * 30 + [0] * 10
+    results = _setup(tmp_path, {"base/bf16": {"mmlu": good, "arc_challenge": good},
+                                "linear/bf16": {"mmlu": good, "arc_challenge": good},
+                                "linear/q4_k_m": {"mmlu": good}})
+    gate = analyze(results, SPEC)["gates"]["linear/q4_k_m"]
+    assert gate["upload"] is False
+    assert any(r.startswith("arc_challenge is missing for linear/q4_k_m (evaluated for base/bf16)")
+               for r in gate["reasons"])
+    relaxed = analyze(results, DecisionSpec(bootstrap=300, optional_suites=["arc_challenge"]))["gates"]
+    assert relaxed["linear/q4_k_m"] == {"upload": True, "reasons": [], "quantization": relaxed["linear/q4_k_m"][
+        "quantization"]}

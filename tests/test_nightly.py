@@ -19,7 +19,7 @@ def _config(tmp_path, tiny_base_dir, max_looks: int = 3, extra: str = "") -> Pat
                     "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
                     "decision: {bootstrap: 200}\n"
                     f"nightly: {{max_looks: {max_looks}, spending: pocock, data: shared, limit: 3, "
-                    "suites: [mmlu, arc_challenge], formats: [bf16], tuner_trials_per_night: 1}\n" + extra)
+                    "suites: [mmlu, arc_challenge], formats: [bf16]}\n" + extra)
     return path
 
 
@@ -30,10 +30,12 @@ def test_a_study_refuses_another_design_but_not_another_night(tmp_path, tiny_bas
     config = load_config(_config(tmp_path, tiny_base_dir))
     study = open_study(tmp_path / "out", config, "smoke.yaml")
     assert study["nights"] == [] and study["version"] == STUDY_VERSION
-    assert next_night(study, config) == {"night": 1, "seed": 1001, "tuner_trials": 1}
-    atomic_write_json(study_path(tmp_path / "out"), {**study, "nights": [{"night": 1}]})
+    frozen = "frozen: tuned once with 1 trials, every seed reuses that choice"
+    assert next_night(study, config) == {"night": 1, "seed": 1001, "tuner_trials": 1, "tuning": frozen}
+    atomic_write_json(study_path(tmp_path / "out"), {**study, "nights": [{"night": 1, "tuning": frozen}]})
+    # the budget does not grow: night 2's seed is a replicate of the same frozen schedule
     assert next_night(open_study(tmp_path / "out", config, "x"), config) == {"night": 2, "seed": 1002,
-                                                                             "tuner_trials": 2}
+                                                                             "tuner_trials": 1, "tuning": frozen}
     # the per-night settings may differ (seed, tuner budget); anything else is another study
     seeded = load_config(_config(tmp_path, tiny_base_dir, extra=""))
     seeded = seeded.model_copy(update={"train": seeded.train.model_copy(update={"seed": 7, "seeds": [7, 8]})})
@@ -56,6 +58,31 @@ def harness():
 
     with prefect_test_harness(server_startup_timeout=300):
         yield
+
+
+def test_nights_tuned_another_way_are_not_pooled(tmp_path, tiny_base_dir):
+    """A naive study pools every night; nights whose schedule was chosen another way (an older study whose tuner
+    budget grew each night, or per-seed tuners after a frozen schedule) are not exchangeable replicates."""
+    from tasks.decide.study import next_night, open_study, study_path
+    from tasks.store import atomic_write_json
+
+    config = load_config(_config(tmp_path, tiny_base_dir))
+    study = open_study(tmp_path / "out", config, "x")
+    atomic_write_json(study_path(tmp_path / "out"), {**study, "version": 1, "nights": [{"night": 1}]})
+    with pytest.raises(ValueError, match="not exchangeable replicates"):
+        open_study(tmp_path / "out", config, "x")
+    per_seed = _config(tmp_path, tiny_base_dir).read_text().replace("n_initial_points: 1}", "n_initial_points: 1, "
+                                                                    "per_seed: true}")
+    (tmp_path / "p.yaml").write_text(per_seed.replace("formats: [bf16]}", "formats: [bf16], tuning: per_seed}"))
+    other = load_config(tmp_path / "p.yaml")
+    fresh = open_study(tmp_path / "new", other, "x")
+    assert next_night(fresh, other)["tuning"].startswith("per_seed: each seed tuned on its own with 1 trials")
+    atomic_write_json(study_path(tmp_path / "new"), {**fresh, "nights": [{"night": 1, "tuning": "frozen: x"}]})
+    with pytest.raises(ValueError, match="tuned another way"):
+        open_study(tmp_path / "new", other, "x")
+    (tmp_path / "bad.yaml").write_text(per_seed)  # per-seed tuners but nightly.tuning left at frozen
+    with pytest.raises(ValueError, match="nightly.tuning is 'frozen' but tuner.per_seed is True"):
+        open_study(tmp_path / "bad", load_config(tmp_path / "bad.yaml"), "x")
 
 
 @pytest.mark.slow
@@ -90,7 +117,9 @@ def test_three_nights_accumulate_replicates_and_then_the_study_is_closed(harness
         fingerprints = {t["meta"]["fingerprint"] for t in json.loads(history.read_text())["trials"]}
         trials.append(len(json.loads(history.read_text())["trials"]))
         assert len(fingerprints) == 1  # one experiment: the tuner warm-starts from every earlier trial
-    assert trials == [1, 2, 3]  # tuner.n_trials + (night - 1) * nightly.tuner_trials_per_night
+    assert trials == [1, 1, 1]  # frozen: tuned once on night 1, later seeds reuse that choice (no new trials)
+    assert {n["tuning"] for n in json.loads((out / "study" / "study.json").read_text())["nights"]} == \
+        {"frozen: tuned once with 1 trials, every seed reuses that choice"}
     study = json.loads((out / "study" / "study.json").read_text())
     assert [n["seed"] for n in study["nights"]] == [1001, 1002, 1003]
     assert study["decided"] or study["ended"]  # max_looks is 3: after the third look the study is closed

@@ -9,7 +9,8 @@ import pytest
 
 from tasks.config import DecisionSpec
 from tasks.decide.decision import decide
-from tasks.decide.replicates import analyse, look_alpha, plan, spent_alpha
+from tasks.decide.planning import plan
+from tasks.decide.replicates import analyse, look_alpha, spent_alpha
 
 SPEC = DecisionSpec(bootstrap=500)
 N_ITEMS = 400
@@ -58,6 +59,12 @@ def test_seed_noise_is_not_mistaken_for_a_schedule_effect(seed_dominated, tmp_pa
     record = decide({"a": a, "b": b}, SPEC, tmp_path / "decision")
     assert record["winner"] == "a" and record["margin"] == pytest.approx(0.10)
     assert record["significant"] is False and record["outcome"] == "not significant"
+    # the first sentence states the scope: one seed per arm speaks for two models, replicates for the schedules
+    assert naive["reason"].startswith("The model trained with a scored higher than the one trained with b")
+    assert naive["scope"] == "models" and record["scope"] == "schedules"
+    assert record["reason"].startswith("The a schedule scored higher than b over 2 training seeds per arm")
+    assert (f"differences larger than {record['power']['mde']:.4g} composite points were ruled out at 80% power"
+            in record["reason"])
     assert record["margin_ci95"][0] < 0 < record["margin_ci95"][1]
     # ... while the item part of the variance alone would have excluded 0: it is the seed part that decides
     var = record["variance"]
@@ -73,7 +80,7 @@ def test_seed_noise_is_not_mistaken_for_a_schedule_effect(seed_dominated, tmp_pa
     assert [r["label"] for r in per_seed["b"]] == ["b#1", "b#2"]
     assert record["upload_label"] == "a#1"  # the winning arm's best replicate would be the one published
     md = (tmp_path / "decision" / "decision.md").read_text()
-    assert "Minimum detectable" in md and "seed-level t (df=2)" in md and "per-seed composites" in md
+    assert "Minimum detectable" in md and "seed-level t (df=2, seeds and items)" in md and "per-seed composites" in md
 
 
 def test_consistent_seeds_do_make_a_significant_schedule_effect(tmp_path):
@@ -151,7 +158,7 @@ def test_repeated_looks_keep_the_false_positive_rate_at_or_below_alpha():
 def test_plan_more_seeds_detect_less_and_seed_variance_caps_what_items_can_do():
     sizes = {"mmlu": 14042, "gsm8k": 1319, "arc_challenge": 1172, "hellaswag": 10042}
     spec = DecisionSpec(target_effect=0.02)
-    result = plan(sizes, spec, seed_var=0.0001)  # a between-seed SD of 0.01 composite points
+    result = plan(sizes, spec, measured={"seed_var": 0.0001})  # a between-seed SD of 0.01 composite points
     rows = {r["seeds_per_arm"]: r for r in result["rows"]}
     assert rows[2]["mde_at_all_items"] > rows[8]["mde_at_all_items"] > rows[16]["mde_at_all_items"]
     assert rows[2]["items_per_suite_for_target"] is None  # seed noise alone exceeds the target with 2 seeds
@@ -160,8 +167,26 @@ def test_plan_more_seeds_detect_less_and_seed_variance_caps_what_items_can_do():
     assert rows[n]["mde_at_all_items"] <= 0.02
     assert result["seed_var_source"] == "measured" and result["item_diff_var_source"]["mmlu"] == "prior"
     # a limit shrinks the items used, and the MDE grows
-    limited = plan(sizes, spec, seed_var=0.0001, limit=40)
+    limited = plan(sizes, spec, measured={"seed_var": 0.0001}, limit=40)
     assert limited["rows"][3]["mde_at_items_used"] > rows[4]["mde_at_items_used"]
+    assert rows[1]["scope"] == "models" and {r["scope"] for r in result["rows"][1:]} == {"schedules"}
+
+
+def test_plan_scales_the_seed_variance_to_the_item_count():
+    """A between-seed variance measured on 1,000 items holds the answer noise over 1,000; reused unscaled at 50
+    items (the naive plan) it understates the seed-to-seed spread there, and at every item it overstates it."""
+    spec = DecisionSpec()
+    measured = {"total": {"mmlu": 0.2}, "interaction": {"mmlu": 0.02}, "residual": {"mmlu": 0.09},
+                "seed_var": 0.09 / 1000, "measured_items": {"mmlu": 1000}}  # all of it item noise: no seed component
+    result = plan({"mmlu": 14042}, spec, measured=measured, limit=50, seeds=(3,))
+    assert result["seed_component"] == pytest.approx(0.0, abs=1e-12)
+    row = result["rows"][0]
+    true_var_50 = (0.09 / 50) * 2 / 3 + 0.02 / 50
+    assert row["mde_at_items_used"] > 2.8 * true_var_50 ** 0.5  # not below the z figure of the scaled variance
+    unscaled_50 = (0.09 / 1000) * 2 / 3 + 0.02 / 50
+    assert row["mde_at_items_used"] > 1.5 * 3.0 * unscaled_50 ** 0.5
+    # at every MMLU item the seeds no longer cap what items can do
+    assert row["largest_variance_at_all_items"] == "mmlu"
 
 
 def test_unequal_seed_counts_use_welch_so_the_noisier_small_arm_does_not_inflate_false_positives():

@@ -85,8 +85,10 @@ def test_tables_are_rounded_but_json_keeps_full_precision(tmp_path):
 
 def _speed(tmp_path, fast: str, slow: str):
     path = tmp_path / "speed.json"
-    path.write_text(json.dumps({"models": {fast: {"tokens_per_s": [90.0, 91.0, 92.0, 90.5, 91.5]},
-                                           slow: {"tokens_per_s": [20.0, 21.0, 19.5, 20.5, 20.0]}}}))
+    # two builds (another file type): their speeds can really differ, so the speed term is in the composite
+    path.write_text(json.dumps({"design": "interleaved", "models": {
+        fast: {"tokens_per_s": [90.0, 91.0, 92.0, 90.5, 91.5], "architecture": "llama", "file_type": 15},
+        slow: {"tokens_per_s": [20.0, 21.0, 19.5, 20.5, 20.0], "architecture": "llama", "file_type": 32}}}))
     return path
 
 
@@ -107,6 +109,11 @@ def test_report_opens_with_the_decisions_paired_differences(tmp_path):
                      f"{interval(record['diff_ci95'], signed=True)} |")
     assert composite_row in text
     assert not LONG_DECIMALS.search(text)
+    # the first paragraph is the claim, with its scope: one seed per arm speaks for two trained models
+    first = text.split("\n\n")[1]
+    assert first == record["reason"] and first.startswith("The model trained with ")
+    assert text.split("\n\n")[2].startswith("Scope: these two trained models (one training seed per arm")
+    assert record["settings"] == SPEC.model_dump(mode="json")  # the report's DPO table reuses them
 
 
 def test_report_takes_the_figures_from_the_record_not_recomputed(tmp_path):
@@ -138,7 +145,7 @@ def test_report_composites_and_gates_are_the_decisions_even_when_evaluation_spee
     text = write_report(all_results, tmp_path / "r", decision=tmp_path / "d" / "decision.json",
                         degradation=tmp_path / "g" / "degradation.json").read_text()
     assert f"Composite: linear {human(record['composite_a'], 4)}, sigmoid-bayes {human(record['composite_b'], 4)}" \
-        in text and "isolated benchmark" in text and human(from_timings, 4) not in text
+        in text and "speed term: in the composite" in text and human(from_timings, 4) not in text
     gates = json.loads((tmp_path / "g" / "degradation.json").read_text())["gates"]
     for name, g in gates.items():
         assert f"- {name}: " + ("upload" if g["upload"] else "held back") in text

@@ -23,6 +23,10 @@ def measure_speed(ggufs: dict[str, Path], repeats: int = 5, max_tokens: int = 64
         raise ValueError(f"repeats must be >= 2 (a spread is needed to compare speeds); got {repeats}.")
     engines = {label: Engine(Path(path), n_threads=threads) for label, path in sorted(ggufs.items())}
     samples: dict[str, list[float]] = {label: [] for label in engines}
+    # what the decision needs to know whether a speed difference can be real (tasks/decide/speed.py)
+    builds = {label: {k: (getattr(e.llm, "metadata", None) or {}).get(f"general.{k}") for k in ("architecture",
+                                                                                                "file_type")}
+              for label, e in engines.items()}
 
     def generate(engine, tokens: int) -> None:
         # the model's own chat template, and end-of-sequence banned: every run generates exactly ``tokens``
@@ -50,7 +54,9 @@ def measure_speed(ggufs: dict[str, Path], repeats: int = 5, max_tokens: int = 64
         for engine in engines.values():
             engine.close()
     record = {"prompt": PROMPT, "repeats": repeats, "max_tokens": max_tokens, "threads": threads,
-              "models": {label: {"gguf": str(ggufs[label]), "sha256": sha256_file(ggufs[label]),
+              # round r of every model ran back to back (order alternating), so timings pair by round
+              "design": "interleaved",
+              "models": {label: {"gguf": str(ggufs[label]), "sha256": sha256_file(ggufs[label]), **builds[label],
                                  "tokens_per_s": values, "median": statistics.median(values),
                                  "mean": statistics.fmean(values)} for label, values in samples.items()}}
     if out is not None:

@@ -1,6 +1,7 @@
 """Winner selection from per-item records: composite score, paired bootstrap CI of the difference,
-McNemar's exact test (binary suites) or Wilcoxon signed-rank (graded/continuous suites), Holm across
-suites, and a sign-aware significance rule.
+McNemar's exact test (binary suites) or, for graded/continuous suites, the exact sign-flip test (up to 16 differing
+items, ties and zeros included) or Wilcoxon signed-rank (more), Holm across suites, and a sign-aware significance
+rule (the rules themselves: tasks/decide/rules.py; the sentence that states the result: tasks/decide/claims.py).
 
 A winner is *significant* only when all hold: the composite difference's 95% CI excludes 0, at least one
 suite's paired test survives Holm in the composite's direction, and no suite survives Holm against it. When
@@ -28,46 +29,16 @@ import numpy as np
 
 from tasks.bench.metrics import METRICS
 from tasks.config import DecisionSpec
+from tasks.decide import comparable, rules
 from tasks.decide.scores import item_scores, load_results, paired_metric, suite_role
 from tasks.numbers import human, interval, rounded
-from tasks.store import atomic_write_json, atomic_write_text, read_json_object, sha256_file
+from tasks.store import atomic_write_json, atomic_write_text, sha256_file
 
 
 def min_attainable_p(n: int) -> float:
     """The smallest two-sided p McNemar's exact test or the exact Wilcoxon signed-rank test can give on ``n``
     paired items (every item differing, all one way): 2 * 0.5**n."""
     return 1.0 if n <= 0 else min(1.0, 2.0 ** (1 - n))
-
-
-# what must be equal for two results of one suite to be compared item by item
-COMPARABLE = ("suite_version", "prompt_sha256", "num_fewshot", "data_sha256")
-
-
-def _identity(summary: dict[str, Any]) -> dict[str, Any]:
-    """Everything an evaluation's result depends on except the model itself (the judge, context size, tags ...)."""
-    inputs = {k: v for k, v in summary.get("inputs", {}).items() if k not in ("model_sha256", "keep_reasoning")}
-    return {**{k: summary.get(k) for k in COMPARABLE}, "limit": inputs.pop("limit", None), **inputs}
-
-
-def check_comparable(loaded: dict[str, dict], folders: dict[str, Path], expected_suites: list[str] | None) -> None:
-    """Refuse (a clear error) two sides that were not evaluated the same way: another suite version, prompt, shot
-    count, item set or limit for a suite both have, or, unless the run named the suites it expected (then absent
-    ones are reported as missing), different sets of suites. Deciding on the overlap alone would be a verdict
-    on a part the user did not ask about."""
-    (a, ra), (b, rb) = loaded.items()
-    if not set(ra) & set(rb):
-        raise ValueError(f"{a} ({folders[a]}) and {b} ({folders[b]}) have no suite in common ({sorted(ra)} vs "
-                         f"{sorted(rb)}): there is nothing to compare. Evaluate both on the same suites.")
-    if expected_suites is None and set(ra) != set(rb):
-        raise ValueError(f"{a} ({folders[a]}) has suites {sorted(ra)} but {b} ({folders[b]}) has {sorted(rb)}. "
-                         "Evaluate both on the same suites (or decide on folders holding the same set).")
-    for suite in sorted(set(ra) & set(rb)):
-        ia, ib = _identity(ra[suite]["summary"]), _identity(rb[suite]["summary"])
-        if ia != ib:
-            diff = {k: (ia[k], ib[k]) for k in ia if ia[k] != ib[k]}
-            raise ValueError(f"{suite} was not evaluated the same way for {a} and {b}: "
-                             + "; ".join(f"{k}: {x!r} vs {y!r}" for k, (x, y) in diff.items())
-                             + ". Re-evaluate both with the same suite version, data and limit.")
 
 
 def _groups(suites: list[str]) -> dict[str, list[str]]:
@@ -94,27 +65,34 @@ def composite(suite_means: dict[str, float], speed: float | None, spec: Decision
 
 
 def paired_test(a: np.ndarray, b: np.ndarray, binary: bool) -> tuple[str, float]:
+    """McNemar's exact test for binary items; for graded items the exact sign-flip test of the differences when at
+    most rules.EXACT_SIGN_FLIP_MAX differ (exact with ties and zeros, where Wilcoxon falls back to a normal
+    approximation that min_attainable_p does not describe), else the Wilcoxon signed-rank test."""
     if binary:
         from statsmodels.stats.contingency_tables import mcnemar
 
         table = [[int(np.sum((a == 1) & (b == 1))), int(np.sum((a == 1) & (b == 0)))],
                  [int(np.sum((a == 0) & (b == 1))), int(np.sum((a == 0) & (b == 0)))]]
         return "mcnemar_exact", float(mcnemar(table, exact=True).pvalue)
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if np.count_nonzero(d) <= rules.EXACT_SIGN_FLIP_MAX:
+        return "sign_flip_exact", rules.sign_flip_p(d)  # no differing pair: p = 1
     from scipy.stats import wilcoxon
 
-    if np.all(a == b):
-        return "wilcoxon_signed_rank", 1.0  # no differing pair: nothing to test
     return "wilcoxon_signed_rank", float(wilcoxon(a, b, zero_method="wilcox").pvalue)
 
 
-def statistic_direction(a: np.ndarray, b: np.ndarray, binary: bool) -> str:
-    """Which side the paired test's statistic favours: McNemar, the larger discordant count; Wilcoxon, the larger
-    signed-rank sum (zero differences dropped, ties averaged). "a", "b" or "tie"."""
+def statistic_direction(a: np.ndarray, b: np.ndarray, binary: bool, test: str = "") -> str:
+    """Which side the paired test's statistic favours: McNemar, the larger discordant count; the sign-flip test, the
+    sign of the summed differences; Wilcoxon, the larger signed-rank sum (zero differences dropped, ties averaged).
+    "a", "b" or "tie"."""
     from scipy.stats import rankdata
 
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if binary:
         score = float(np.sum(d > 0) - np.sum(d < 0))
+    elif test == "sign_flip_exact":
+        score = float(d.sum())
     else:
         d = d[d != 0]
         ranks = rankdata(np.abs(d)) if len(d) else np.array([])
@@ -122,30 +100,12 @@ def statistic_direction(a: np.ndarray, b: np.ndarray, binary: bool) -> str:
     return "a" if score > 0 else "b" if score < 0 else "tie"
 
 
-def speed_from_benchmark(samples: tuple[list[float], list[float]], spec: DecisionSpec
-                         ) -> tuple[float, float, dict[str, Any]]:
-    """Speed scores from an isolated, repeated benchmark (tasks/bench/speed.py): Welch's t-test on the
-    tokens/s samples; when the difference is not significant both models get the pooled mean, so measurement
-    noise cannot move the composite."""
-    from scipy.stats import ttest_ind
-
-    a, b = (np.asarray(x, dtype=float) for x in samples)
-    p = float(ttest_ind(a, b, equal_var=False).pvalue) if np.std(a) + np.std(b) > 0 else float(a.mean() == b.mean())
-    p = 1.0 if np.isnan(p) else p
-    tied = p >= spec.alpha
-    pooled = float(np.concatenate([a, b]).mean())
-    rate_a, rate_b = (pooled, pooled) if tied else (float(a.mean()), float(b.mean()))
-    score = lambda rate: min(rate / spec.speed_reference_tok_s, 1.0)  # noqa: E731
-    return score(rate_a), score(rate_b), {"source": "isolated benchmark", "tok_s_a": a.tolist(),
-                                          "tok_s_b": b.tolist(), "p_value": p, "tied": bool(tied)}
-
-
 def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
-            speed: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
+            speed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Paired comparison of model A and B over the suites both completed, each on its one declared metric.
-    ``speed``: tokens/s samples of A and B from tasks/bench/speed.py; None leaves the speed term out (it is
+    ``speed``: the two models' timings (tasks/decide/speed.py:read_speed); None leaves the speed term out (it is
     never taken from evaluation timings, which are measured under parallel load)."""
-    from statsmodels.stats.multitest import multipletests
+    from tasks.decide.speed import speed_info as speed_record
 
     suites = sorted(set(results_a) & set(results_b))
     if not suites:
@@ -172,10 +132,10 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
                      "n_paired": len(common), "n_differing": differing,
                      "dropped": len(set(sa) | set(sb)) - len(common), "a": mean_a, "b": mean_b,
                      "direction": "a" if mean_a > mean_b else "b" if mean_b > mean_a else "tie",
-                     "test_direction": statistic_direction(a, b, binary), "test": test, "p_value": p,
+                     "test_direction": statistic_direction(a, b, binary, test), "test": test, "p_value": p,
                      "min_attainable_p": min_p, "can_reach_significance": bool(min_p < spec.alpha)})
     if rows:
-        adjusted = multipletests([r["p_value"] for r in rows], alpha=spec.alpha, method="holm")[1]
+        adjusted = rules.holm([r["p_value"] for r in rows])
         for row, p_adj in zip(rows, adjusted, strict=True):
             row["p_holm"] = float(p_adj)
             # a significant test must point the way the means do (a signed-rank test can favour the side that
@@ -183,38 +143,34 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
             row["significant"] = bool(p_adj < spec.alpha and row["direction"] != "tie"
                                       and row["test_direction"] == row["direction"])
     used = [r["suite"] for r in rows]
-    if speed is not None:
-        speed_a, speed_b, speed_info = speed_from_benchmark(speed, spec)
-    else:
-        speed_a = speed_b = None
-        speed_info = {"source": "not measured on its own: the speed term is left out"}
+    speed_info = speed_record(speed, spec)
+    speed_a, speed_b = (speed_info["score_a"], speed_info["score_b"]) if speed_info["in_composite"] else (None, None)
     if not used:
         return {"suites": rows, "failed_suites": failed, "composite_a": None, "composite_b": None, "diff": 0.0,
                 "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
     comp_a = composite({s: paired[s][0].mean() for s in used}, speed_a, spec)
     comp_b = composite({s: paired[s][1].mean() for s in used}, speed_b, spec)
-    lo, hi, per_suite = _bootstrap_diff(paired, used, speed, speed_info, spec)
+    lo, hi, per_suite = _bootstrap_diff(paired, used, speed_info, spec)
     for row in rows:  # each suite's paired difference a - b and its 95% CI (the report's forest plot reads them)
         row["diff"], row["diff_ci95"] = row["a"] - row["b"], per_suite[row["suite"]]
     from tasks.decide.replicates import analyse
     from tasks.decide.seeds import power_and_variance
 
     one = analyse({s: (paired[s][0][None, :], paired[s][1][None, :]) for s in used}, spec, spec.alpha,
-                  None if speed_a is None else (speed_a, speed_b))["composite"]
+                  None if speed_a is None else (speed_a, speed_b, speed_info["var"]))["composite"]
     return {"suites": rows, "failed_suites": failed, "composite_a": float(comp_a), "composite_b": float(comp_b),
             "diff": float(comp_a - comp_b), "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b,
             "speed": speed_info, **power_and_variance(one, spec, spec.alpha)}
 
 
-def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec
-                    ) -> tuple[float, float, dict[str, list[float]]]:
+def _bootstrap_diff(paired, suites, speed_info, spec: DecisionSpec) -> tuple[float, float, dict[str, list[float]]]:
     """Percentile CI of composite(A) - composite(B); each suite's items resampled jointly for A and B (paired),
-    and, when the speeds differ significantly, each model's speed samples resampled too (they are not paired).
-    Tied speeds get one pooled value for both: they add nothing to the difference. Also each suite's percentile CI
-    of mean(A) - mean(B) from the same resamples."""
+    and, when speed is in the composite, the speed difference drawn from its sampling distribution (a t on the
+    timing's degrees of freedom around the measured difference, scaled by its standard error), so the timing noise
+    widens the interval instead of shifting it. Also each suite's percentile CI of mean(A) - mean(B) from the same
+    resamples."""
     rng = np.random.default_rng(spec.seed)
-    cap = lambda rate: min(rate / spec.speed_reference_tok_s, 1.0)  # noqa: E731
-    samples = None if speed is None else [np.asarray(x, dtype=float) for x in speed]
+    inside = speed_info["in_composite"]
     diffs = np.empty(spec.bootstrap)
     suite_diffs = {s: np.empty(spec.bootstrap) for s in suites}
     for k in range(spec.bootstrap):
@@ -224,39 +180,14 @@ def _bootstrap_diff(paired, suites, speed, speed_info, spec: DecisionSpec
             idx = rng.integers(0, len(a), len(a))
             means_a[s], means_b[s] = a[idx].mean(), b[idx].mean()
             suite_diffs[s][k] = means_a[s] - means_b[s]
-        if samples is None:
-            sp_a = sp_b = None
-        elif speed_info["tied"]:
-            sp_a = sp_b = cap(float(np.concatenate(samples).mean()))
-        else:
-            sp_a, sp_b = (cap(float(x[rng.integers(0, len(x), len(x))].mean())) for x in samples)
+        sp_a = sp_b = None
+        if inside:
+            sp_b = speed_info["score_b"]
+            draw = float(rng.standard_t(max(speed_info["df"], 1)))
+            sp_a = sp_b + speed_info["diff"] + draw * speed_info["var"] ** 0.5
         diffs[k] = composite(means_a, sp_a, spec) - composite(means_b, sp_b, spec)
     per_suite = {s: [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] for s, d in suite_diffs.items()}
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)), per_suite
-
-
-def _favour(suites: list[str]) -> str:
-    return f"{', '.join(suites)} significantly favour{'s' if len(suites) == 1 else ''}"
-
-
-def significance(rows: list[dict[str, Any]], ci: list[float], winner: str, loser: str,
-                 names: dict[str, str]) -> tuple[str, str]:
-    """The sign-aware rule: (outcome, why). outcome is "significant", "mixed" or "not significant"; ``ci`` is the
-    CI of the winner's margin; ``names`` maps the rows' direction ("a"/"b") to model names."""
-    for_ = [r["suite"] for r in rows if r["significant"] and names[r["direction"]] == winner]
-    against = [r["suite"] for r in rows if r["significant"] and names[r["direction"]] == loser]
-    if against:
-        return "mixed", (f"{_favour(against)} {loser} (Holm)" + (f" while {_favour(for_)} {winner}" if for_ else
-                                                                " against the composite")
-                         + ", so neither is a significant winner")
-    if ci[0] <= 0:
-        return "not significant", "the composite CI includes 0"
-    if not for_:
-        never = [r["suite"] for r in rows if not r["can_reach_significance"]]
-        return "not significant", ("the CI excludes 0, but no suite's paired test survives Holm in that direction"
-                                   + (f" ({', '.join(never)}: too few paired items ever to reach significance)"
-                                      if never else ""))
-    return "significant", f"{_favour(for_)} {winner} (Holm), none against"
 
 
 def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: Path | None = None, *,
@@ -293,11 +224,11 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
     reps = {k: [load_results(d) for d in v] for k, v in arms.items()}
     for (la, ra, fa) in zip(labels[name_a], reps[name_a], dirs_a, strict=True):
         for (lb, rb, fb) in zip(labels[name_b], reps[name_b], dirs_b, strict=True):
-            check_comparable({la: ra, lb: rb}, {la: fa, lb: fb}, expected_suites)
+            comparable.check({la: ra, lb: rb}, {la: fa, lb: fb}, expected_suites)
     for name in arms:  # the replicates of one arm must be comparable with each other too
         for label, rep, folder in list(zip(labels[name], reps[name], arms[name], strict=True))[1:]:
             first = (labels[name][0], reps[name][0], arms[name][0])
-            check_comparable({first[0]: first[1], label: rep}, {first[0]: first[2], label: folder}, expected_suites)
+            comparable.check({first[0]: first[1], label: rep}, {first[0]: first[2], label: folder}, expected_suites)
     loaded = {k: {s: v[0][s] for s in set.intersection(*(set(r) for r in v))} for k, v in reps.items()}
     missing = sorted(s for s in spec.required_suites if any(s not in r for r in loaded.values()))
     absent = {s: sorted(m for m, r in loaded.items() if s not in r)
@@ -315,18 +246,16 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
                               # what the report checks a --degradation file against (its gates are this decision's)
                               "degradation_sha256": (sha256_file(degradation)
                                                      if degradation and Path(degradation).is_file() else None),
-                              "alpha": alpha, "sequential": look, "compute": compute or {}}
+                              "alpha": alpha, "sequential": look, "compute": compute or {},
+                              # the configured decision settings, which the report reuses (its DPO comparison)
+                              "settings": spec.model_dump(mode="json")}
     if missing:
         record.update(winner=None, upload=False, significant=False, outcome="no winner",
                       reason=f"Required suite(s) {missing} are missing, so no winner is picked.")
         return _write(record, out_dir)
-    samples = None
-    if speed is not None:
-        models = read_json_object(Path(speed), "speed.json of `alphagate speed`", ("models",))["models"]
-        if not {name_a, name_b} <= set(models):
-            raise ValueError(f"{speed} measures {sorted(models)}, not both of {[name_a, name_b]}; rerun the speed "
-                             "benchmark on the two models being compared.")
-        samples = (models[name_a]["tokens_per_s"], models[name_b]["tokens_per_s"])
+    from tasks.decide.speed import read_speed
+
+    samples = None if speed is None else read_speed(Path(speed), (name_a, name_b), labels)
     if replicated:
         from tasks.decide.seeds import compare_replicates
 
@@ -342,44 +271,11 @@ def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: P
                       reason=(f"Required suite(s) {failed_required} failed" if failed_required else
                               "No suite could be compared") + ", so no winner is picked." + failed_note)
         return _write(record, out_dir)
-    lo, hi = cmp.get("decision_ci", cmp["diff_ci95"])  # what decides: the CI at this look's alpha
-    lo95, hi95 = cmp["diff_ci95"]  # what people read: the 95% CI (at a sequential look it is not the decision's)
-    a_wins = cmp["diff"] > 0
-    winner, loser = (name_a, name_b) if a_wins else (name_b, name_a)
-    margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
-    ci95 = [lo95, hi95] if a_wins else [-hi95, -lo95]
-    at_look = (f"; look {look['look']} of {look['max_looks']} tests at alpha {alpha:.3g}" if look else "")
-    names = {"a": name_a, "b": name_b, "tie": ""}
-    tie = cmp["diff"] == 0
-    for row in cmp["suites"]:
-        favoured = names[row["direction"]]
-        row["verdict"] = ((f"favours {favoured}" if tie else ("supports " if favoured == winner else "against ")
-                           + winner) if row["significant"] else
-                          "cannot reach significance" if not row["can_reach_significance"] else "not significant")
-    if tie:
-        sides = {side: [r["suite"] for r in cmp["suites"] if r["significant"] and names[r["direction"]] == side]
-                 for side in (name_a, name_b)}
-        split = " and ".join(f"{_favour(s)} {side}" for side, s in sides.items() if s)
-        record.update(cmp, winner=None, margin=0.0, margin_ci95=ci95, significant=False, upload=False,
-                      outcome="mixed" if split else "tie",
-                      reason="The two models score exactly the same composite: "
-                      + (f"mixed ({split}), so nothing is uploaded." if split else "a tie, so nothing is uploaded.")
-                      + failed_note)
-    else:
-        if replicated and not cmp["seeds"]["seed_variance_measured"]:
-            outcome, why = "not significant", ("one training seed per arm so far: the seed variance is unmeasured, "
-                                               "so no difference between the schedules can be claimed yet")
-        else:
-            outcome, why = significance(cmp["suites"], ci, winner, loser, names)
-        significant = outcome == "significant"
-        upload = significant or spec.on_not_significant == "upload_best"
-        reason = (f"{winner} beats {loser} by {human(margin)} composite points (95% CI {interval(ci95)}{at_look}): "
-                  + ("a significant difference: " + why + "." if significant else
-                     f"{outcome}: {why}" + ("; the rule uploads the better one anyway." if upload else
-                                            "; the rule is: no upload.")))
-        record.update(cmp, winner=winner, margin=margin, margin_ci95=ci95, margin_ci_decision=ci,
-                      significant=significant, upload=upload,
-                      outcome=outcome, reason=reason + failed_note)
+    from tasks.decide.claims import verdict
+
+    fields = verdict(cmp, {"a": name_a, "b": name_b, "tie": ""}, replicated, look, alpha, spec)
+    record.update(cmp, **fields)
+    record["reason"] += failed_note
     per_seed = record.get("per_seed_composites")
     if record.get("winner") and per_seed:  # what an upload publishes: the winning arm's best replicate
         record["upload_label"] = max(per_seed[record["winner"]], key=lambda r: r["composite"])["label"]
@@ -413,6 +309,8 @@ def suite_table(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def decision_markdown(record: dict[str, Any]) -> str:
+    from tasks.decide.speed import speed_sentence
+
     lines = ["# Decision", "", f"**{record['reason']}**", "",
              f"Outcome: {record.get('outcome', 'n/a')}. Upload: {'yes' if record['upload'] else 'no'}.", ""]
     if record.get("missing_suites"):
@@ -435,7 +333,9 @@ def decision_markdown(record: dict[str, Any]) -> str:
             lines += ["", f"Composite: {a} {human(record['composite_a'], 4)}, {b} {human(record['composite_b'], 4)}; "
                       f"{a} - {b} = {human(record['diff'], 4, signed=True)}, 95% CI "
                       f"{interval(record.get('diff_ci95'), 4, signed=True)}. "
-                      f"Speed: {record.get('speed', {}).get('source', 'n/a')}."]
+                      + speed_sentence(record.get("speed") or {}, (a, b))]
+    if record.get("scope_note"):
+        lines += ["", f"Scope: {record['scope_note']}."]
     from tasks.decide.seeds import replicate_lines
 
     lines += replicate_lines(record)

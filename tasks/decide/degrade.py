@@ -12,6 +12,10 @@ Gates hold a format back only on evidence: the composite is *significantly* belo
 decision.max_drop_vs_base (the lower end of the drop's CI exceeds it), or a quantization's loss against its BF16
 is significantly above decision.max_quant_loss (the lower end of the loss share's CI exceeds it). One flipped item
 in five is noise, not a 20% loss.
+
+Gates compare like with like, with the decision's own check (tasks/decide/comparable.py): a suite evaluated
+another way on the two sides (another limit, item set, version or prompt) holds the format back, and so does a suite
+missing on either side unless decision.optional_suites lists it. A missing comparison is not evidence of no loss.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from tasks.bench.metrics import summarize
 from tasks.config import DecisionSpec
+from tasks.decide import comparable
 from tasks.decide.decision import compare
 from tasks.decide.scores import item_scores, load_results
 from tasks.store import atomic_write_json
@@ -72,16 +77,22 @@ def analyze(results: dict[str, Path], spec: DecisionSpec, base_model: str = "bas
         if model == base_model:
             continue
         report["vs_base"][label] = against(loaded[base_label], loaded[label], spec)
+        unlike = comparable.gate_reasons({base_label: loaded[base_label], label: loaded[label]},
+                                         {base_label: results[base_label], label: results[label]},
+                                         spec.optional_suites)
         bf16 = f"{model}/bf16"
         if fmt != "bf16" and bf16 in loaded:
             report["vs_bf16"][label] = against(loaded[bf16], loaded[label], spec)
+            unlike += comparable.gate_reasons({bf16: loaded[bf16], label: loaded[label]},
+                                              {bf16: results[bf16], label: results[label]}, spec.optional_suites)
+        report["vs_base"][label]["not_comparable"] = unlike
         report["gates"][label] = gate(report, label, spec)
     return report
 
 
 def gate(report: dict[str, Any], label: str, spec: DecisionSpec) -> dict[str, Any]:
-    reasons = []
     vs_base = report["vs_base"][label]
+    reasons = list(vs_base.get("not_comparable", []))
     vs_bf16 = report["vs_bf16"].get(label)
     # a suite that failed for this format (its judge, say) is not evidence of no loss: it holds the format back
     for against, name in ((vs_base, "the base model"), (vs_bf16, "its BF16")):

@@ -7,25 +7,27 @@ seed's composite over the items) gets the standard error of a nested design with
     SE^2 = s2_seed * (1/n_A + 1/n_B)  +  sum_suite coef_suite^2 * var_interaction / n_items
 
 where s2_seed is the between-seed variance of the per-seed composites, pooled over both arms (df = n_A + n_B - 2;
-the two schedules share the trainer, so one seed variance is assumed), and d_i is item i's paired difference of
-the arm means (items are paired: every replicate answered the same items). The test is a t-test with the seed
-degrees of freedom: seeds, not items, are the replicates of a schedule, so two seeds per arm give df = 2 and a
-wide interval however many items there are. The per-seed composites' variance already holds the noise of one
-seed's answers on each item, so the item term keeps only the arm x item interaction (the seed x item residual,
-measured from the replicates, is subtracted from var_i(d_i); see ``item_term``). Every suite is tested the
-same way on its own mean, Holm across suites, and the sign-aware rule of tasks/decide/decision.py applies.
+the two schedules share the trainer, so one seed variance is assumed), and d_i is item i's paired difference of the
+arm means (items are paired: every replicate answered the same items). The test is a t-test whose degrees of freedom
+are those of its variance estimate (Welch-Satterthwaite over the seed part, on the seed degrees of freedom, and the
+item part, on items - 1): seeds, not items, are the replicates of a schedule, so when the seed part dominates, two
+seeds per arm give df near 2 and a wide interval however many items there are. The per-seed composites' variance
+already holds the noise of one seed's answers on each item, so the item term keeps only the arm x item interaction
+(the seed x item residual, measured from the replicates, is subtracted from var_i(d_i); see ``item_term``). Every
+suite is tested the same way on its own mean, Holm across suites, and the sign-aware rule of
+tasks/decide/decision.py applies.
 
-With one seed per arm the seed variance is unmeasured (df = 0): the interval covers items only and the result
-speaks for these two trained models, not for the schedules; normal quantiles are used then.
+With one seed per arm the seed variance is unmeasured (df = 0): the interval covers items only and the result speaks
+for these two trained models, not for the schedules; normal quantiles are used then.
 
-Power: the minimum detectable difference at the configured alpha and power is (q(1 - alpha/2) + q(power)) * SE;
-``plan`` turns earlier variance estimates (or priors) into the items per suite and seeds per arm that would detect
-``decision.target_effect``.
+Power: the minimum detectable difference at the configured alpha and power is the noncentral-t figure rules.mdd(SE,
+df); tasks/decide/planning.py turns earlier variance components (or priors) into the items per suite and seeds per
+arm that would detect ``decision.target_effect``.
 
 Repeated looks (the nightly study): alpha is spent over ``nightly.max_looks`` looks by a Lan-DeMets spending
-function (O'Brien-Fleming-type or Pocock-type); look k tests at alpha_k = A(k/K) - A((k-1)/K). Since
-sum_k alpha_k = alpha, the union bound keeps the chance of ever declaring a null effect significant at or below
-alpha whatever the correlation between looks (conservative: it ignores that correlation).
+function (O'Brien-Fleming-type or Pocock-type); look k tests at alpha_k = A(k/K) - A((k-1)/K). Since sum_k alpha_k =
+alpha, the union bound keeps the chance of ever declaring a null effect significant at or below alpha whatever the
+correlation between looks (conservative: it ignores that correlation).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tasks.config import DecisionSpec
+from tasks.decide import rules
 
 # Priors for `alphagate plan` when no earlier decision measured the variances (assumptions, replaced by measured
 # values as soon as a decision exists): the per-item variance of the paired difference of two fine-tunes of one
@@ -118,36 +121,55 @@ def seed_term(per_seed_a: np.ndarray, per_seed_b: np.ndarray) -> dict[str, Any]:
     return {**base, "seed_var": pooled, "seed_var_term": term, "df": df, "seed_test": "welch"}
 
 
-def residual_var(*arms: np.ndarray) -> float | None:
+def _scalar(x):
+    """A 0-d result as a float; a batch (leading axes, as the simulation tests use) as an array."""
+    return float(x) if np.ndim(x) == 0 else np.asarray(x, dtype=float)
+
+
+def residual_var(*arms: np.ndarray):
     """The seed x item residual variance (a two-way layout per arm: score = seed effect + item effect + residual),
-    pooled over the arms with at least two seeds; None when no arm has two."""
+    pooled over the arms with at least two seeds; None when no arm has two. Arms are (seeds, items) arrays, or
+    batches of them (..., seeds, items)."""
     ss = df = 0.0
     for y in arms:
         y = np.atleast_2d(np.asarray(y, dtype=float))
-        if y.shape[0] < 2 or y.shape[1] < 2:
+        if y.shape[-2] < 2 or y.shape[-1] < 2:
             continue
-        r = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
-        ss += float(np.sum(r ** 2))
-        df += (y.shape[0] - 1) * (y.shape[1] - 1)
-    return ss / df if df else None
+        r = y - y.mean(axis=-1, keepdims=True) - y.mean(axis=-2, keepdims=True) + y.mean(axis=(-2, -1),
+                                                                                     keepdims=True)
+        ss = ss + np.sum(r ** 2, axis=(-2, -1))
+        df += (y.shape[-2] - 1) * (y.shape[-1] - 1)
+    return _scalar(ss / df) if df else None
 
 
-def item_term(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+def item_term(a: np.ndarray, b: np.ndarray):
     """(variance of the difference of arm means from sampling this suite's items, the per-item variance of the
     paired difference it rests on).
 
     var_i(d_i) holds the arm x item interaction (what items add) plus the seed x item residual of the arm means,
     sigma2_e (1/n_A + 1/n_B), which the per-seed composites' variance already carries; with replicates that part
     is subtracted (measured from the two-way residual), so nothing is counted twice. With one seed per arm it
-    stays: the item term is then the whole uncertainty of the comparison of these two models."""
+    stays: the item term is then the whole uncertainty of the comparison of these two models. Batches (leading
+    axes) give arrays."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
-    d = a.mean(axis=0) - b.mean(axis=0)
-    if len(d) < 2:  # one item: its variance is unknown, and nothing is testable (interval() gives p = 1)
+    d = a.mean(axis=-2) - b.mean(axis=-2)
+    if d.shape[-1] < 2:  # one item: its variance is unknown, and nothing is testable (interval() gives p = 1)
         return 0.0, 0.0
-    total = float(np.var(d, ddof=1))
+    total = np.var(d, ddof=1, axis=-1)
     sigma2 = residual_var(a, b)
-    interaction = total if sigma2 is None else max(0.0, total - sigma2 * (1 / a.shape[0] + 1 / b.shape[0]))
-    return interaction / len(d), total
+    interaction = total if sigma2 is None else np.maximum(0.0, total - sigma2 * (1 / a.shape[-2] + 1 / b.shape[-2]))
+    return _scalar(interaction / d.shape[-1]), _scalar(total)
+
+
+def item_df(a: np.ndarray, b: np.ndarray):
+    """Degrees of freedom of the interaction estimate (var_i(d_i) on items - 1 df, less the residual part): a
+    difference of mean squares has (items - 1) (interaction / var_i(d_i))^2, so an interaction that is mostly
+    subtracted noise carries almost no information (Satterthwaite)."""
+    part, total = item_term(a, b)
+    n = np.atleast_2d(np.asarray(a)).shape[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(np.asarray(total) > 0, np.asarray(part) * n / np.asarray(total), 0.0)
+    return _scalar((n - 1) * share ** 2)
 
 
 def item_variance(suites: dict[str, tuple[np.ndarray, np.ndarray]], coefs: dict[str, float]) -> float:
@@ -157,23 +179,33 @@ def item_variance(suites: dict[str, tuple[np.ndarray, np.ndarray]], coefs: dict[
 
 def interval(diff: float, seed_part: float, item_var: float, df: float, alpha: float, power: float
              ) -> dict[str, Any]:
-    """SE, CI at 1 - alpha, two-sided p and minimum detectable difference (at ``power``) of a difference whose
-    variance is ``seed_part + item_var``, tested with t on ``df`` degrees of freedom (normal when df is 0).
-    A zero SE measures nothing (identical replicates, a single item): p is 1 and the CI unbounded."""
-    se = math.sqrt(seed_part + item_var)
+    """SE, CI at 1 - alpha, two-sided p and minimum detectable difference (at ``power``, noncentral t) of a
+    difference whose variance is the two-level ``seed_part`` + ``item_var`` (rules.variance_of_difference), tested
+    with t on ``df`` degrees of freedom (normal when df is 0). A zero SE measures nothing (identical replicates, a
+    single item): p is 1 and the CI unbounded."""
+    se = math.sqrt(rules.variance_of_difference(seed_part, item_var))
     if se == 0:
         return {"se": 0.0, "ci": [-math.inf, math.inf], "p_value": 1.0, "mde": math.inf, "df": df,
                 "seed_var_term": seed_part, "item_var_term": item_var, "testable": False}
     half = _quantile(1 - alpha / 2, df) * se
     return {"se": se, "ci": [diff - half, diff + half], "p_value": _p_value(diff, se, df),
-            "mde": (_quantile(1 - alpha / 2, df) + _quantile(power, df)) * se, "df": df,
+            "mde": rules.mdd(se, df, alpha, power), "df": df,
             "seed_var_term": seed_part, "item_var_term": item_var, "testable": True}
 
 
+def test_df(seed: dict[str, Any], item_parts: list[tuple[float, float]]) -> float:
+    """The test's degrees of freedom: 0 (normal) while the seed variance is unmeasured (one seed per arm: the two
+    trained models); else Welch-Satterthwaite over the seed part (its df) and the item parts (items - 1 each)."""
+    if seed["df"] <= 0:
+        return 0.0
+    return rules.effective_df([(seed["seed_var_term"], seed["df"]), *item_parts])
+
+
 def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec, alpha: float,
-            speed: tuple[float, float] | None = None) -> dict[str, Any]:
+            speed: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """The replicate analysis of two arms. ``suites``: suite -> (A scores (n_A, n_items), B scores (n_B, n_items)),
-    items paired by column; ``speed``: each arm's speed score (a constant per arm) or None (no speed term).
+    items paired by column; ``speed``: (A's speed score, B's, the variance of their difference) or None (no speed
+    term); its variance joins the item part (timing noise is neither seeds nor items, and never zero).
 
     Returns the composite difference with its interval and variance components, and one row per suite."""
     names = sorted(suites)
@@ -184,8 +216,13 @@ def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec
                                         coefs[s] / np.atleast_2d(suites[s][0]).shape[1]) for s in names])
     offsets = (speed_coef * speed[0], speed_coef * speed[1]) if speed is not None else (0.0, 0.0)
     comp = contrast(a, b, item_coef, offsets)
-    item_var = item_variance(suites, coefs)
-    comp |= interval(comp["diff"], comp["seed_var_term"], item_var, comp["df"], alpha, spec.power)
+    speed_var = speed_coef ** 2 * speed[2] if speed is not None else 0.0
+    item_var = item_variance(suites, coefs) + speed_var
+    comp["seed_df"] = comp["df"]
+    item_parts = [(coefs[s] ** 2 * item_term(*suites[s])[0], item_df(*suites[s])) for s in names]
+    comp |= interval(comp["diff"], comp["seed_var_term"], item_var, test_df(comp, item_parts), alpha, spec.power)
+    comp["speed_var_term"] = speed_var
+    comp["per_item_residual_var"] = {s: residual_var(*suites[s]) for s in names}
     comp["per_item_diff_var"] = {s: item_term(*suites[s])[1] for s in names}
     comp["per_item_interaction_var"] = {s: item_term(*suites[s])[0] * np.atleast_2d(suites[s][0]).shape[1]
                                         for s in names}
@@ -195,7 +232,10 @@ def analyse(suites: dict[str, tuple[np.ndarray, np.ndarray]], spec: DecisionSpec
     for s in names:
         sa, sb = np.atleast_2d(suites[s][0]), np.atleast_2d(suites[s][1])
         one = contrast(sa, sb, np.full(sa.shape[1], 1 / sa.shape[1]))
-        one |= interval(one["diff"], one["seed_var_term"], item_term(sa, sb)[0], one["df"], alpha, spec.power)
+        part = item_term(sa, sb)[0]
+        one["seed_df"] = one["df"]
+        one |= interval(one["diff"], one["seed_var_term"], part, test_df(one, [(part, item_df(sa, sb))]), alpha,
+                        spec.power)
         rows[s] = one
     return {"composite": comp, "suites": rows}
 
@@ -229,77 +269,3 @@ def look_alpha(look: int, max_looks: int, alpha: float, kind: str) -> dict[str, 
     now = spent_alpha((look - 1) / span, alpha, kind) if look > 1 else 0.0
     return {"look": look, "max_looks": max_looks, "spending": kind, "alpha_total": alpha,
             "alpha_spent_before": before, "alpha_spent": now, "alpha_this_look": now - before}
-
-
-# --- planning ---------------------------------------------------------------------------------------------------
-
-def mde(coefs: dict[str, float], item_diff_var: dict[str, float], n_items: dict[str, int], seed_var: float,
-        n_seeds: int, alpha: float, power: float, interaction_var: dict[str, float] | None = None) -> float:
-    """Minimum detectable composite difference with ``n_seeds`` per arm and ``n_items`` per suite. One seed per arm
-    leaves the seed variance out (unmeasurable: what that MDE claims is about two trained models only) and uses the
-    whole per-item variance of the paired difference; with replicates the item part is the arm x item interaction
-    (``interaction_var``, when measured; else the whole variance, which is conservative)."""
-    df = 2 * n_seeds - 2
-    per_item = interaction_var if n_seeds > 1 and interaction_var else item_diff_var
-    var = sum(coefs[s] ** 2 * per_item.get(s, item_diff_var[s]) / max(n_items[s], 1) for s in coefs)
-    if n_seeds > 1:
-        var += seed_var * 2 / n_seeds
-    return (_quantile(1 - alpha / 2, df) + _quantile(power, df)) * math.sqrt(var)
-
-
-def plan(suites: dict[str, int], spec: DecisionSpec, *, item_diff_var: dict[str, float] | None = None,
-         seed_var: float | None = None, limit: int | None = None, seeds: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16),
-         interaction_var: dict[str, float] | None = None) -> dict[str, Any]:
-    """How small a difference each design can detect, and what would detect ``spec.target_effect``.
-
-    ``suites``: suite -> items available; ``item_diff_var``/``seed_var``: measured variances (None: priors);
-    ``interaction_var``: the measured arm x item part of the item variance (decisions with replicates);
-    ``limit``: items per suite the run would use (None: all)."""
-    from tasks.bench.metrics import METRICS
-    from tasks.decide.scores import suite_role
-
-    coefs, _ = composite_coefficients(sorted(suites), spec)
-    source = {}
-    variances = {}
-    for s in sorted(suites):
-        if item_diff_var and s in item_diff_var:
-            variances[s], source[s] = item_diff_var[s], "measured"
-        else:
-            binary = METRICS[suite_role(s).primary].binary
-            variances[s], source[s] = PRIOR_ITEM_DIFF_VAR["binary" if binary else "graded"], "prior"
-    seed_var_used = seed_var if seed_var is not None else PRIOR_SEED_SD ** 2
-    used = {s: min(n, limit) if limit else n for s, n in suites.items()}
-    rows = []
-    for n in seeds:
-        inter = {s: v for s, v in (interaction_var or {}).items() if s in variances}
-        at_used = mde(coefs, variances, used, seed_var_used, n, spec.alpha, spec.power, inter)
-        at_all = mde(coefs, variances, suites, seed_var_used, n, spec.alpha, spec.power, inter)
-        need = _items_needed(coefs, variances, suites, seed_var_used, n, spec, inter)
-        per_item = inter if n > 1 and inter else variances
-        terms = {s: coefs[s] ** 2 * per_item.get(s, variances[s]) / max(suites[s], 1) for s in coefs}
-        terms["seeds"] = seed_var_used * 2 / n if n > 1 else 0.0
-        rows.append({"seeds_per_arm": n, "mde_at_items_used": at_used, "mde_at_all_items": at_all,
-                     "items_per_suite_for_target": need, "largest_variance_at_all_items": max(terms, key=terms.get)})
-    enough = [r["seeds_per_arm"] for r in rows if r["seeds_per_arm"] > 1 and r["items_per_suite_for_target"]]
-    return {"target_effect": spec.target_effect, "alpha": spec.alpha, "power": spec.power, "suites": suites,
-            "items_used": used, "item_diff_var": variances, "item_diff_var_source": source,
-            "seed_var": seed_var_used, "seed_var_source": "measured" if seed_var is not None else "prior",
-            "rows": rows, "fewest_seeds_for_target": min(enough) if enough else None}
-
-
-def _items_needed(coefs, variances, sizes, seed_var, n_seeds, spec, inter=None) -> int | None:
-    """The fewest items per suite (one cap for every suite, at most what it has) whose MDE reaches the target;
-    None when even every item does not."""
-    cap_max = max(sizes.values())
-    at = lambda cap: mde(coefs, variances, {s: min(cap, n) for s, n in sizes.items()}, seed_var, n_seeds,  # noqa: E731
-                         spec.alpha, spec.power, inter)
-    if at(cap_max) > spec.target_effect:
-        return None
-    lo, hi = 1, cap_max
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if at(mid) <= spec.target_effect:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo

@@ -1,17 +1,21 @@
-"""The nightly study: one record (``<out>/study/study.json``) of the nights so far, each adding one seed replicate
-per arm, and whether the study is decided.
+"""The nightly study: one record (``<out>/study/study.json``) of the nights so far, each adding one seed replicate per
+arm, and whether the study is decided.
 
-Night n trains seed ``nightly.seed_base + n`` for both arms (the counter is the number of nights recorded, kept
-with the study, so a failed night is rerun with the same seed and resumes from its finished stages), raises the
-tuner's budget by ``nightly.tuner_trials_per_night`` (trials of the same experiment fingerprint count, so it
-warm-starts), and decides on every replicate so far at look n of ``nightly.max_looks`` with an alpha-spending
-boundary (tasks/decide/replicates.py). When a look crosses the boundary the study is decided; after max_looks
-looks without crossing it has ended with no significant difference. Either way later nights report that and train
-nothing.
+Night n trains seed ``nightly.seed_base + n`` for both arms (the counter is the number of nights recorded, kept with
+the study, so a failed night is rerun with the same seed and resumes from its finished stages) and decides on every
+replicate so far at look n of ``nightly.max_looks`` with an alpha-spending boundary (tasks/decide/replicates.py).
+When a look crosses the boundary the study is decided; after max_looks looks without crossing it has ended with no
+significant difference. Either way later nights report that and train nothing.
 
-A study belongs to one design: the config with the per-night settings (seeds, the tuner's budget) left out. A
-config that changed anything else (data, training, suites, the decision rule, the number of looks ...) is refused
-for that study: pooling replicates of two designs would answer neither question.
+The nights are exchangeable replicates of the sigmoid arm only if every seed's schedule was chosen the same way:
+``nightly.tuning: frozen`` tunes once (night 1, tuner.n_trials trials; later seeds reuse those trials of the same
+experiment fingerprint, so the choice is the same), ``per_seed`` gives each seed its own tuner (tuner.per_seed) with
+the same budget. The tuner's budget never grows between nights; each night records which way it was tuned, and a
+study whose nights were tuned another way (an older study with a growing budget) is not pooled.
+
+A study belongs to one design: the config with the per-night settings (seeds, the tuner's budget) left out. A config
+that changed anything else (data, training, suites, the decision rule, the number of looks ...) is refused for that
+study: pooling replicates of two designs would answer neither question.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from tasks.config import PipelineConfig
 from tasks.store import Ref, atomic_write_json, atomic_write_text, read_json_object, verified
 
-STUDY_VERSION = 1
+STUDY_VERSION = 2  # 2: nights are exchangeable (frozen or per-seed tuning, fixed budget)
 
 
 def study_path(out: str | Path) -> Path:
@@ -46,17 +50,35 @@ def design_sha(config: PipelineConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def tuning(config: PipelineConfig) -> str:
+    """How the study's sigmoid replicates are tuned, for the record; refuses a tuner that does not match."""
+    mode, per_seed = config.nightly.tuning, config.tuner.per_seed
+    if (mode == "per_seed") != per_seed:
+        raise ValueError(f"nightly.tuning is {mode!r} but tuner.per_seed is {per_seed}: a frozen schedule needs one "
+                         "tuner shared by every seed (tuner.per_seed: false), per-seed tuning needs "
+                         "tuner.per_seed: true. Set them to agree.")
+    return (f"frozen: tuned once with {config.tuner.n_trials} trials, every seed reuses that choice" if mode == "frozen"
+            else f"per_seed: each seed tuned on its own with {config.tuner.n_trials} trials")
+
+
 def open_study(out: str | Path, config: PipelineConfig, config_path: str | Path) -> dict[str, Any]:
-    """The study under ``out`` (a new one when there is none); refuses a study of another design."""
+    """The study under ``out`` (a new one when there is none); refuses a study of another design, and one whose
+    nights were not tuned the same way (they are not exchangeable replicates)."""
     path = study_path(out)
+    how = tuning(config)
     if not path.exists():
         return {"version": STUDY_VERSION, "design_sha256": design_sha(config), "design": design(config),
                 "config": str(Path(config_path).resolve()), "alpha": config.decision.alpha,
-                "max_looks": config.nightly.max_looks, "spending": config.nightly.spending, "nights": [],
-                "decided": None, "ended": None}
+                "max_looks": config.nightly.max_looks, "spending": config.nightly.spending, "tuning": how,
+                "nights": [], "decided": None, "ended": None}
     study = read_json_object(path, "nightly study record", ("design_sha256", "nights"),
                              "It is written by the alphagate-nightly flow; restore it or start a new study in "
                              "another --out folder.")
+    other = sorted({str(n.get("tuning")) for n in study["nights"] if n.get("tuning") != how})
+    if study.get("version", 1) < 2 or other:
+        raise ValueError(f"{path} holds nights tuned another way ({', '.join(other) or 'a growing tuner budget'}) "
+                         f"than tonight ({how}): they are not exchangeable replicates of the sigmoid arm, so they "
+                         "cannot be pooled. Start a new study (another --out folder).")
     if study["design_sha256"] != design_sha(config):
         old, new = study.get("design", {}), design(config)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -67,11 +89,10 @@ def open_study(out: str | Path, config: PipelineConfig, config_path: str | Path)
 
 
 def next_night(study: dict[str, Any], config: PipelineConfig) -> dict[str, Any]:
-    """What tonight runs: its number, seed and tuner budget."""
+    """What tonight runs: its number, seed and tuner budget (the same every night: replicates are exchangeable)."""
     n = len(study["nights"]) + 1
-    spec = config.nightly
-    return {"night": n, "seed": spec.seed_base + n,
-            "tuner_trials": config.tuner.n_trials + (n - 1) * spec.tuner_trials_per_night}
+    return {"night": n, "seed": config.nightly.seed_base + n, "tuner_trials": config.tuner.n_trials,
+            "tuning": tuning(config)}
 
 
 def closed(study: dict[str, Any]) -> str | None:
@@ -113,7 +134,7 @@ def record_night(out: str | Path, study: dict[str, Any], tonight: dict[str, Any]
                     for rep in reps] for arm, reps in replicates.items()}
     look = decision.get("sequential") or {}
     entry = {"night": tonight["night"], "date": date, "seed": tonight["seed"], "tuner_trials": tonight["tuner_trials"],
-             "replicates": dumped, "seeds_per_arm": decision.get("seeds"),
+             "tuning": tonight["tuning"], "replicates": dumped, "seeds_per_arm": decision.get("seeds"),
              "decision": {"winner": decision.get("winner"), "models": decision.get("models"),
                           "diff": decision.get("diff"), "diff_ci": decision.get("decision_ci"),
                           "diff_ci95": decision.get("diff_ci95"), "p_value": decision.get("composite_p_value"),

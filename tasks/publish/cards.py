@@ -79,7 +79,8 @@ def card(*, repo: str, fmt: str, base_model: str, relation: str, upstream: str, 
              f"{what}a LoRA fine-tune of [{upstream}](https://huggingface.co/{upstream}) with an SO(8) alpha gate "
              "on every attention output, folded into the stock weights after training (no custom code needed).", "",
              f"- Annealing schedule: {schedule_text}.",
-             f"- Why this model: {decision['reason']}", "", "## Comparison", ""]
+             f"- Why this model: {decision['reason']}", "", "## Comparison", "",
+             f"What this comparison speaks for: {_scope(decision)}.", ""]
     if decision.get("suites"):
         a, b = decision["models"]
         lines += [f"| suite | metric | {a} | {b} | p (Holm) |", "|---|---|---|---|---|"]
@@ -88,6 +89,15 @@ def card(*, repo: str, fmt: str, base_model: str, relation: str, upstream: str, 
     lines += ["", "## Files", ""] + [f"- `{f}`" for f in files]
     lines += _usage(repo, fmt, gguf, think_tags, final_tags, project_git_url)
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+
+
+def _scope(decision: dict[str, Any]) -> str:
+    """Models or schedules (ARCHITECTURE rule 12), from the decision record (an older one: from its seeds)."""
+    if decision.get("scope_note"):
+        return decision["scope_note"]
+    from tasks.decide.claims import SCOPES, scope
+
+    return SCOPES[scope(decision)]
 
 
 def _usage(repo: str, fmt: str, gguf: str, think_tags: tuple[str, str], final_tags: tuple[str, str],

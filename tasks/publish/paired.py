@@ -100,8 +100,16 @@ def opening_lines(record: dict[str, Any], figure: str | None) -> list[str]:
               f"{'yes' if r['significant'] else 'no'} |" for r in rows]
     if record.get("composite_a") is not None:
         lines += ["", f"Composite: {a} {human(record['composite_a'], 4)}, {b} {human(record['composite_b'], 4)} "
-                      f"(speed term: {record.get('speed', {}).get('source', 'n/a')})."]
+                      f"(speed term: {_speed_term(record.get('speed') or {})})."]
     return [*lines, ""]
+
+
+def _speed_term(speed: dict[str, Any]) -> str:
+    if speed.get("source") != "isolated benchmark":
+        return speed.get("source", "n/a")
+    if "in_composite" not in speed:  # an older record
+        return "isolated benchmark"
+    return "in the composite" if speed["in_composite"] else f"left out: {speed.get('why', '')}"
 
 
 def decision_gates(record: dict[str, Any] | None, degradation: Path | None) -> tuple[dict | None, str | None]:

@@ -216,10 +216,13 @@ def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt)
     return made
 
 
-def _dpo_section(results: dict[str, Path]) -> list[str]:
-    """Each "<variant>+dpo" model beside its SFT parent: paired per-suite differences and tests."""
+def _dpo_section(results: dict[str, Path], record: dict | None) -> list[str]:
+    """Each "<variant>+dpo" model beside its SFT parent: paired per-suite differences and tests, with the decision
+    settings the decision record was made with (the configured ones; defaults only without a record)."""
     from tasks.config import DecisionSpec
     from tasks.decide.decision import compare
+
+    spec = DecisionSpec(**(record or {}).get("settings", {}))
 
     lines = []
     for label, folder in sorted(results.items()):
@@ -230,7 +233,7 @@ def _dpo_section(results: dict[str, Path]) -> list[str]:
         a, b = load_results(Path(folder)), load_results(Path(parent))
         if not set(a) & set(b):
             continue
-        cmp = compare(a, b, DecisionSpec())
+        cmp = compare(a, b, spec)
         if not lines:
             lines = ["", "## DPO beside its SFT parent (paired, same items)", "",
                      "| model/format | suite | metric | n | DPO | SFT parent | change | test | p (Holm) |",
@@ -341,6 +344,8 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
     if record is not None:
         from tasks.decide.seeds import replicate_lines
 
+        # the first paragraph is the claim, with its scope (ARCHITECTURE rule 14)
+        lines += [record["reason"], ""] + ([f"Scope: {record['scope_note']}.", ""] if record.get("scope_note") else [])
         lines += opening_lines(record, forest)
         lines += ["## Decision", "", record["reason"], "", f"Upload: {'yes' if record['upload'] else 'no'}",
                   *replicate_lines(record), ""]
@@ -354,7 +359,7 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
         lines += [f"| {r.label} | {r.suite} | {r.category} | {human(r.mean)} | {r.n} |"
                   for r in cats.sort_values(["suite", "category", "label"]).itertuples()]
     lines += _skipped_section(results)
-    lines += _dpo_section(results)
+    lines += _dpo_section(results, record)
     lines += gate_lines(record, deg, gates_note)
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in made]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -43,8 +43,8 @@ def replicate_config(config: PipelineConfig, seed: int | None = None, tuner_tria
                      ) -> PipelineConfig:
     """The config of one replicate: train.seed = ``seed`` (train.seeds dropped), so a replicate's key is that of a
     one-seed run with that seed and adding seeds to the list never retrains the ones already trained.
-    ``tuner_trials``: the tuner's trial budget for this training (the nightly study raises it night by night; trials
-    of the same experiment fingerprint already done count towards it)."""
+    ``tuner_trials``: the tuner's trial budget for this training (the nightly study passes the same budget every
+    night; trials of the same experiment fingerprint already done count towards it, so a frozen schedule is reused)."""
     train = config.train.model_copy(update={"seed": config.train.seed if seed is None else seed, "seeds": None})
     update: dict[str, Any] = {"train": train}
     if tuner_trials is not None:
