@@ -104,3 +104,39 @@ def tiny_gguf(tiny_base_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-gguf")
     export_model(tiny_base_dir, out, ["bf16"], name="tiny")
     return out / "tiny-BF16.gguf", out / "hf-bf16"
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tiny_base_dir, tmp_path_factory):
+    """One finished smoke comparison (tests/test_flow.py's smoke config; MMLU, BF16, 2 items) through `alphagate
+    run`, once per session: the trainings and exports that tests which do not test training itself start from
+    (``seed_store``), so that no test trains what another one already trained. Returns its --out folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_flow import _config
+
+    tmp = tmp_path_factory.mktemp("smoke-store")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300")
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--config", str(_config(tmp, tiny_base_dir)),
+                           "--out", str(tmp / "run"), "--cache", str(tmp / "cache"), "--suites", "mmlu",
+                           "--formats", "bf16", "--limit", "2"], cwd=Path(__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp / "run"
+
+
+def seed_store(source, out, stages=("data", "train", "export")) -> None:
+    """Copy the keyed outputs of ``stages`` from one run folder's store into another's: the stages of a run on the
+    same config find them by key (verified, so a copy is used only when intact) instead of computing them again."""
+    import shutil
+    from pathlib import Path
+
+    for stage in stages:
+        for folder in sorted((Path(source) / "store" / stage).iterdir()):
+            if not folder.name.startswith("."):
+                shutil.copytree(folder, Path(out) / "store" / stage / folder.name, symlinks=True)

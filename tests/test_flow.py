@@ -84,8 +84,10 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     real_run = tasks.procs.run_in_process
     monkeypatch.setattr(tasks.procs, "run_in_process", lambda *a, **k: (bodies.append(a[0]), real_run(*a, **k))[1])
     compare(params)
-    # nothing trained again: every output found by its key and verified (a process may start, find it and stop)
+    # nothing trained again: every output found by its key and verified, so no stage process started (and no slot
+    # was taken) even before Prefect's cache held a record of them
     assert (run / "logs" / "trainings.jsonl").read_text().splitlines() == journal
+    assert bodies == []
     bodies.clear()
     state = compare(params, return_state=True)
     assert bodies == []  # from then on, plain Prefect cache hits: no stage process starts at all
@@ -97,12 +99,15 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
 
 
 @pytest.mark.slow
-def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(harness, tiny_base_dir, tmp_path,
-                                                                               monkeypatch):
+def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(harness, tiny_base_dir, smoke_store,
+                                                                               tmp_path, monkeypatch):
     import json
 
     import tasks.bench.runner as runner
     from flows.compare import CompareParams, compare
+    from tests.conftest import seed_store
+
+    seed_store(smoke_store, tmp_path / "run")  # trained and exported once per session: this test is about suites
 
     real, calls = runner.run_suite, []
 
@@ -138,13 +143,16 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
 
 
 @pytest.mark.slow
-def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harness, tiny_base_dir, tmp_path,
-                                                                            monkeypatch):
+def test_flow_with_the_dpo_stage_evaluates_and_reports_it_beside_its_parent(harness, tiny_base_dir, smoke_store,
+                                                                            tmp_path, monkeypatch):
     import json
     from pathlib import Path
 
     import tasks.train.dpo
     from flows.compare import CompareParams, compare
+    from tests.conftest import seed_store
+
+    seed_store(smoke_store, tmp_path / "run")  # the SFT parents, trained and exported once per session
 
     config = tmp_path / "dpo.yaml"
     config.write_text(_config(tmp_path, tiny_base_dir).read_text()

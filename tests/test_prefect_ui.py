@@ -56,8 +56,12 @@ def _smoke_config(tmp_path: Path, base_dir: Path) -> Path:
 
 
 @pytest.mark.skipif(chromium_binary() is None, reason="needs Chromium (`apt-get install -y chromium`; .ci/run does)")
-def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_base_dir, tmp_path):
+def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_base_dir, smoke_store, tmp_path):
     import httpx
+
+    from tests.conftest import seed_store
+
+    seed_store(smoke_store, tmp_path / "run")  # the session's smoke trainings: this test is about the UI
 
     from tasks.bench.suites import suite_names
     from tests.cdp import Browser

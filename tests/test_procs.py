@@ -138,9 +138,11 @@ def harness():
 
 
 @pytest.mark.slow
-def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_results(harness, tiny_base_dir, tmp_path):
-    """Real smoke trainings through train_task: with train_slots 2 the intervals the trainings record themselves
-    overlap, with 1 they do not; the trained weights are the same bytes either way."""
+def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_results(harness, tiny_base_dir,
+                                                                                  smoke_store, tmp_path):
+    """Real smoke trainings through train_task with train_slots 2: the intervals the trainings record themselves
+    overlap; the trained weights are the same bytes as the session's smoke run trained with one slot, one after the
+    other (its journal says so), not trained again here."""
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -149,35 +151,35 @@ def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_resul
     from tasks.data.base_model import base_ref
     from tasks.data.sft import data_ref
 
-    def run(slots: int) -> tuple[list[dict], Path]:
-        config = tmp_path / f"slots{slots}.yaml"
-        config.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
-                          "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
-                          "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
-                          f"orchestration: {{train_slots: {slots}}}\n")
-        spec, root = load_config(config), tmp_path / f"run{slots}"
-        base, data = base_ref(spec.base_model, tmp_path / "cache"), data_ref(spec.data, root / "data")
+    config = tmp_path / "slots2.yaml"
+    config.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
+                      "train: {max_steps: 2, batch_size: 2, eval_every: 2, max_length: 96}\n"
+                      "tuner: {n_trials: 1, proxy_steps: 1, n_initial_points: 1}\n"
+                      "orchestration: {train_slots: 2}\n")
+    spec, root = load_config(config), tmp_path / "run2"
+    base, data = base_ref(spec.base_model, tmp_path / "cache"), data_ref(spec.data, root / "data")
 
-        @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
-        def both():
-            futures = [train_task.submit(str(config), v, data, base, str(root)) for v in ("linear", "sigmoid-bayes")]
-            return [f.result() for f in futures]
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
+    def both():
+        futures = [train_task.submit(str(config), v, data, base, str(root)) for v in ("linear", "sigmoid-bayes")]
+        return [f.result() for f in futures]
 
-        refs = both()
-        journal = [json.loads(line) for line in (root / "logs" / "trainings.jsonl").read_text().splitlines()]
-        return sorted(journal, key=lambda r: r["started"]), {ref.path.split("/")[-1]: Path(ref.path) for ref in refs}
+    def journal(folder: Path) -> list[dict]:
+        lines = (folder / "logs" / "trainings.jsonl").read_text().splitlines()
+        return sorted((json.loads(line) for line in lines), key=lambda r: r["started"])
 
-    serial, serial_out = run(1)
-    parallel, parallel_out = run(2)
+    parallel_out = {Path(ref.path).name: Path(ref.path) for ref in both()}
+    serial, parallel = journal(smoke_store), journal(root)
+    serial_out = {p.name: p for p in (smoke_store / "store" / "train").iterdir() if not p.name.startswith(".")}
     assert len(serial) == len(parallel) == 2 and len({r["pid"] for r in serial + parallel}) == 4
-    assert serial[1]["started"] >= serial[0]["ended"]  # one slot: the second waited for the first
+    assert serial[1]["started"] >= serial[0]["ended"]  # one slot (the default here): the second waited
     assert parallel[1]["started"] < parallel[0]["ended"]  # two slots: both ran at once
     assert serial_out.keys() == parallel_out.keys()  # the same keys (train_slots is not a training input) ...
     for key, folder in serial_out.items():  # ... and the same trained weights
         for name in ("gates.safetensors", "adapter/adapter_model.safetensors"):
             assert (folder / name).read_bytes() == (parallel_out[key] / name).read_bytes(), (key, name)
-        run_json = json.loads((folder / "run.json").read_text())
-        assert run_json["process"]["pid"] in {r["pid"] for r in serial}  # run.json records its own process
+        run_json = json.loads((parallel_out[key] / "run.json").read_text())
+        assert run_json["process"]["pid"] in {r["pid"] for r in parallel}  # run.json records its own process
 
 
 def test_the_childs_progress_becomes_an_artifact_of_the_task_that_started_it(harness):

@@ -40,16 +40,22 @@ def gpu_pool(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_comparison_sends_its_trainings_to_a_real_worker_of_the_gpu_pool(gpu_pool, tiny_base_dir, tmp_path):
+def test_a_comparison_sends_its_trainings_to_a_real_worker_of_the_gpu_pool(gpu_pool, tiny_base_dir, smoke_store,
+                                                                           tmp_path):
+    """The session's smoke trainings are in the run folder already (seed_store): the worker's training flow runs,
+    finds its output by the key the comparison sent and verifies it; what is tested is the sending, the worker and
+    the hand-back, not training again what another test trained."""
     import httpx
 
     from tasks.store import keyed_dir, verified
+    from tests.conftest import seed_store
     from tests.test_flow import _config
 
     url, env, background = gpu_pool
     config = _config(tmp_path, tiny_base_dir)
     config.write_text(config.read_text() + f"orchestration: {{train_deployment: {DEPLOYMENT}}}\n")
     run = tmp_path / "run"
+    seed_store(smoke_store, run)
     command = [sys.executable, "-m", "flows.cli", "run", "--config", str(config), "--out", str(run),
                "--cache", str(tmp_path / "cache"), "--suites", "mmlu", "--formats", "bf16", "--limit", "2"]
     log = tmp_path / "compare.log"
