@@ -178,13 +178,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tasks.bench.runner import RunOptions, run_suite
-    from tasks.bench.suites import load_suite, resolve_data
+    from tasks.bench.suites import load_docs, load_suite, resolve_data
     from tasks.store import check_writable_dir
 
     # every flag and file, before the model is hashed or loaded: a bad one fails here, naming it
     _check_gguf(args.gguf, "--gguf")
     _check_gguf(args.mmproj, "--mmproj")
-    resolve_data(load_suite(args.suite), args.data)  # unknown suite, missing --data file
+    suite = load_suite(args.suite)
+    if resolve_data(suite, args.data) != "hub":  # unknown suite, missing --data file
+        load_docs(suite, args.data, args.limit)  # every item against the suite's declaration (Hub items: later)
     check_writable_dir(args.out, "--out")
     judge = None
     if args.judge:
