@@ -60,11 +60,9 @@ def _check_gguf(path: Path | None, flag: str, shown: str | None = None) -> None:
         raise FileNotFoundError(f"{shown} does not exist; pass a GGUF model file (e.g. an export's *-BF16.gguf).")
     if not path.is_file():
         raise IsADirectoryError(f"{shown} is a folder; pass the GGUF file inside it.")
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head != b"GGUF":
-        raise ValueError(f"{shown} is not a GGUF file (it starts with {head!r}, not b'GGUF'); pass a model "
-                         "file in GGUF format (e.g. an export's *-BF16.gguf).")
+    from tasks.gguf_check import check_gguf_file
+
+    check_gguf_file(path, shown)  # magic, header and length: a truncated file is named before llama.cpp sees it
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -196,7 +194,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     opts = RunOptions(data=args.data, limit=args.limit, num_fewshot=args.num_fewshot, judge=judge,
                       mmproj=args.mmproj, image_root=args.image_root, keep_reasoning=args.keep_reasoning,
                       n_ctx=args.n_ctx, parallel=args.parallel, packed_mc=args.packed_mc)
-    summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
+    from tasks.outdir import exclusive
+
+    with exclusive(args.out, "eval"):  # the check of what --out holds and the writes, under one lock
+        summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
     metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                         for k, v in summary["metrics"].items() if v["mean"] is not None)
     t = summary["timings"]
@@ -285,6 +286,8 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
 def _cmd_decide(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.decide.decision import decide
+    from tasks.outdir import exclusive
+    from tasks.owned import check_decision_out, check_distinct_arms
     from tasks.store import check_writable_dir, read_json_object
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
@@ -303,11 +306,14 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if args.degradation is not None:
         read_json_object(args.degradation, "degradation.json of `alphagate degrade`", ("gates",),
                          "Pass the degradation.json that `alphagate degrade` wrote, or leave --degradation out.")
+    check_distinct_arms(results)
     check_writable_dir(args.out, "--out")
     replicated = any(len(v) > 1 for v in results.values())
-    record = decide({k: v if replicated else v[0] for k, v in results.items()}, spec, args.out,
-                    exports=_labelled(args.exports, "--exports"),
-                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
+    with exclusive(args.out, "decide"):
+        check_decision_out(Path(args.out), results, args.replace)
+        record = decide({k: v if replicated else v[0] for k, v in results.items()}, spec, args.out,
+                        exports=_labelled(args.exports, "--exports"),
+                        runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
     print(record["reason"])
     print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
     return 0
@@ -315,14 +321,17 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def _cmd_speed(args: argparse.Namespace) -> int:
     from tasks.bench.speed import measure_speed
+    from tasks.outdir import exclusive
+    from tasks.owned import check_speed_out
     from tasks.store import check_writable_file
 
     models = _labelled(args.gguf, "--gguf", require_label=True)
     for label, path in models.items():
         _check_gguf(path, "--gguf", f"--gguf {label}={path}")
     check_writable_file(args.out, "--out")
-    record = measure_speed(models, repeats=args.repeats,
-                           max_tokens=args.max_tokens, out=args.out)
+    with exclusive(args.out, "speed", file=True):
+        check_speed_out(Path(args.out), args.replace)
+        record = measure_speed(models, repeats=args.repeats, max_tokens=args.max_tokens, out=args.out)
     for label, m in record["models"].items():
         print(f"{label}: median {m['median']:.1f} tokens/s over {len(m['tokens_per_s'])} runs")
     print(f"-> {args.out}")
@@ -332,6 +341,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 def _cmd_degrade(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.decide.degrade import write_analysis
+    from tasks.outdir import exclusive
     from tasks.store import check_writable_dir
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
@@ -339,7 +349,8 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
     for label, folder in results.items():
         _check_results_dir(folder, f"--results {label}={folder}")
     check_writable_dir(args.out, "--out")
-    report = write_analysis(results, spec, args.out)
+    with exclusive(args.out, "degrade"):
+        report = write_analysis(results, spec, args.out)
     for label, gate in report["gates"].items():
         print(f"{label}: " + ("upload" if gate["upload"] else "held back: " + "; ".join(gate["reasons"])))
     print(f"-> {Path(args.out) / 'degradation.json'}")
@@ -419,16 +430,22 @@ def _stop_children(timeout: float = 10.0) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from tasks.outdir import exclusive
+    from tasks.owned import check_decision_matches, write_report_only
     from tasks.publish.report import write_report
     from tasks.store import check_writable_dir
 
     results = _labelled(args.results, "--results")
     for label, folder in results.items():
         _check_results_dir(folder, f"--results {label}={folder}")
+    if args.decision is not None:
+        check_decision_matches(args.decision, results)
     check_writable_dir(args.out, "--out")
-    path = write_report(results, args.out, decision=args.decision,
-                        degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner,
-                        trend=args.trend, study=args.study)
+    runs = _labelled(args.runs, "--runs")
+    with exclusive(args.out, "report"):  # the folder ends up holding this report only
+        path = write_report_only(Path(args.out), lambda folder: write_report(
+            results, folder, decision=args.decision, degradation=args.degradation, runs=runs, tuner=args.tuner,
+            trend=args.trend, study=args.study), args.replace)
     print(f"report: {path}")
     return 0
 
@@ -542,7 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--degradation", type=Path, help="degradation.json whose upload gates apply")
     dec.add_argument("--speed", type=Path, help="speed.json of `alphagate speed` for the speed term (default: the "
                                                 "evaluations' own timings, which are noisy under parallel load)")
-    dec.add_argument("--out", required=True, type=Path)
+    dec.add_argument("--replace", action="store_true", help="overwrite a decision about other models (or decision "
+                                                           "files decide did not write) found in --out")
+    dec.add_argument("--out", required=True, type=Path, help="folder for decision.json and decision.md")
     dec.set_defaults(func=_cmd_decide)
 
     spd = sub.add_parser("speed", help="isolated, interleaved generation-speed benchmark of labelled GGUFs")
@@ -550,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     spd.add_argument("--repeats", type=_at_least(1), default=5)
     spd.add_argument("--max-tokens", type=_at_least(1), default=64)
     spd.add_argument("--out", required=True, type=Path, help="speed.json to write")
+    spd.add_argument("--replace", action="store_true", help="overwrite --out even when speed did not write it")
     spd.set_defaults(func=_cmd_speed)
 
     deg = sub.add_parser("degrade", help="each variant vs the base model, each quantization vs its BF16; gates")
@@ -612,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tuner", type=Path, help="tuner history JSON")
     rep.add_argument("--trend", action="store_true", help="the results are successive runs: plot a trend")
     rep.add_argument("--study", type=Path, help="a nightly study's study.json: the margin and CI night by night")
-    rep.add_argument("--out", required=True, type=Path)
+    rep.add_argument("--out", required=True, type=Path, help="folder for report.md and its figures; it holds only the "
+                                                             "current report (the previous one's files are removed)")
+    rep.add_argument("--replace", action="store_true", help="also remove files in --out that report did not write")
     rep.set_defaults(func=_cmd_report)
     return parser
 
@@ -630,11 +652,9 @@ _PROJECT_DIRS = tuple(str(Path(d).resolve()) + os.sep for d in
 
 def _user_error(exc: BaseException) -> bool:
     """A failure the user can fix (bad input, missing or unwritable file, no network) whose message says what to do,
-    as opposed to a bug, which keeps its traceback. Files, permissions and the network (OSError) are always the
-    user's; ValueError/RuntimeError/ImportError only when the project's own code raised them (then the message was
-    written for the user). Decoding errors never name their file, so they are bugs: the code should have named it."""
-    if os.environ.get("ALPHAGATE_DEBUG"):
-        return False
+    as opposed to a bug. Files, permissions and the network (OSError) are always the user's; ValueError/RuntimeError/
+    ImportError only when the project's own code raised them (then the message was written for the user). Decoding
+    errors never name their file, so they are bugs: the code should have named it."""
     if isinstance(exc, OSError):
         return True
     if not isinstance(exc, (ValueError, RuntimeError, ImportError)) or isinstance(exc, (UnicodeError,
@@ -644,6 +664,39 @@ def _user_error(exc: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PROJECT_DIRS)
+
+
+def _crash_log(exc: BaseException, argv: list[str]) -> Path | None:
+    """The traceback of an unexpected error, kept in a file for a bug report (the terminal gets one line)."""
+    import tempfile
+    import time
+    import traceback
+
+    from tasks.config import cache_root
+
+    text = f"alphagate {' '.join(argv)}\n\n" + "".join(traceback.format_exception(exc))
+    name = f"alphagate-error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    for folder in (cache_root() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+def _failed(exc: Exception, argv: list[str]) -> int:
+    """One line for the user, never a traceback (ALPHAGATE_DEBUG=1 re-raises before this): what was wrong and what
+    to do for their errors (exit 2); for anything else its type, message and where its traceback was kept (exit 1)."""
+    if _user_error(exc):
+        print(f"alphagate: error: {exc}", file=sys.stderr)
+        return 2
+    log = _crash_log(exc, argv)
+    where = f"the traceback is in {log}" if log else "no log could be written"
+    print(f"alphagate: error: unexpected {type(exc).__name__}: {str(exc)[:300] or '(no message)'} ({where}; rerun "
+          "with ALPHAGATE_DEBUG=1 to see it here, and report it with that file).", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -660,11 +713,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("tune tell needs --k, --midpoint and --value")
     try:
         return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - sorted below: the user's errors get a message, bugs a traceback
-        if not _user_error(exc):
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line; the traceback only on demand
+        if os.environ.get("ALPHAGATE_DEBUG"):
             raise
-        print(f"alphagate: error: {exc}", file=sys.stderr)
-        return 2
+        return _failed(exc, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -358,21 +357,14 @@ class PipelineConfig(Strict):
 
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and validate a YAML config; errors name the file and each offending field."""
+    from tasks.yamlfile import field_errors, read_yaml_mapping
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file {path} does not exist; see configs/ for examples.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level; found {type(raw).__name__}.")
+    raw = read_yaml_mapping(path, "Config file", "; see configs/ for examples")
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (found {e.get('input')!r:.60})"
-                 for e in exc.errors()]
-        raise ValueError(f"{path} is not a valid pipeline config:\n" + "\n".join(lines)) from None
+        raise ValueError(f"{path} is not a valid pipeline config:\n{field_errors(exc)}") from None
     return _resolve_paths(config, path.parent)
 
 

@@ -6,6 +6,7 @@ Fast: no model is loaded (the one evaluation here runs on a stand-in engine)."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def _error(capsys) -> str:
 def fake_gguf(tmp_path):
     """A file with the GGUF magic: enough for the checks before work (nothing here loads it)."""
     path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + bytes(60))
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))  # a whole header: version 3, no tensors, no metadata
     return path
 
 

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.bench import items
@@ -112,7 +111,15 @@ def load_suite(name: str) -> SuiteSpec:
         close = difflib.get_close_matches(name, suite_names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown suite {name!r}.{hint} Known suites: {suite_names()}.")
-    return SuiteSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    from pydantic import ValidationError
+
+    from tasks.yamlfile import field_errors, read_yaml_mapping
+
+    try:
+        return SuiteSpec.model_validate(read_yaml_mapping(path, "Suite YAML"))
+    except ValidationError as exc:
+        raise ValueError(f"Suite YAML {path} is not a valid suite declaration (fix these fields):\n"
+                         f"{field_errors(exc)}") from None
 
 
 # -- documents -------------------------------------------------------------------------------------

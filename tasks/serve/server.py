@@ -39,9 +39,9 @@ log = logging.getLogger("alphagate.serve")
 
 
 class RequestError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
         super().__init__(message)
-        self.status, self.message, self.param = status, message, param
+        self.status, self.message, self.param, self.code = status, message, param, code
 
 
 @dataclass
@@ -79,8 +79,24 @@ def check_settings(s: ServeSettings) -> None:
     if not is_loopback(s.host) and not s.api_key:
         raise ValueError(f"Refusing to bind {s.host}: off loopback an API key is required. Set ALPHAGATE_API_KEY "
                          "(or --api-key-env NAME) or bind 127.0.0.1.")
+    if isinstance(s.port, bool) or not isinstance(s.port, int) or not 1 <= s.port <= 65535:
+        raise ValueError(f"--port {s.port}: expected a port number 1-65535. Choose another --port.")
     if not 1 <= s.default_max_tokens <= s.max_tokens_limit:
         raise ValueError(f"default max_tokens {s.default_max_tokens} must be within 1..{s.max_tokens_limit}.")
+
+
+def check_port(host: str, port: int) -> None:
+    """Before the model loads: ``port`` can be bound on ``host`` (not taken, not privileged for this user)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is no block
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port or "
+                                     "--host, or stop what listens there.") from None
 
 
 class AuditLog:
@@ -236,6 +252,7 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     check_settings(settings)
     gen = generator or Generator(settings)
@@ -264,9 +281,43 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
     audit = AuditLog(settings.audit_log)
     app = FastAPI(title="alpha-gate serve", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
-        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
+    def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
+              code: str | int | None = None):
+        """OpenAI's error shape, for every error this server answers (ours, and the router's 404/405)."""
+        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code or status}},
                             status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        what = {404: f"No such endpoint {request.url.path}; this server has /v1/chat/completions, /v1/models, "
+                     "/think and /health.",
+                405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
+        return error(exc.status_code, what, None, code={404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code))
+
+    def check_model(body: dict) -> None:
+        model = body.get("model")
+        if model is not None and model not in (gen.model_name, Path(settings.gguf).name):
+            raise RequestError(404, f"The model {model!r} does not exist on this server; it serves "
+                                    f"{gen.model_name!r} (see /v1/models).", "model", "model_not_found")
+
+    async def watched(request: Request, messages, sampling):
+        """``run`` off the event loop while the client is watched: a client that goes away cancels the generation
+        at its next token (the model is free at once), and the finish reason says client_disconnected."""
+        cancel = threading.Event()
+
+        async def watch():
+            while not await request.is_disconnected():
+                await anyio.sleep(0.1)
+            cancel.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                result = await run_in_threadpool(run, messages, sampling, cancel)
+            finally:
+                group.cancel_scope.cancel()
+        return result
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -323,8 +374,8 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
 
         return f, gen.stream(messages, sampling, until)
 
-    def run(messages, sampling) -> tuple[str, FinalSectionFilter, dict]:
-        f, pieces = start(messages, sampling)
+    def run(messages, sampling, cancel: threading.Event | None = None) -> tuple[str, FinalSectionFilter, dict]:
+        f, pieces = start(messages, sampling, cancel)
         shown, info = [], {}
         for piece, meta in pieces:
             shown.append(f.feed(piece))
@@ -332,9 +383,12 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
         shown.append(f.finish())
         return "".join(shown).strip(), f, info
 
+    def status_of(info: dict) -> str:
+        return "client_disconnected" if info.get("finish_reason") == "client_disconnected" else "ok"
+
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
-        return error(exc.status, exc.message, exc.param)
+        return error(exc.status, exc.message, exc.param, code=exc.code)
 
     @app.get("/health")
     def health():
@@ -347,11 +401,12 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await read_body(request)
+        check_model(body)
         messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
         request_id, created, started = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), time.perf_counter()
         if not body.get("stream"):
-            answer, f, info = await run_in_threadpool(run, messages, sampling)
-            record(request_id, "/v1/chat/completions", messages, f, answer, info, started, "ok")
+            answer, f, info = await watched(request, messages, sampling)
+            record(request_id, "/v1/chat/completions", messages, f, answer, info, started, status_of(info))
             return {"id": request_id, "object": "chat.completion", "created": created, "model": gen.model_name,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
                                  "finish_reason": info["finish_reason"]}], "usage": info["usage"]}
@@ -408,10 +463,11 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
             if not isinstance(body["prompt"], str) or not body["prompt"].strip():
                 raise RequestError(400, "'prompt' must be a non-empty string.", "prompt")
             body = {**body, "messages": [{"role": "user", "content": body.pop("prompt")}]}
+        check_model(body)
         messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
         request_id, started = f"think-{uuid.uuid4().hex}", time.perf_counter()
-        answer, f, info = await run_in_threadpool(run, messages, sampling)
-        record(request_id, "/think", messages, f, answer, info, started, "ok")
+        answer, f, info = await watched(request, messages, sampling)
+        record(request_id, "/think", messages, f, answer, info, started, status_of(info))
         return {"id": request_id, "model": gen.model_name, "answer": answer, "finish_reason": info["finish_reason"],
                 "usage": info["usage"], "reasoning_sha256": f.reasoning_sha256, "reasoning_chars": f.reasoning_chars}
 
@@ -420,9 +476,18 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
 
 
 def serve(settings: ServeSettings) -> None:
+    """Every setting and the port are checked, and the audit log locked (one server per log), before the model
+    loads."""
     import uvicorn
 
-    app = create_app(settings)
-    log.warning("serving %s on http://%s:%d (audit log %s)", settings.gguf, settings.host, settings.port,
-                settings.audit_log)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    from tasks.outdir import exclusive
+    from tasks.owned import check_audit_log
+
+    check_settings(settings)
+    check_port(settings.host, settings.port)
+    with exclusive(settings.audit_log, "serve", "--audit-log", file=True):
+        check_audit_log(Path(settings.audit_log))
+        app = create_app(settings)
+        log.warning("serving %s on http://%s:%d (audit log %s)", settings.gguf, settings.host, settings.port,
+                    settings.audit_log)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
