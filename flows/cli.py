@@ -589,14 +589,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the whole comparison as a Prefect flow (data, trainings, export, benchmarks, "
                                      "decision, upload or dry run, report)")
-    run.add_argument("--config", default="configs/demo.yaml")
-    run.add_argument("--out", default="runs/demo")
-    run.add_argument("--cache", default="runs/cache")
-    run.add_argument("--suites", nargs="+")
-    run.add_argument("--formats", nargs="+")
-    run.add_argument("--data", help="'sample' (default), 'shared', 'hub' or a file")
-    run.add_argument("--limit", type=_at_least(1, " (items per suite; omit --limit to use every item)"))
-    run.add_argument("--judge")
+    run.add_argument("--config", default="configs/demo.yaml", help="pipeline config YAML (default: %(default)s)")
+    run.add_argument("--out", default="runs/demo", help="artifact root: the keyed store, links to this run's outputs "
+                                                        "and index.json (default: %(default)s)")
+    run.add_argument("--cache", default="runs/cache", help="base-model and converter cache (default: %(default)s)")
+    run.add_argument("--suites", nargs="+", metavar="SUITE", help="benchmark suites to evaluate (default: the "
+                                                                  "config's, else all six)")
+    run.add_argument("--formats", nargs="+", metavar="FORMAT", help="GGUF formats to export and evaluate, bf16 "
+                                                                    "among them (default: the config's export.formats)")
+    run.add_argument("--data", help="benchmark items: 'sample' (default), 'shared', 'hub' or a file")
+    run.add_argument("--limit", type=_at_least(1, " (items per suite; omit --limit to use every item)"),
+                     help="evaluate only the first N items of each suite (>= 1; default: every item)")
+    run.add_argument("--judge", help="judge YAML (kind: gguf|openai) grading ELYZA-tasks-100 (default: no judge)")
     run.add_argument("--upload", action="store_true", default=None, help="really upload (else a dry run)")
     run.set_defaults(func=_cmd_run)
 

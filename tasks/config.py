@@ -4,7 +4,7 @@ take the sub-model they need. Unknown keys are errors (a typo must not silently 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -142,10 +142,10 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     max_length: int = Field(384, ge=16)
     eval_every: int = Field(10, ge=1)
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, le=2**32 - 1)  # numpy's range: -1 passed validation, then training died
     # training seeds as replicates of each arm: each arm is trained, exported and evaluated once per seed, and the
     # decision treats seeds (not items) as the replicates of a schedule. None: one seed, ``seed``.
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(None, min_length=1)
     bf16_on_gpu: bool = True
     load_in_4bit: bool = True  # Unsloth path only (QLoRA); the CPU path trains on fp32 weights
 

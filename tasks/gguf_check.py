@@ -74,13 +74,15 @@ def check_gguf_file(path: str | Path, shown: str | None = None) -> None:
     path = Path(path)
     shown = shown or str(path)
     size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"GGUF":
+        raise GGUFError(f"{shown} is not a GGUF file (it starts with {head!r}, not b'GGUF'); pass a model file in GGUF "
+                        "format (e.g. an export's *-BF16.gguf).")
     if size < 24:
         raise GGUFError(f"{shown} is {size} bytes long; a GGUF file has a 24-byte header at least. Re-download or "
                         "re-export the model.")
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[:4] != b"GGUF":
-            raise GGUFError(f"{shown} is not a GGUF file (it starts with {bytes(data[:4])!r}, not b'GGUF'); pass a "
-                            "model file in GGUF format (e.g. an export's *-BF16.gguf).")
         reader = _Reader(data, shown)
         reader.take("4s")
         version = reader.take("I")
@@ -102,6 +104,6 @@ def check_gguf_file(path: str | Path, shown: str | None = None) -> None:
                 block, nbytes = _TYPE_SIZES[kind]
                 end = max(end, offset + math.prod(dims) // block * nbytes)
         start = -(-reader.pos // alignment) * alignment
-    if start + end > size:
+    if end and start + end > size:
         raise GGUFError(f"{shown} is truncated: it is {size} bytes, but its tensors need {start + end} bytes "
                         f"({start + end - size} missing). Re-download or re-export the model.")
