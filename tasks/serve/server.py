@@ -307,17 +307,23 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
         cancel = threading.Event()
 
         async def watch():
-            while not await request.is_disconnected():
-                await anyio.sleep(0.1)
+            # a waiting receive, not request.is_disconnected(): behind the guard middleware that poll never lets the
+            # server read the client's close, so it never saw one
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
             cancel.set()
 
+        outcome: dict[str, Any] = {}
         async with anyio.create_task_group() as group:
             group.start_soon(watch)
             try:
-                result = await run_in_threadpool(run, messages, sampling, cancel)
-            finally:
-                group.cancel_scope.cancel()
-        return result
+                outcome["result"] = await run_in_threadpool(run, messages, sampling, cancel)
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the group (no ExceptionGroup wrapper)
+                outcome["error"] = exc
+            group.cancel_scope.cancel()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
