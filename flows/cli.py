@@ -592,9 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default="configs/demo.yaml", help="pipeline config YAML (default: %(default)s)")
     run.add_argument("--out", default="runs/demo", help="artifact root: the keyed store, links to this run's outputs "
                                                         "and index.json (default: %(default)s)")
-    run.add_argument("--cache", default="runs/cache", help="base-model and converter cache (default: %(default)s)")
-    run.add_argument("--suites", nargs="+", metavar="SUITE", help="benchmark suites to evaluate (default: the "
-                                                                  "config's, else all six)")
+    run.add_argument("--cache", default="runs/cache", help="folder for the downloaded or unpacked base model "
+                                                           "(default: %(default)s)")
+    run.add_argument("--suites", nargs="+", metavar="SUITE", help="benchmark suites to evaluate (default: all six)")
     run.add_argument("--formats", nargs="+", metavar="FORMAT", help="GGUF formats to export and evaluate, bf16 "
                                                                     "among them (default: the config's export.formats)")
     run.add_argument("--data", help="benchmark items: 'sample' (default), 'shared', 'hub' or a file")
