@@ -136,3 +136,15 @@ def test_split_is_by_content_and_stable_under_reordering():
     assert {r.question for r in val} == {r.question for r in val2}
     with pytest.raises(ValueError, match="at least 2"):
         split_records(records[:1], 0.5)
+
+
+def test_a_non_utf8_line_is_a_bad_record_named_by_line_and_hash(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((json.dumps(GOOD) + "\n").encode() + '{"question": "café"}\n'.encode("latin-1")
+                     + (json.dumps({**GOOD, "question": "What is 3 + 3?"}) + "\n").encode())
+    spec = DataSpec(sources=[DataSource(kind="jsonl", path=path)])
+    with pytest.raises(BadRecordError, match=r"latin1\.jsonl:2: not UTF-8 text .* save the file as UTF-8 \(record "
+                                             r"sha256 [0-9a-f]{16}\)"):
+        read_records(spec)
+    records, counts, skipped = read_records(spec.model_copy(update={"on_bad_record": "skip"}))
+    assert len(records) == 2 and counts["bad_skipped"] == 1 and "caf" not in skipped[0]
