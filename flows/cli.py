@@ -184,7 +184,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _check_gguf(args.mmproj, "--mmproj")
     suite = load_suite(args.suite)
     if resolve_data(suite, args.data) != "hub":  # unknown suite, missing --data file
-        load_docs(suite, args.data, args.limit)  # every item against the suite's declaration (Hub items: later)
+        docs = load_docs(suite, args.data, args.limit)  # every item against the suite's declaration (Hub: later)
+        if args.num_fewshot and args.num_fewshot >= len(docs):
+            raise ValueError(f"--num-fewshot {args.num_fewshot}: the items give each question at most {len(docs) - 1} "
+                             "others to show as examples; lower --num-fewshot (or raise --limit).")
     check_writable_dir(args.out, "--out")
     judge = None
     if args.judge:
@@ -501,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "section of a thinking answer leaves the process")
     srv.add_argument("--gguf", required=True, type=Path)
     srv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; others need an API key)")
-    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--port", type=int, default=8080, help="TCP port, 1-65535 (checked before the model loads)")
     srv.add_argument("--api-key-env", help="environment variable holding the API key (default ALPHAGATE_API_KEY; "
                                            "required off loopback, enforced whenever set)")
     srv.add_argument("--audit-log", type=Path, default=Path("runs/serve/audit.jsonl"))
@@ -509,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also record the request messages in the audit log (never the reasoning)")
     srv.add_argument("--max-tokens-limit", type=_at_least(1), default=1024,
                      help="largest max_tokens a request may ask for")
-    srv.add_argument("--max-body-bytes", type=int, default=64 * 1024)
-    srv.add_argument("--n-ctx", type=int, default=4096)
+    srv.add_argument("--max-body-bytes", type=_at_least(1), default=64 * 1024, help="largest request body accepted")
+    srv.add_argument("--n-ctx", type=_at_least(16), default=4096, help="the model's context, in tokens")
     srv.add_argument("--prefill-think", action="store_true",
                      help="open the assistant turn with the reasoning tag (for thinking-format models)")
     srv.add_argument("--model-name", help="the model id reported to clients (default: the file name)")
@@ -537,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mmproj", type=Path, help="vision projector GGUF for ScienceQA image items")
     ev.add_argument("--image-root", type=Path, help="ScienceQA images folder (<root>/<pid>/image.png)")
     ev.add_argument("--keep-reasoning", action="store_true", help="debug: keep reasoning text in the records")
-    ev.add_argument("--n-ctx", type=int, default=2048)
+    ev.add_argument("--n-ctx", type=_at_least(16), default=2048, help="the model's context, in tokens")
     ev.add_argument("--parallel", type=_at_least(1, " (items generated together; 1: one at a time)"),
                     default=DEFAULT_PARALLEL, help="generation suites: decode this many items together (continuous "
                     f"batching; default {DEFAULT_PARALLEL}); 1 reproduces the one-at-a-time path exactly")

@@ -152,6 +152,8 @@ CASES: list[tuple[str, Callable, list[str]]] = [
      ["is not a speed.json of `alphagate speed`", "--replace"]),
     ("suite YAML typo", _suite_typo,
      ["mmlu.yaml is not a valid suite declaration", "primay: Extra inputs are not permitted", "primary: Field"]),
+    ("more shots than items", lambda t, m: _eval(t, "mmlu", None, "--limit", "2", "--num-fewshot", "5"),
+     ["--num-fewshot 5", "at most 1 others"]),
     ("config path is a folder", lambda t, m: ["plan", "--config", str(t)], ["is a folder"]),
     ("non-UTF-8 config", lambda t, m: _config(t, DEMO.encode() + "# caf\u00e9\n".encode("latin-1")),
      ["c.yaml:", "is not UTF-8 text"]),
