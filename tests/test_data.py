@@ -72,6 +72,8 @@ def test_bad_record_names_file_line_and_field(tmp_path, bad, match):
 
 # a record refused or skipped is named by its line and hash; its text (personal data included) is written nowhere
 LEAKY = [
+    {"question": ["Mail jane.doe@example.com or call 090-1234-5678"], "reasoning": "r", "answer": "a"},
+    {"question": "q", "reasoning": "r", "answer": {"mail": "jane.doe@example.com", "tel": "090-1234-5678"}},
     {"question": "Mail jane.doe@example.com or call 090-1234-5678", "reasoning": "r", "answer": 7},
     {"question": "Mail jane.doe@example.com or call 090-1234-5678", "answer": "a"},
     '{"question": "Mail jane.doe@example.com or call 090-1234-5678", "answer": ',
