@@ -186,3 +186,16 @@ def test_non_utf8_items_name_file_and_line(tmp_path):
     path.write_bytes(json.dumps(MMLU).encode() + b"\n" + '{"question": "caf\u00e9"}\n'.encode("latin-1"))
     with pytest.raises(MissingFieldError, match=r"latin1\.jsonl:2: not UTF-8 text .* save the file as UTF-8"):
         load_docs(load_suite("mmlu"), path)
+
+
+def test_a_repeat_in_a_published_hub_set_is_logged_not_refused(caplog):
+    from tasks.bench.items import check_docs
+
+    suite = load_suite("mmlu")
+    doc = {**MMLU, "answer": 1, "index": 0, "origin": "cais/mmlu[test]#0"}
+    with pytest.raises(MissingFieldError, match="#1: field 'prompt'"):
+        check_docs(suite, [doc, {**doc, "index": 1, "origin": "cais/mmlu[test]#1"}])
+    check_docs(suite, [doc, {**doc, "index": 1, "origin": "cais/mmlu[test]#1"}], published=True)
+    assert "cais/mmlu[test]#1: the same prompt and choices as cais/mmlu[test]#0" in caplog.text
+    with pytest.raises(MissingFieldError, match="field 'answer'"):  # every other check still refuses
+        check_docs(suite, [{**doc, "answer": 7}], published=True)

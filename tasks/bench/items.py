@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 LETTERS = "ABCDEFGH"
 
@@ -112,7 +115,7 @@ def check_doc(suite, doc: dict) -> str:
             raise refuse(origin, suite.target_field, f"one of the {shown} choices the prompt shows (0-{shown - 1})",
                          kind_of(gold))
     try:
-        prompt = render(suite.doc_to_text, doc)
+        prompt = render(suite.description, doc) + render(suite.doc_to_text, doc)
     except Exception as exc:  # noqa: BLE001 - a template that cannot render this item: name the item
         raise MissingFieldError(f"{origin}: the template of suite {suite.name} cannot render this item "
                                 f"({type(exc).__name__}: {exc}). Fix or remove this item.") from None
@@ -120,13 +123,18 @@ def check_doc(suite, doc: dict) -> str:
     return hashlib.sha256(json.dumps([prompt, choices], ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def check_docs(suite, docs: list[dict]) -> None:
+def check_docs(suite, docs: list[dict], published: bool = False) -> None:
     """Every document against the suite's declaration, and no prompt twice; MissingFieldError naming the first bad
-    one otherwise."""
+    one otherwise. ``published``: the items are a Hub dataset at a pinned commit; a repeat there is part of the
+    benchmark everyone scores (lm-eval keeps it), so it is logged, not refused: refusing would make the published
+    set unusable, and dropping it would score another benchmark."""
     seen: dict[str, str] = {}
     for doc in docs:
         digest = check_doc(suite, doc)
-        if digest in seen:
+        if digest in seen and published:
+            logger.warning("%s: the same prompt and choices as %s (kept: the published benchmark has it)",
+                           doc["origin"], seen[digest])
+        elif digest in seen:
             raise refuse(doc["origin"], "prompt", f"a prompt not already given by "
                          f"{seen[digest]} (a repeated item counts twice)", "<the same prompt and choices>")
-        seen[digest] = doc["origin"]
+        seen.setdefault(digest, doc["origin"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -59,8 +60,13 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(template: str) -> jinja2.Template:
+    return _ENV.from_string(template)
+
+
 def render(template: str, doc: dict) -> str:
-    return _ENV.from_string(template).render(**doc)
+    return _compiled(template).render(**doc)  # compiled once per template: every item is rendered before a run
 
 
 def choices_of(suite: SuiteSpec, doc: dict) -> list[str]:

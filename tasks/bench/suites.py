@@ -278,5 +278,5 @@ def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | Non
         docs.append({**hook(row, origin), "index": index, "origin": origin})
     if not docs:
         raise ValueError(f"{source}: no documents for suite {suite.name}.")
-    items.check_docs(suite, docs)  # before any model is loaded: a bad item is refused, never scored
+    items.check_docs(suite, docs, published=source == "hub")  # before any model loads: a bad item is refused
     return docs
