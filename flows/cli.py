@@ -434,13 +434,14 @@ def _stop_children(timeout: float = 10.0) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from tasks.outdir import exclusive
-    from tasks.owned import check_decision_matches, write_report_only
+    from tasks.owned import check_decision_matches, check_out_not_input, write_report_only
     from tasks.publish.report import write_report
     from tasks.store import check_writable_dir
 
     results = _labelled(args.results, "--results")
     for label, folder in results.items():
         _check_results_dir(folder, f"--results {label}={folder}")
+    check_out_not_input(args.out, results)
     if args.decision is not None:
         check_decision_matches(args.decision, results)
     check_writable_dir(args.out, "--out")

@@ -75,6 +75,16 @@ def check_decision_matches(decision: Path, results: dict[str, Path]) -> None:
                          "out.")
 
 
+def check_out_not_input(out: Path, inputs: dict[str, Path]) -> None:
+    """A report's --out never holds one of its --results (the folder is emptied of everything but the report)."""
+    out = Path(out).resolve()
+    for label, folder in inputs.items():
+        folder = Path(folder).resolve()
+        if folder == out or out in folder.parents:
+            raise ValueError(f"--out {out} holds --results {label}={folder}; the report's folder holds only the "
+                             "report, so those results would be removed. Choose another --out.")
+
+
 def _previous_report(out: Path) -> set[str]:
     manifest = _json(out / REPORT_MANIFEST)
     if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
