@@ -721,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("tune tell needs --k, --midpoint and --value")
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if os.environ.get("ALPHAGATE_DEBUG"):
+            raise
+        print(f"alphagate: {args.command} interrupted; its outputs are written whole or not at all: rerun the same "
+              "command.", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line; the traceback only on demand
         if os.environ.get("ALPHAGATE_DEBUG"):
             raise

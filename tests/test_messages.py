@@ -327,6 +327,8 @@ def test_project_errors_are_messages_and_bugs_one_line_with_a_log(monkeypatch, c
         log = Path(err.split("the traceback is in ")[1].split(";")[0])
         assert log.parent == tmp_path / "logs" and "Traceback" in log.read_text(encoding="utf-8")
         assert "ALPHAGATE_DEBUG=1" in err
+    _command_raising(monkeypatch, lambda: _raise(KeyboardInterrupt()))
+    assert main(["schedule", "linear"]) == 130 and "schedule interrupted" in _error(capsys)
     _command_raising(monkeypatch, lambda: load_suite("mmluu"))
     monkeypatch.setenv("ALPHAGATE_DEBUG", "1")  # the traceback of any error, on demand
     with pytest.raises(ValueError, match="Unknown suite"):
