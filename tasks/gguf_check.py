@@ -74,6 +74,8 @@ def check_gguf_file(path: str | Path, shown: str | None = None) -> None:
     path = Path(path)
     shown = shown or str(path)
     size = path.stat().st_size
+    if size == 0:
+        raise GGUFError(f"{shown} is empty (0 bytes); pass a GGUF model file (e.g. an export's *-BF16.gguf).")
     with open(path, "rb") as handle:
         head = handle.read(4)
     if head != b"GGUF":
