@@ -225,3 +225,16 @@ def test_a_report_folder_holds_only_the_current_report(tmp_path, capsys):
     assert (out / "mine.txt").read_text() == "keep me"
     assert main(["report", "--results", f"x/bf16={a}", "--out", str(out), "--replace"]) == 0
     assert not (out / "mine.txt").exists()
+
+
+@pytest.mark.parametrize("keep, words", [(0, "is empty"), (10, "24-byte header at least"),
+                                         (5000, "its header ends at byte 5000"), (-1, "tensors need")])
+def test_gguf_check_says_why_a_file_is_not_a_whole_gguf(tmp_path, smollm2_gguf, keep, words):
+    from tasks.gguf_check import GGUFError, check_gguf_file
+
+    check_gguf_file(smollm2_gguf)  # the whole file passes
+    size = smollm2_gguf.stat().st_size
+    with open(smollm2_gguf, "rb") as source:
+        (tmp_path / "cut.gguf").write_bytes(source.read(size - 1 if keep == -1 else keep))
+    with pytest.raises(GGUFError, match=words):
+        check_gguf_file(tmp_path / "cut.gguf")
