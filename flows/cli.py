@@ -362,6 +362,7 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 
 def _cmd_upload(args: argparse.Namespace) -> int:
     from tasks.config import load_config
+    from tasks.outdir import exclusive
     from tasks.publish.upload import upload
     from tasks.store import check_writable_dir, read_json_object
 
@@ -370,7 +371,8 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     read_json_object(args.decision, "decision.json of `alphagate decide`", ("upload", "reason", "models"),
                      "Pass the decision.json that `alphagate decide` wrote.")
     check_writable_dir(out, "--out")
-    result = upload(args.decision, out, config, dry_run=True if args.dry_run else None)
+    with exclusive(out, "upload"):
+        result = upload(args.decision, out, config, dry_run=True if args.dry_run else None)
     if result["dry_run"]:
         print(result["message"])
     else:
