@@ -278,7 +278,8 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
                            upload=bool(args.upload))
     # before any work (the flow checks again): the config, tonight's items and the study's design
     spec = load_config(params.config).nightly
-    config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge)
+    config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge,
+                          out=params.out, cache=params.cache)
     open_study(params.out, config, params.config)
     sweep_staging(Path(params.out))
     result = nightly(params)

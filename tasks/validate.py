@@ -16,9 +16,16 @@ def _did_you_mean(value: str, known: list[str]) -> str:
 
 
 def validate_run(config_path: str | Path, suites: list[str], formats: list[str], data: str | None,
-                 limit: int | None, judge: str | None) -> PipelineConfig:
-    """The validated config; a ValueError/FileNotFoundError naming the flag or file otherwise."""
+                 limit: int | None, judge: str | None, *, out: str | Path | None = None,
+                 cache: str | Path | None = None) -> PipelineConfig:
+    """The validated config; a ValueError/FileNotFoundError naming the flag or file otherwise. ``out``/``cache``:
+    the run's artifact root and cache, which must be (or become) folders it can write."""
     from tasks.bench.suites import load_docs, load_suite, resolve_data, suite_names
+    from tasks.store import check_writable_dir
+
+    for flag, folder in (("--out", out), ("--cache", cache)):
+        if folder is not None:
+            check_writable_dir(folder, flag)  # an existing file there failed 20 s into the run
 
     config = load_config(config_path)
     known = suite_names()
