@@ -61,11 +61,9 @@ def _check_gguf(path: Path | None, flag: str, shown: str | None = None) -> None:
         raise FileNotFoundError(f"{shown} does not exist; pass a GGUF model file (e.g. an export's *-BF16.gguf).")
     if not path.is_file():
         raise IsADirectoryError(f"{shown} is a folder; pass the GGUF file inside it.")
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head != b"GGUF":
-        raise ValueError(f"{shown} is not a GGUF file (it starts with {head!r}, not b'GGUF'); pass a model "
-                         "file in GGUF format (e.g. an export's *-BF16.gguf).")
+    from tasks.gguf_check import check_gguf_file
+
+    check_gguf_file(path, shown)  # magic, header and length: a truncated file is named before llama.cpp sees it
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -179,13 +177,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tasks.bench.runner import RunOptions, run_suite
-    from tasks.bench.suites import load_suite, resolve_data
+    from tasks.bench.suites import load_docs, load_suite, resolve_data
     from tasks.store import check_writable_dir
 
     # every flag and file, before the model is hashed or loaded: a bad one fails here, naming it
     _check_gguf(args.gguf, "--gguf")
     _check_gguf(args.mmproj, "--mmproj")
-    resolve_data(load_suite(args.suite), args.data)  # unknown suite, missing --data file
+    suite = load_suite(args.suite)
+    if resolve_data(suite, args.data) != "hub":  # unknown suite, missing --data file
+        docs = load_docs(suite, args.data, args.limit)  # every item against the suite's declaration (Hub: later)
+        if args.num_fewshot and args.num_fewshot >= len(docs):
+            raise ValueError(f"--num-fewshot {args.num_fewshot}: the items give each question at most {len(docs) - 1} "
+                             "others to show as examples; lower --num-fewshot (or raise --limit).")
     check_writable_dir(args.out, "--out")
     judge = None
     if args.judge:
@@ -195,7 +198,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     opts = RunOptions(data=args.data, limit=args.limit, num_fewshot=args.num_fewshot, judge=judge,
                       mmproj=args.mmproj, image_root=args.image_root, keep_reasoning=args.keep_reasoning,
                       n_ctx=args.n_ctx, parallel=args.parallel, packed_mc=args.packed_mc)
-    summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
+    from tasks.outdir import exclusive
+
+    with exclusive(args.out, "eval"):  # the check of what --out holds and the writes, under one lock
+        summary = run_suite(args.gguf, args.suite, args.out, opts, replace=args.replace)
     metrics = ", ".join(f"{k} {v['mean']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
                         for k, v in summary["metrics"].items() if v["mean"] is not None)
     t = summary["timings"]
@@ -273,7 +279,8 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
                            upload=bool(args.upload))
     # before any work (the flow checks again): the config, tonight's items and the study's design
     spec = load_config(params.config).nightly
-    config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge)
+    config = validate_run(params.config, spec.suites, spec.formats, spec.data, spec.limit, spec.judge,
+                          out=params.out, cache=params.cache)
     open_study(params.out, config, params.config)
     sweep_staging(Path(params.out))
     result = _guarded(Path(params.out), lambda: nightly(params))
@@ -284,6 +291,8 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
 def _cmd_decide(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.decide.decision import decide
+    from tasks.outdir import exclusive
+    from tasks.owned import check_decision_out, check_distinct_arms
     from tasks.store import check_writable_dir, read_json_object
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
@@ -302,11 +311,14 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     if args.degradation is not None:
         read_json_object(args.degradation, "degradation.json of `alphagate degrade`", ("gates",),
                          "Pass the degradation.json that `alphagate degrade` wrote, or leave --degradation out.")
+    check_distinct_arms(results)
     check_writable_dir(args.out, "--out")
     replicated = any(len(v) > 1 for v in results.values())
-    record = decide({k: v if replicated else v[0] for k, v in results.items()}, spec, args.out,
-                    exports=_labelled(args.exports, "--exports"),
-                    runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
+    with exclusive(args.out, "decide"):
+        check_decision_out(Path(args.out), results, args.replace)
+        record = decide({k: v if replicated else v[0] for k, v in results.items()}, spec, args.out,
+                        exports=_labelled(args.exports, "--exports"),
+                        runs=_labelled(args.runs, "--runs"), degradation=args.degradation, speed=args.speed)
     print(record["reason"])
     print(f"-> {Path(args.out) / 'decision.json'}, {Path(args.out) / 'decision.md'}")
     return 0
@@ -314,14 +326,17 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def _cmd_speed(args: argparse.Namespace) -> int:
     from tasks.bench.speed import measure_speed
+    from tasks.outdir import exclusive
+    from tasks.owned import check_speed_out
     from tasks.store import check_writable_file
 
     models = _labelled(args.gguf, "--gguf", require_label=True)
     for label, path in models.items():
         _check_gguf(path, "--gguf", f"--gguf {label}={path}")
     check_writable_file(args.out, "--out")
-    record = measure_speed(models, repeats=args.repeats,
-                           max_tokens=args.max_tokens, out=args.out)
+    with exclusive(args.out, "speed", file=True):
+        check_speed_out(Path(args.out), args.replace)
+        record = measure_speed(models, repeats=args.repeats, max_tokens=args.max_tokens, out=args.out)
     for label, m in record["models"].items():
         print(f"{label}: median {m['median']:.1f} tokens/s over {len(m['tokens_per_s'])} runs")
     print(f"-> {args.out}")
@@ -331,6 +346,7 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 def _cmd_degrade(args: argparse.Namespace) -> int:
     from tasks.config import DecisionSpec, load_config
     from tasks.decide.degrade import write_analysis
+    from tasks.outdir import exclusive
     from tasks.store import check_writable_dir
 
     spec = load_config(args.config).decision if args.config else DecisionSpec()
@@ -338,7 +354,8 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
     for label, folder in results.items():
         _check_results_dir(folder, f"--results {label}={folder}")
     check_writable_dir(args.out, "--out")
-    report = write_analysis(results, spec, args.out)
+    with exclusive(args.out, "degrade"):
+        report = write_analysis(results, spec, args.out)
     for label, gate in report["gates"].items():
         print(f"{label}: " + ("upload" if gate["upload"] else "held back: " + "; ".join(gate["reasons"])))
     print(f"-> {Path(args.out) / 'degradation.json'}")
@@ -347,6 +364,7 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
 
 def _cmd_upload(args: argparse.Namespace) -> int:
     from tasks.config import load_config
+    from tasks.outdir import exclusive
     from tasks.publish.upload import upload
     from tasks.store import check_writable_dir, read_json_object
 
@@ -355,7 +373,8 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     read_json_object(args.decision, "decision.json of `alphagate decide`", ("upload", "reason", "models"),
                      "Pass the decision.json that `alphagate decide` wrote.")
     check_writable_dir(out, "--out")
-    result = upload(args.decision, out, config, dry_run=True if args.dry_run else None)
+    with exclusive(out, "upload"):
+        result = upload(args.decision, out, config, dry_run=True if args.dry_run else None)
     if result["dry_run"]:
         print(result["message"])
     else:
@@ -440,16 +459,23 @@ def _cmd_slots(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from tasks.outdir import exclusive
+    from tasks.owned import check_decision_matches, check_out_not_input, write_report_only
     from tasks.publish.report import write_report
     from tasks.store import check_writable_dir
 
     results = _labelled(args.results, "--results")
     for label, folder in results.items():
         _check_results_dir(folder, f"--results {label}={folder}")
+    check_out_not_input(args.out, results)
+    if args.decision is not None:
+        check_decision_matches(args.decision, results)
     check_writable_dir(args.out, "--out")
-    path = write_report(results, args.out, decision=args.decision,
-                        degradation=args.degradation, runs=_labelled(args.runs, "--runs"), tuner=args.tuner,
-                        trend=args.trend, study=args.study)
+    runs = _labelled(args.runs, "--runs")
+    with exclusive(args.out, "report"):  # the folder ends up holding this report only
+        path = write_report_only(Path(args.out), lambda folder: write_report(
+            results, folder, decision=args.decision, degradation=args.degradation, runs=runs, tuner=args.tuner,
+            trend=args.trend, study=args.study), args.replace)
     print(f"report: {path}")
     return 0
 
@@ -505,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "section of a thinking answer leaves the process")
     srv.add_argument("--gguf", required=True, type=Path)
     srv.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; others need an API key)")
-    srv.add_argument("--port", type=int, default=8080)
+    srv.add_argument("--port", type=int, default=8080, help="TCP port, 1-65535 (checked before the model loads)")
     srv.add_argument("--api-key-env", help="environment variable holding the API key (default ALPHAGATE_API_KEY; "
                                            "required off loopback, enforced whenever set)")
     srv.add_argument("--audit-log", type=Path, default=Path("runs/serve/audit.jsonl"))
@@ -513,8 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also record the request messages in the audit log (never the reasoning)")
     srv.add_argument("--max-tokens-limit", type=_at_least(1), default=1024,
                      help="largest max_tokens a request may ask for")
-    srv.add_argument("--max-body-bytes", type=int, default=64 * 1024)
-    srv.add_argument("--n-ctx", type=int, default=4096)
+    srv.add_argument("--max-body-bytes", type=_at_least(1), default=64 * 1024, help="largest request body accepted")
+    srv.add_argument("--n-ctx", type=_at_least(16), default=4096, help="the model's context, in tokens")
     srv.add_argument("--prefill-think", action="store_true",
                      help="open the assistant turn with the reasoning tag (for thinking-format models)")
     srv.add_argument("--model-name", help="the model id reported to clients (default: the file name)")
@@ -541,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mmproj", type=Path, help="vision projector GGUF for ScienceQA image items")
     ev.add_argument("--image-root", type=Path, help="ScienceQA images folder (<root>/<pid>/image.png)")
     ev.add_argument("--keep-reasoning", action="store_true", help="debug: keep reasoning text in the records")
-    ev.add_argument("--n-ctx", type=int, default=2048)
+    ev.add_argument("--n-ctx", type=_at_least(16), default=2048, help="the model's context, in tokens")
     ev.add_argument("--parallel", type=_at_least(1, " (items generated together; 1: one at a time)"),
                     default=DEFAULT_PARALLEL, help="generation suites: decode this many items together (continuous "
                     f"batching; default {DEFAULT_PARALLEL}); 1 reproduces the one-at-a-time path exactly")
@@ -563,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--degradation", type=Path, help="degradation.json whose upload gates apply")
     dec.add_argument("--speed", type=Path, help="speed.json of `alphagate speed` for the speed term (default: the "
                                                 "evaluations' own timings, which are noisy under parallel load)")
-    dec.add_argument("--out", required=True, type=Path)
+    dec.add_argument("--replace", action="store_true", help="overwrite a decision about other models (or decision "
+                                                           "files decide did not write) found in --out")
+    dec.add_argument("--out", required=True, type=Path, help="folder for decision.json and decision.md")
     dec.set_defaults(func=_cmd_decide)
 
     spd = sub.add_parser("speed", help="isolated, interleaved generation-speed benchmark of labelled GGUFs")
@@ -571,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     spd.add_argument("--repeats", type=_at_least(1), default=5)
     spd.add_argument("--max-tokens", type=_at_least(1), default=64)
     spd.add_argument("--out", required=True, type=Path, help="speed.json to write")
+    spd.add_argument("--replace", action="store_true", help="overwrite --out even when speed did not write it")
     spd.set_defaults(func=_cmd_speed)
 
     deg = sub.add_parser("degrade", help="each variant vs the base model, each quantization vs its BF16; gates")
@@ -590,14 +619,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the whole comparison as a Prefect flow (data, trainings, export, benchmarks, "
                                      "decision, upload or dry run, report)")
-    run.add_argument("--config", default="configs/demo.yaml")
-    run.add_argument("--out", default="runs/demo")
-    run.add_argument("--cache", default="runs/cache")
-    run.add_argument("--suites", nargs="+")
-    run.add_argument("--formats", nargs="+")
-    run.add_argument("--data", help="'sample' (default), 'shared', 'hub' or a file")
-    run.add_argument("--limit", type=_at_least(1, " (items per suite; omit --limit to use every item)"))
-    run.add_argument("--judge")
+    run.add_argument("--config", default="configs/demo.yaml", help="pipeline config YAML (default: %(default)s)")
+    run.add_argument("--out", default="runs/demo", help="artifact root: the keyed store, links to this run's outputs "
+                                                        "and index.json (default: %(default)s)")
+    run.add_argument("--cache", default="runs/cache", help="folder for the downloaded or unpacked base model "
+                                                           "(default: %(default)s)")
+    run.add_argument("--suites", nargs="+", metavar="SUITE", help="benchmark suites to evaluate (default: all six)")
+    run.add_argument("--formats", nargs="+", metavar="FORMAT", help="GGUF formats to export and evaluate, bf16 "
+                                                                    "among them (default: the config's export.formats)")
+    run.add_argument("--data", help="benchmark items: 'sample' (default), 'shared', 'hub' or a file")
+    run.add_argument("--limit", type=_at_least(1, " (items per suite; omit --limit to use every item)"),
+                     help="evaluate only the first N items of each suite (>= 1; default: every item)")
+    run.add_argument("--judge", help="judge YAML (kind: gguf|openai) grading ELYZA-tasks-100 (default: no judge)")
     run.add_argument("--upload", action="store_true", default=None, help="really upload (else a dry run)")
     run.set_defaults(func=_cmd_run)
 
@@ -639,7 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tuner", type=Path, help="tuner history JSON")
     rep.add_argument("--trend", action="store_true", help="the results are successive runs: plot a trend")
     rep.add_argument("--study", type=Path, help="a nightly study's study.json: the margin and CI night by night")
-    rep.add_argument("--out", required=True, type=Path)
+    rep.add_argument("--out", required=True, type=Path, help="folder for report.md and its figures; it holds only the "
+                                                             "current report (the previous one's files are removed)")
+    rep.add_argument("--replace", action="store_true", help="also remove files in --out that report did not write")
     rep.set_defaults(func=_cmd_report)
     return parser
 
@@ -657,11 +692,9 @@ _PROJECT_DIRS = tuple(str(Path(d).resolve()) + os.sep for d in
 
 def _user_error(exc: BaseException) -> bool:
     """A failure the user can fix (bad input, missing or unwritable file, no network) whose message says what to do,
-    as opposed to a bug, which keeps its traceback. Files, permissions and the network (OSError) are always the
-    user's; ValueError/RuntimeError/ImportError only when the project's own code raised them (then the message was
-    written for the user). Decoding errors never name their file, so they are bugs: the code should have named it."""
-    if os.environ.get("ALPHAGATE_DEBUG"):
-        return False
+    as opposed to a bug. Files, permissions and the network (OSError) are always the user's; ValueError/RuntimeError/
+    ImportError only when the project's own code raised them (then the message was written for the user). Decoding
+    errors never name their file, so they are bugs: the code should have named it."""
     if isinstance(exc, OSError):
         return True
     if not isinstance(exc, (ValueError, RuntimeError, ImportError)) or isinstance(exc, (UnicodeError,
@@ -671,6 +704,39 @@ def _user_error(exc: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(_PROJECT_DIRS)
+
+
+def _crash_log(exc: BaseException, argv: list[str]) -> Path | None:
+    """The traceback of an unexpected error, kept in a file for a bug report (the terminal gets one line)."""
+    import tempfile
+    import time
+    import traceback
+
+    from tasks.config import cache_root
+
+    text = f"alphagate {' '.join(argv)}\n\n" + "".join(traceback.format_exception(exc))
+    name = f"alphagate-error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    for folder in (cache_root() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+def _failed(exc: Exception, argv: list[str]) -> int:
+    """One line for the user, never a traceback (ALPHAGATE_DEBUG=1 re-raises before this): what was wrong and what
+    to do for their errors (exit 2); for anything else its type, message and where its traceback was kept (exit 1)."""
+    if _user_error(exc):
+        print(f"alphagate: error: {exc}", file=sys.stderr)
+        return 2
+    log = _crash_log(exc, argv)
+    where = f"the traceback is in {log}" if log else "no log could be written"
+    print(f"alphagate: error: unexpected {type(exc).__name__}: {str(exc)[:300] or '(no message)'} ({where}; rerun "
+          "with ALPHAGATE_DEBUG=1 to see it here, and report it with that file).", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -687,11 +753,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("tune tell needs --k, --midpoint and --value")
     try:
         return args.func(args)
-    except Exception as exc:  # noqa: BLE001 - sorted below: the user's errors get a message, bugs a traceback
-        if not _user_error(exc):
+    except KeyboardInterrupt:
+        if os.environ.get("ALPHAGATE_DEBUG"):
             raise
-        print(f"alphagate: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"alphagate: {args.command} interrupted; its outputs are written whole or not at all: rerun the same "
+              "command.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line; the traceback only on demand
+        if os.environ.get("ALPHAGATE_DEBUG"):
+            raise
+        return _failed(exc, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,8 @@ take the sub-model they need. Unknown keys are errors (a typo must not silently 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
@@ -143,10 +142,10 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     max_length: int = Field(384, ge=16)
     eval_every: int = Field(10, ge=1)
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, le=2**32 - 1)  # numpy's range: -1 passed validation, then training died
     # training seeds as replicates of each arm: each arm is trained, exported and evaluated once per seed, and the
     # decision treats seeds (not items) as the replicates of a schedule. None: one seed, ``seed``.
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] | None = Field(None, min_length=1)
     bf16_on_gpu: bool = True
     load_in_4bit: bool = True  # Unsloth path only (QLoRA); the CPU path trains on fp32 weights
 
@@ -367,21 +366,14 @@ class PipelineConfig(Strict):
 
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and validate a YAML config; errors name the file and each offending field."""
+    from tasks.yamlfile import field_errors, read_yaml_mapping
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file {path} does not exist; see configs/ for examples.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level; found {type(raw).__name__}.")
+    raw = read_yaml_mapping(path, "Config file", "; see configs/ for examples")
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (found {e.get('input')!r:.60})"
-                 for e in exc.errors()]
-        raise ValueError(f"{path} is not a valid pipeline config:\n" + "\n".join(lines)) from None
+        raise ValueError(f"{path} is not a valid pipeline config:\n{field_errors(exc)}") from None
     return _resolve_paths(config, path.parent)
 
 

@@ -21,7 +21,10 @@ def open_llama(path: str | Path, **kwargs):
     (tasks/native_log.py), ERRORs only to Python logging outside one."""
     from llama_cpp import Llama
 
+    from tasks.gguf_check import check_gguf_file
     from tasks.native_log import install
+
+    check_gguf_file(path)  # llama.cpp says only "Failed to load model"; this says why (not GGUF, truncated)
 
     install(mtmd=kwargs.get("chat_handler") is not None)
     with STDIO_LOCK:

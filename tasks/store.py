@@ -74,14 +74,14 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON file's content; a corrupt or undecodable file is an error naming it."""
+def read_json(path: str | os.PathLike[str], hint: str = "delete it and rerun the step that wrote it.") -> Any:
+    """A JSON file's content; a corrupt or undecodable file is an error naming it and saying what to do (``hint``:
+    for a file the project wrote, rerun its step; for a file the user passed, which file was expected)."""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid UTF-8 JSON ({exc}); delete it and rerun the step that wrote it."
-                         ) from None
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({exc}); {hint}") from None
 
 
 def read_json_object(path: str | os.PathLike[str], what: str, required: tuple[str, ...] = (),
@@ -89,9 +89,11 @@ def read_json_object(path: str | os.PathLike[str], what: str, required: tuple[st
     """A JSON file that must hold an object with ``required`` fields (``what`` names the kind of file, e.g.
     "decision.json of `alphagate decide`"); an error naming the file, the missing fields and ``hint`` otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder (expected a {what} file). {hint}".rstrip())
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected a {what}). {hint}".rstrip())
-    data = read_json(path)
+    data = read_json(path, f"expected a {what}, or, if it is one, rerun the step that wrote it. {hint}".rstrip())
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a {what}: expected a JSON object, found a {type(data).__name__}. "
                          f"{hint}".rstrip())

@@ -16,9 +16,16 @@ def _did_you_mean(value: str, known: list[str]) -> str:
 
 
 def validate_run(config_path: str | Path, suites: list[str], formats: list[str], data: str | None,
-                 limit: int | None, judge: str | None) -> PipelineConfig:
-    """The validated config; a ValueError/FileNotFoundError naming the flag or file otherwise."""
-    from tasks.bench.suites import load_suite, resolve_data, suite_names
+                 limit: int | None, judge: str | None, *, out: str | Path | None = None,
+                 cache: str | Path | None = None) -> PipelineConfig:
+    """The validated config; a ValueError/FileNotFoundError naming the flag or file otherwise. ``out``/``cache``:
+    the run's artifact root and cache, which must be (or become) folders it can write."""
+    from tasks.bench.suites import load_docs, load_suite, resolve_data, suite_names
+    from tasks.store import check_writable_dir
+
+    for flag, folder in (("--out", out), ("--cache", cache)):
+        if folder is not None:
+            check_writable_dir(folder, flag)  # an existing file there failed 20 s into the run
 
     config = load_config(config_path)
     known = suite_names()
@@ -36,8 +43,10 @@ def validate_run(config_path: str | Path, suites: list[str], formats: list[str],
                          "formats are quantized from it. Add bf16.")
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1 (items per suite); got {limit}. Omit it to use every item.")
-    for suite in suites:
-        resolve_data(load_suite(suite), data)  # names the missing file or folder
+    for name in suites:
+        suite = load_suite(name)
+        if resolve_data(suite, data) != "hub":  # names the missing file or folder
+            load_docs(suite, data, limit)  # a bad item is refused here, before any training
     if judge:
         from tasks.bench.judge import load_judge_spec
 

@@ -131,5 +131,71 @@ def test_bad_data_inputs(tmp_path):
         load_docs(load_suite("mmlu"), tmp_path / "none.jsonl")
     bad = tmp_path / "b.jsonl"
     bad.write_text('{"question": "q", "choices": ["a","b"], "answer": "Z"}\n')
-    with pytest.raises(MissingFieldError, match="not a choice letter or index"):
+    with pytest.raises(MissingFieldError, match="field 'answer': expected a choice letter A-B or an index 0-1"):
         load_docs(load_suite("mmlu"), bad)
+
+
+HELLA = {"activity_label": "Tea", "ctx_a": "A man fills a kettle.", "ctx_b": "he", "endings": ["a", "b", "c", "d"],
+         "label": 0}
+MMLU = {"subject": "s", "question": "2+2?", "choices": ["3", "4", "5", "6"], "answer": "B"}
+SQA = {"question": "Which?", "choices": ["a", "b"], "answer": 1, "hint": "", "image": None, "subject": "s"}
+
+
+# (suite, rows, line, field, found): each is a counterexample the runner once scored as if it were fine
+BAD_ITEMS = [
+    ("hellaswag", [{**HELLA, "label": 9}], 1, "label", "found 9"),
+    ("hellaswag", [{**HELLA, "label": 2.7}], 1, "label", "found 2.7"),
+    ("hellaswag", [{**HELLA, "label": True}], 1, "label", "found True"),
+    ("hellaswag", [{**HELLA, "label": "x"}], 1, "label", "found 'x'"),
+    ("hellaswag", [{**HELLA, "ctx_a": 5}], 1, "ctx_a", "found <int> 5"),
+    ("hellaswag", [{**HELLA, "endings": ["a", 2]}], 1, r"endings\[1\]", "found 2"),
+    ("mmlu", [{**MMLU, "choices": ["1", "2", "3", "4", "5"], "answer": "E"}], 1, "choices", "found <5 choices>"),
+    ("mmlu", [{**MMLU, "choices": ["1", "2", "3"], "answer": "A"}], 1, "choices", "found <3 choices>"),
+    ("mmlu", [{**MMLU, "answer": "b"}], 1, "answer", "found 'b'"),
+    ("mmlu", [{**MMLU, "answer": 4}], 1, "answer", "found 4"),
+    ("mmlu", [{**MMLU, "choices": "3456"}], 1, "choices", "found <str>"),
+    ("mmlu", [{**MMLU, "question": ["2+2?"]}], 1, "question", "found <list>"),
+    ("mmlu", [MMLU, {**MMLU, "subject": "s"}], 2, "prompt", "the same prompt and choices"),
+    ("scienceqa", [{**SQA, "choices": list("abcdef"), "answer": 5}], 1, "choices", "found <6 choices>"),
+    ("gsm8k", [{"question": "q", "answer": "so #### twelve"}], 1, "answer", "found 'twelve'"),
+    ("elyza_tasks_100", [{"input": "x", "output": ["y"]}], 1, "output", "found <list>"),
+    ("elyza_tasks_100", [{"input": "x", "output": "y"}, {"input": "x", "output": "z"}], 2, "prompt", "same prompt"),
+    ("arc_challenge", [{"question": "q", "choices": {"text": ["a", "b"], "label": ["A", "A"]}, "answerKey": "A"}],
+     1, "choices", "labels"),
+]
+
+
+@pytest.mark.parametrize("name,rows,line,field,found", BAD_ITEMS)
+def test_bad_items_are_refused_with_file_line_field_and_what_was_found(tmp_path, name, rows, line, field, found):
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MissingFieldError, match=rf"items\.jsonl:{line}: field '{field}': expected .*{found}"):
+        load_docs(load_suite(name), path)
+
+
+def test_good_counterparts_of_the_bad_items_pass(tmp_path):
+    for name, row in (("hellaswag", HELLA), ("hellaswag", {**HELLA, "label": "3"}), ("mmlu", MMLU),
+                      ("mmlu", {**MMLU, "answer": 3}), ("scienceqa", {**SQA, "choices": list("abcde")})):
+        path = tmp_path / "ok.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+        assert load_docs(load_suite(name), path)[0]["answer"] in range(5)
+
+
+def test_non_utf8_items_name_file_and_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(MMLU).encode() + b"\n" + '{"question": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(MissingFieldError, match=r"latin1\.jsonl:2: not UTF-8 text .* save the file as UTF-8"):
+        load_docs(load_suite("mmlu"), path)
+
+
+def test_a_repeat_in_a_published_hub_set_is_logged_not_refused(caplog):
+    from tasks.bench.items import check_docs
+
+    suite = load_suite("mmlu")
+    doc = {**MMLU, "answer": 1, "index": 0, "origin": "cais/mmlu[test]#0"}
+    with pytest.raises(MissingFieldError, match="#1: field 'prompt'"):
+        check_docs(suite, [doc, {**doc, "index": 1, "origin": "cais/mmlu[test]#1"}])
+    check_docs(suite, [doc, {**doc, "index": 1, "origin": "cais/mmlu[test]#1"}], published=True)
+    assert "cais/mmlu[test]#1: the same prompt and choices as cais/mmlu[test]#0" in caplog.text
+    with pytest.raises(MissingFieldError, match="field 'answer'"):  # every other check still refuses
+        check_docs(suite, [{**doc, "answer": 7}], published=True)

@@ -57,7 +57,7 @@ def test_custom_tags_and_system_prompt(tmp_path):
     ("{not json", r"bad\.jsonl:2: not valid JSON"),
     ({"question": "q", "answer": "a"}, r"bad\.jsonl:2: field 'reasoning' is missing"),
     ({"question": "q", "reasoning": "  ", "answer": "a"}, r"bad\.jsonl:2: field 'reasoning' must be a non-empty"),
-    ({"question": "q", "reasoning": "r", "answer": 7}, r"field 'answer' must be a non-empty string, found 7"),
+    ({"question": "q", "reasoning": "r", "answer": 7}, r"field 'answer' must be a non-empty string, found a int"),
     ([1, 2], r"bad\.jsonl:2: expected a JSON object"),
 ])
 def test_bad_record_names_file_line_and_field(tmp_path, bad, match):
@@ -67,6 +67,32 @@ def test_bad_record_names_file_line_and_field(tmp_path, bad, match):
         read_records(spec)
     records, counts, skipped = read_records(spec.model_copy(update={"on_bad_record": "skip"}))
     assert len(records) == 2 and counts["bad_skipped"] == 1 and "bad.jsonl:2" in skipped[0]
+    assert "record sha256 " in skipped[0]
+
+
+# a record refused or skipped is named by its line and hash; its text (personal data included) is written nowhere
+LEAKY = [
+    {"question": ["Mail jane.doe@example.com or call 090-1234-5678"], "reasoning": "r", "answer": "a"},
+    {"question": "q", "reasoning": "r", "answer": {"mail": "jane.doe@example.com", "tel": "090-1234-5678"}},
+    {"question": "Mail jane.doe@example.com or call 090-1234-5678", "reasoning": "r", "answer": 7},
+    {"question": "Mail jane.doe@example.com or call 090-1234-5678", "answer": "a"},
+    '{"question": "Mail jane.doe@example.com or call 090-1234-5678", "answer": ',
+    '{"question": "Mail jane.doe@example.com or call 090-1234-5678", "reasoning": ["r"], "answer": "a"}',
+]
+
+
+@pytest.mark.parametrize("bad", LEAKY)
+def test_a_skipped_or_refused_record_leaks_no_value(tmp_path, caplog, bad):
+    path = _jsonl(tmp_path / "bad.jsonl", [GOOD, bad, GOOD, {**GOOD, "question": "What is 3 + 3?"}])
+    spec = DataSpec(sources=[DataSource(kind="jsonl", path=path)], validation_fraction=0.5)
+    with pytest.raises(BadRecordError) as refused:
+        read_records(spec)
+    manifest = prepare_data(spec.model_copy(update={"on_bad_record": "skip"}), tmp_path / "out")
+    written = str(refused.value) + caplog.text + "".join(p.read_text(encoding="utf-8")
+                                                         for p in (tmp_path / "out").iterdir())
+    assert manifest["counts"]["bad_skipped"] == 1 and "bad.jsonl:2" in manifest["skipped"][0]
+    for value in ("jane.doe", "example.com", "090-1234-5678"):
+        assert value not in written
 
 
 def test_field_mapping_and_limit(tmp_path):
@@ -112,3 +138,15 @@ def test_split_is_by_content_and_stable_under_reordering():
     assert {r.question for r in val} == {r.question for r in val2}
     with pytest.raises(ValueError, match="at least 2"):
         split_records(records[:1], 0.5)
+
+
+def test_a_non_utf8_line_is_a_bad_record_named_by_line_and_hash(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((json.dumps(GOOD) + "\n").encode() + '{"question": "café"}\n'.encode("latin-1")
+                     + (json.dumps({**GOOD, "question": "What is 3 + 3?"}) + "\n").encode())
+    spec = DataSpec(sources=[DataSource(kind="jsonl", path=path)])
+    with pytest.raises(BadRecordError, match=r"latin1\.jsonl:2: not UTF-8 text .* save the file as UTF-8 \(record "
+                                             r"sha256 [0-9a-f]{16}\)"):
+        read_records(spec)
+    records, counts, skipped = read_records(spec.model_copy(update={"on_bad_record": "skip"}))
+    assert len(records) == 2 and counts["bad_skipped"] == 1 and "caf" not in skipped[0]

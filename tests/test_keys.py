@@ -176,9 +176,10 @@ def test_eval_refuses_to_overwrite_results_of_another_model(smollm2_gguf, tiny_g
     out = tmp_path / "eval"
     first = run_suite(smollm2_gguf, "mmlu", out, RunOptions(limit=2))
     assert run_suite(smollm2_gguf, "mmlu", out, RunOptions(limit=2)) == first  # same key: reused
-    with pytest.raises(ResultsConflictError, match=r"already holds mmlu results of other inputs .* --replace"):
+    another_model = r"other inputs \(inputs differ: model_sha256 [0-9a-f]{12}… there, [0-9a-f]{12}… now\).* --replace"
+    with pytest.raises(ResultsConflictError, match=another_model):
         run_suite(tiny_gguf[0], "mmlu", out, RunOptions(limit=2))
-    with pytest.raises(ResultsConflictError, match=r"model sha256 [0-9a-f]{12}…, suite version 1"):
+    with pytest.raises(ResultsConflictError, match=r"inputs differ: limit 2 there, 3 now\)"):
         run_suite(smollm2_gguf, "mmlu", out, RunOptions(limit=3))  # the same model, other items: refused too
     assert json.loads((out / "mmlu.summary.json").read_text())["key"] == first["key"]  # untouched
     other = run_suite(tiny_gguf[0], "mmlu", out, RunOptions(limit=2), replace=True)

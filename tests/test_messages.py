@@ -1,11 +1,13 @@
 """Every bad input gets a clear message (what was expected, what was found, what to do) naming the file, field or
-flag, before any work, printed without a traceback and with exit code 2; genuine bugs keep their traceback.
+flag, before any work, printed without a traceback and with exit code 2; a bug prints one line (its type, message
+and the log holding its traceback; ALPHAGATE_DEBUG=1 shows it).
 
 Fast: no model is loaded (the one evaluation here runs on a stand-in engine)."""
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,7 @@ def _error(capsys) -> str:
 def fake_gguf(tmp_path):
     """A file with the GGUF magic: enough for the checks before work (nothing here loads it)."""
     path = tmp_path / "model.gguf"
-    path.write_bytes(b"GGUF" + bytes(60))
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))  # a whole header: version 3, no tensors, no metadata
     return path
 
 
@@ -292,7 +294,7 @@ def test_no_note_when_nothing_is_skipped():
     assert skip_notes(load_suite("scienceqa"), [{"index": 0, "correct": True}]) == []
 
 
-# -- main(): the user's errors get a message, bugs a traceback ---------------------------------------------------
+# -- main(): the user's errors get a message, bugs one line and a log of their traceback -------------------------
 
 def _command_raising(monkeypatch, failing):
     import flows.cli as cli
@@ -304,7 +306,7 @@ def _raise(exc):
     raise exc
 
 
-def test_project_errors_are_messages_but_bugs_keep_their_traceback(monkeypatch, capsys):
+def test_project_errors_are_messages_and_bugs_one_line_with_a_log(monkeypatch, capsys, tmp_path):
     from tasks.bench.suites import load_suite
 
     _command_raising(monkeypatch, lambda: load_suite("mmluu"))  # a ValueError the project raises for the user
@@ -313,11 +315,20 @@ def test_project_errors_are_messages_but_bugs_keep_their_traceback(monkeypatch, 
     _command_raising(monkeypatch, lambda: _raise(PermissionError(13, "Permission denied", "/x")))
     assert main(["schedule", "linear"]) == 2  # files, permissions, network: always the user's to fix
     assert "Permission denied: '/x'" in _error(capsys)
-    for bug in (lambda: _raise(TypeError("unsupported operand")), lambda: {}["winner"], lambda: json.loads("{"),
-                lambda: b"\xff".decode(), lambda: _raise(ValueError("raised outside the project's code"))):
+    monkeypatch.setenv("ALPHAGATE_CACHE", str(tmp_path))
+    for bug, shown in ((lambda: _raise(TypeError("unsupported operand")), "TypeError: unsupported operand"),
+                       (lambda: {}["winner"], "KeyError: 'winner'"), (lambda: json.loads("{"), "JSONDecodeError"),
+                       (lambda: b"\xff".decode(), "UnicodeDecodeError"),
+                       (lambda: _raise(ValueError("raised outside the project's code")), "ValueError: raised")):
         _command_raising(monkeypatch, bug)
-        with pytest.raises((TypeError, KeyError, ValueError)):
-            main(["schedule", "linear"])
+        assert main(["schedule", "linear"]) == 1  # a bug: one line with its type, message and where its traceback is
+        err = _error(capsys)
+        assert err.startswith(f"alphagate: error: unexpected {shown}") and "Traceback" not in err, err
+        log = Path(err.split("the traceback is in ")[1].split(";")[0])
+        assert log.parent == tmp_path / "logs" and "Traceback" in log.read_text(encoding="utf-8")
+        assert "ALPHAGATE_DEBUG=1" in err
+    _command_raising(monkeypatch, lambda: _raise(KeyboardInterrupt()))
+    assert main(["schedule", "linear"]) == 130 and "schedule interrupted" in _error(capsys)
     _command_raising(monkeypatch, lambda: load_suite("mmluu"))
     monkeypatch.setenv("ALPHAGATE_DEBUG", "1")  # the traceback of any error, on demand
     with pytest.raises(ValueError, match="Unknown suite"):

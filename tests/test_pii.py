@@ -189,3 +189,27 @@ def test_my_number_check_digit_follows_the_official_rule():
     assert my_number_check_digit("10000000003") == 0  # remainder 1 -> 0
     with pytest.raises(ValueError):
         my_number_check_digit("1234")
+
+
+# the forms an earlier masking missed (issue 25): each must be masked, and its look-alikes left alone
+@pytest.mark.parametrize("text,kind,masked", [
+    ("電話は090〜1234〜5678です", "phone", "電話は[PHONE]です"),  # wave dashes
+    ("携帯：０９０～１２３４～５６７８", "phone", "携帯：[PHONE]"),  # full-width digits and tildes
+    ("携帯 090－1234－5678", "phone", "携帯 [PHONE]"),  # full-width hyphen-minus
+    ("mobile 090.1234.5678 anytime", "phone", "mobile [PHONE] anytime"),  # dotted
+    ("call 090 1234 5678", "phone", "call [PHONE]"),  # spaced
+    ("US desk 555 123 4567.", "phone", "US desk [PHONE]."),
+    ("host 2001:db8::8a2e:370:7334 is up", "ip", "host [IP] is up"),  # IPv6, compressed
+    ("2001:0db8:85a3:0000:0000:8a2e:0370:7334", "ip", "[IP]"),  # IPv6, in full
+    ("link-local fe80::1ff:fe23:4567:890a", "ip", "link-local [IP]"),
+    ("mapped ::ffff:192.0.2.128 too", "ip", "mapped [IP] too"),
+])
+def test_forms_once_missed_are_masked(text, kind, masked):
+    assert kind in find_personal_data(text)
+    assert mask_personal_data(text) == masked
+
+
+@pytest.mark.parametrize("text", ["1〜3個", "10:45:30 に出発", "std::vector<int>", "the ratio 3:4:5",
+                                  "see section 2.1.3", "pages 12〜15", "::", "Vec::new()"])
+def test_look_alikes_of_those_forms_are_left_alone(text):
+    assert find_personal_data(text) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -59,8 +60,13 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(template: str) -> jinja2.Template:
+    return _ENV.from_string(template)
+
+
 def render(template: str, doc: dict) -> str:
-    return _ENV.from_string(template).render(**doc)
+    return _compiled(template).render(**doc)  # compiled once per template: every item is rendered before a run
 
 
 def choices_of(suite: SuiteSpec, doc: dict) -> list[str]:
@@ -238,26 +244,33 @@ def eval_key(gguf: Path, suite_name: str, opts: RunOptions) -> tuple[str, dict[s
     return stage_key("eval", inputs), inputs
 
 
-def _reusable(out_dir: Path, suite: str, key: str, replace: bool) -> dict[str, Any] | None:
-    """An earlier result of this key in ``out_dir`` (intact), or None; results of *another* key are refused unless
-    ``replace`` (they would be lost)."""
+def _reusable(out_dir: Path, suite: str, key: str, inputs: dict[str, Any], replace: bool) -> dict[str, Any] | None:
+    """An earlier result of this key in ``out_dir`` (intact), or None; results of *another* key, and files of these
+    names that `alphagate eval` did not write, are refused unless ``replace`` (they would be lost)."""
+    from tasks.outdir import differences
+
     summary_path, records_path = out_dir / f"{suite}.summary.json", out_dir / f"{suite}.jsonl"
     if not summary_path.is_file():
+        if records_path.exists() and not replace:
+            raise ResultsConflictError(f"{out_dir} holds {records_path.name} but no {summary_path.name}: not a result "
+                                       "of `alphagate eval`, and writing here would overwrite it. Use another --out, "
+                                       "or --replace to overwrite it.")
         return None
     summary = read_json(summary_path)
+    if not isinstance(summary, dict):
+        summary = {}
     if summary.get("key") == key:
         if records_path.is_file() and sha256_file(records_path) == summary.get("records_sha256"):
             return summary
         return None  # same inputs, damaged records: recompute
     if replace:
         return None
-    theirs = summary.get("inputs", {})
+    theirs = summary.get("inputs")
+    found = (f"inputs differ: {differences(theirs, inputs)}" if isinstance(theirs, dict) else
+             f"{summary_path.name} was not written by `alphagate eval`")
     raise ResultsConflictError(
-        f"{out_dir} already holds {suite} results of other inputs (model sha256 "
-        f"{str(theirs.get('model_sha256', summary.get('model_sha256')))[:12]}…, suite version "
-        f"{theirs.get('suite_version', summary.get('suite_version'))}, data "
-        f"{theirs.get('data', summary.get('data'))}); writing here would replace them. Use another --out, or "
-        "--replace to overwrite them.")
+        f"{out_dir} already holds {suite} results of other inputs ({found}); writing here would replace them. Use "
+        "another --out, or --replace to overwrite them.")
 
 
 def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | None = None, *,
@@ -281,7 +294,7 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
     if (out_dir / STAMP).is_file():
         raise ResultsConflictError(f"--out {out_dir} is a sealed pipeline output (it holds {STAMP}); adding results "
                                    "there would change it. Choose another --out.")
-    if (previous := _reusable(out_dir, suite_name, key, replace)) is not None:
+    if (previous := _reusable(out_dir, suite_name, key, inputs, replace)) is not None:
         return previous
     check_writable_dir(out_dir)  # before the evaluation, not after it: an unwritable --out would waste the run
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -14,10 +14,12 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.bench import items
+from tasks.bench.items import MissingFieldError
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES_DIR = ROOT / "configs" / "suites"
@@ -25,10 +27,6 @@ SUITES_DIR = ROOT / "configs" / "suites"
 DEFAULT_SUITES = ("mmlu", "arc_challenge", "hellaswag", "gsm8k", "elyza_tasks_100", "scienceqa")
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SHARED_DIR = ROOT.parent / "shared" / "benchmarks"
-
-
-class MissingFieldError(ValueError):
-    """A document lacks a field the suite needs; the message names file, line and field."""
 
 
 class DatasetSpec(BaseModel):
@@ -113,45 +111,45 @@ def load_suite(name: str) -> SuiteSpec:
         close = difflib.get_close_matches(name, suite_names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown suite {name!r}.{hint} Known suites: {suite_names()}.")
-    return SuiteSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    from pydantic import ValidationError
+
+    from tasks.yamlfile import field_errors, read_yaml_mapping
+
+    try:
+        return SuiteSpec.model_validate(read_yaml_mapping(path, "Suite YAML"))
+    except ValidationError as exc:
+        raise ValueError(f"Suite YAML {path} is not a valid suite declaration (fix these fields):\n"
+                         f"{field_errors(exc)}") from None
 
 
 # -- documents -------------------------------------------------------------------------------------
 
-def _need(doc: dict, key: str, origin: str) -> Any:
-    if not isinstance(doc, dict) or key not in doc or doc[key] is None:
-        present = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise MissingFieldError(f"{origin}: field '{key}' is missing (found: {present}).")
-    return doc[key]
-
-
-def _letter_or_index(value: Any, n: int, origin: str, key: str) -> int:
-    if isinstance(value, str) and value.strip().upper() in "ABCDEFGH"[:n] and value.strip():
-        return "ABCDEFGH".index(value.strip().upper())
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and 0 <= value < n:
-        return value
-    raise MissingFieldError(f"{origin}: field '{key}' = {value!r} is not a choice letter or index for {n} choices.")
-
-
 def _mmlu(doc: dict, origin: str) -> dict:
-    choices = list(_need(doc, "choices", origin))
-    return {"question": _need(doc, "question", origin), "choices": choices, "subject": doc.get("subject", ""),
-            "answer": _letter_or_index(_need(doc, "answer", origin), len(choices), origin, "answer")}
+    choices = items.texts(doc, "choices", origin)
+    return {"question": items.text(doc, "question", origin), "choices": choices,
+            "subject": items.optional_text(doc, "subject", origin),
+            "answer": items.index(items.need(doc, "answer", origin), len(choices), origin, "answer", letters=True)}
 
 
 def _arc(doc: dict, origin: str) -> dict:
-    question = _need(doc, "question", origin)
+    question = items.need(doc, "question", origin)
     if isinstance(question, dict):  # original release: question.stem, question.choices[{text, label}]
-        stem = _need(question, "stem", origin + " question")
-        texts = [c["text"] for c in _need(question, "choices", origin + " question")]
-        labels = [c["label"] for c in question["choices"]]
+        stem = items.text(question, "stem", origin + " question")
+        listed = items.need(question, "choices", origin + " question")
+        if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
+            raise items.refuse(origin, "question.choices", "a list of {text, label} objects", items.kind_of(listed))
+        texts = items.texts(None, "question.choices[].text", origin, [c.get("text") for c in listed])
+        labels = items.texts(None, "question.choices[].label", origin, [c.get("label") for c in listed])
     else:  # Hub: question, choices{text, label}
-        stem, choices = question, _need(doc, "choices", origin)
-        texts, labels = list(choices["text"]), list(choices["label"])
-    key = str(_need(doc, "answerKey", origin))
-    if key not in labels:
+        stem, choices = items.text(doc, "question", origin), items.need(doc, "choices", origin)
+        if not isinstance(choices, dict):
+            raise items.refuse(origin, "choices", "an object {text: [...], label: [...]}", items.kind_of(choices))
+        texts = items.texts(choices, "text", origin + " choices")
+        labels = items.texts(choices, "label", origin + " choices")
+    if len(texts) != len(labels) or len(set(labels)) != len(labels):
+        raise items.refuse(origin, "choices", "one distinct label per choice text", f"<labels {labels}>")
+    key = items.need(doc, "answerKey", origin)
+    if not isinstance(key, str) or key not in labels:
         raise MissingFieldError(f"{origin}: answerKey {key!r} is not one of the labels {labels}.")
     return {"question": stem, "choices": texts, "answer": labels.index(key)}
 
@@ -164,33 +162,37 @@ def _hellaswag_preprocess(text: str) -> str:
 
 
 def _hellaswag(doc: dict, origin: str) -> dict:
-    ctx = _need(doc, "ctx_a", origin) + " " + _need(doc, "ctx_b", origin).capitalize()
-    label = _need(doc, "activity_label", origin)
+    ctx = items.text(doc, "ctx_a", origin) + " " + items.text(doc, "ctx_b", origin, empty=True).capitalize()
+    label = items.text(doc, "activity_label", origin)
+    endings = items.texts(doc, "endings", origin)
     return {"query": _hellaswag_preprocess(label + ": " + ctx), "activity_label": label,
-            "choices": [_hellaswag_preprocess(e) for e in _need(doc, "endings", origin)],
-            "answer": int(_need(doc, "label", origin))}
+            "choices": [_hellaswag_preprocess(e) for e in endings],
+            "answer": items.index(items.need(doc, "label", origin), len(endings), origin, "label")}
 
 
 def _gsm8k(doc: dict, origin: str) -> dict:
-    answer = _need(doc, "answer", origin)
+    answer = items.text(doc, "answer", origin)
     if "####" not in answer:
         raise MissingFieldError(f"{origin}: field 'answer' has no '#### <number>' line.")
-    return {"question": _need(doc, "question", origin), "answer": answer,
-            "gold": answer.split("####")[-1].strip().replace(",", "")}
+    gold = answer.split("####")[-1].strip().replace(",", "")
+    if not re.fullmatch(r"-?[0-9]+(?:\.[0-9]+)?", gold):
+        raise items.refuse(origin, "answer", "a number after '####' (the gold answer)", repr(gold))
+    return {"question": items.text(doc, "question", origin), "answer": answer, "gold": gold}
 
 
 def _elyza(doc: dict, origin: str) -> dict:
-    return {"input": _need(doc, "input", origin), "output": _need(doc, "output", origin),
-            "eval_aspect": doc.get("eval_aspect") or ""}
+    return {"input": items.text(doc, "input", origin), "output": items.text(doc, "output", origin),
+            "eval_aspect": items.optional_text(doc, "eval_aspect", origin)}
 
 
 def _scienceqa(doc: dict, origin: str) -> dict:
-    choices = list(_need(doc, "choices", origin))
-    image = doc.get("image")
-    return {"question": _need(doc, "question", origin), "choices": choices, "hint": doc.get("hint") or "",
-            "answer": _letter_or_index(_need(doc, "answer", origin), len(choices), origin, "answer"),
+    choices = items.texts(doc, "choices", origin)
+    image = doc.get("image")  # a file name (original release) or the Hub's image object
+    return {"question": items.text(doc, "question", origin), "choices": choices,
+            "hint": items.optional_text(doc, "hint", origin),
+            "answer": items.index(items.need(doc, "answer", origin), len(choices), origin, "answer", letters=True),
             "letters": list("ABCDE"[: len(choices)]), "image": image, "pid": str(doc.get("pid", "")),
-            "subject": doc.get("subject", "")}
+            "subject": items.optional_text(doc, "subject", origin)}
 
 
 HOOKS: dict[str, Callable[[dict, str], dict]] = {
@@ -199,12 +201,23 @@ HOOKS: dict[str, Callable[[dict, str], dict]] = {
 
 def _raw_rows(path: Path):
     """(origin, row) from a JSONL file, or a JSON list / dict of records (ScienceQA's problems.json)."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise MissingFieldError(f"{path}:{line}: not UTF-8 text ({exc.reason}, byte {exc.object[exc.start]:#04x} at "
+                                f"offset {exc.start}); save the file as UTF-8.") from None
     if path.suffix == ".json":
-        data = json.loads(text)
-        items = data.items() if isinstance(data, dict) else enumerate(data)
-        for key, row in items:
-            yield f"{path}[{key}]", ({**row, "pid": row.get("pid", key)} if isinstance(data, dict) else row)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MissingFieldError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(data, (dict, list)):
+            raise items.refuse(str(path), "(top level)", "a list or an object of items", items.kind_of(data))
+        rows = data.items() if isinstance(data, dict) else enumerate(data)
+        for key, row in rows:
+            yield f"{path}[{key}]", ({**row, "pid": row.get("pid", key)} if isinstance(row, dict) and
+                                     isinstance(data, dict) else row)
         return
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -265,4 +278,5 @@ def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | Non
         docs.append({**hook(row, origin), "index": index, "origin": origin})
     if not docs:
         raise ValueError(f"{source}: no documents for suite {suite.name}.")
+    items.check_docs(suite, docs, published=source == "hub")  # before any model loads: a bad item is refused
     return docs

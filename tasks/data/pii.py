@@ -19,7 +19,10 @@ Patterns are strict where arithmetic and version numbers live, so worked maths i
 - postal: 〒123-4567 (or 〒1234567), or 123-4567 in an address context (郵便番号/住所/postal/zip before it, a
   prefecture or city after it).
 - ip: four valid octets without leading zeros, not preceded by letters or a version word (version, v, ver.,
-  release, build, section, バージョン...), not part of a longer dotted number.
+  release, build, section, バージョン...), not part of a longer dotted number; IPv6 in full or compressed form
+  (what ``ipaddress`` accepts, at least two groups written out).
+- dashes: the wave dash 〜 and full-width ～ count as dashes (090〜1234〜5678); mobile numbers may be dotted
+  (090.1234.5678), US numbers spaced (555 123 4567).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ MASKS = {"email": "[EMAIL]", "card": "[CARD]", "my_number": "[MY_NUMBER]", "phon
 KINDS = tuple(MASKS)
 
 _DASHES = dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff70\ufe63\uff0d", "-")
+# wave dash and full-width tilde: Japanese writes 090〜1234〜5678 too (matched as dashes; NFKC leaves 〜 alone)
+_WAVES = "\u301c\uff5e"
 
 EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
                    r"(?![A-Za-z0-9-])")
@@ -43,6 +48,7 @@ JP_PHONE = re.compile(
     _NO_DIGIT_BEFORE
     + r"(?:\(0[0-9]{1,4}\) ?[0-9]{1,4}-?[0-9]{3,4}"  # (03)1234-5678
     r"|0[0-9]{1,4}(?:-| |\()[0-9]{1,4}(?:-| |\) ?)[0-9]{3,4}"  # 090-1234-5678, 03 1234 5678, 03(1234)5678
+    r"|0[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{3,4}"  # 090.1234.5678
     r"|0[0-9]{9,10})"  # 09012345678
     + _NO_DIGIT_AFTER)
 JP_INTL_PHONE = re.compile(r"(?<![0-9A-Za-z+])\+81[- ]?(?:\(0\)[- ]?)?[0-9]{1,4}[- ]?[0-9]{1,4}[- ]?[0-9]{3,4}"
@@ -50,13 +56,16 @@ JP_INTL_PHONE = re.compile(r"(?<![0-9A-Za-z+])\+81[- ]?(?:\(0\)[- ]?)?[0-9]{1,4}
 INTL_PHONE = re.compile(r"(?<![0-9A-Za-z+])\+[0-9]{1,3}[ -]?\(?[0-9]{1,4}\)?(?:[ -][0-9]{2,4}){2,3}"
                         + _NO_DIGIT_AFTER)  # +1 (555) 123 4567, +44 20 7946 0958
 US_PHONE = re.compile(_NO_DIGIT_BEFORE
-                      + r"(?:\([2-9][0-9]{2}\) ?[0-9]{3}-[0-9]{4}|[2-9][0-9]{2}([-.])[0-9]{3}\1[0-9]{4})"
-                      + _NO_DIGIT_AFTER)  # (555) 123-4567, 555-123-4567, 555.123.4567
+                      + r"(?:\([2-9][0-9]{2}\) ?[0-9]{3}[- ][0-9]{4}|[2-9][0-9]{2}([-. ])[0-9]{3}\1[0-9]{4})"
+                      + _NO_DIGIT_AFTER)  # (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567
 CARD = re.compile(r"(?<![0-9])(?:[0-9]{13,19}|[0-9]{4}([- ])[0-9]{3,6}(?:\1[0-9]{3,6}){1,3})(?![0-9])")
 MY_NUMBER = re.compile(r"(?<![0-9])(?<![0-9][- ])(?:[0-9]{12}|[0-9]{4}([- ])[0-9]{4}\1[0-9]{4})(?![0-9])(?![- ][0-9])")
 POSTAL = re.compile(_NO_DIGIT_BEFORE + r"[0-9]{3}-?[0-9]{4}" + _NO_DIGIT_AFTER)
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 IPV4 = re.compile(rf"(?<![0-9A-Za-z._])(?:{_OCTET}\.){{3}}{_OCTET}(?![0-9A-Za-z])(?!\.[0-9])")
+# candidates only: hex groups and colons (with an IPv4 tail); ``_ipv6_ok`` keeps what ipaddress accepts
+IPV6 = re.compile(r"(?<![0-9A-Za-z:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?"
+                  r"(?![0-9A-Za-z:])")
 
 
 
@@ -87,7 +96,7 @@ def _normalise(text: str) -> tuple[str, list[int]]:
         return text, list(range(len(text)))
     out, origin = [], []
     for i, char in enumerate(text):
-        norm = unicodedata.normalize("NFKC", char)
+        norm = "-" if char in _WAVES else unicodedata.normalize("NFKC", char)
         for c in norm:
             out.append(_DASHES.get(c, c))
             origin.append(i)
@@ -162,6 +171,17 @@ def _postal_ok(norm: str, m: re.Match) -> bool:
     return bool(_POSTAL_BEFORE.search(before) or _POSTAL_AFTER.search(norm[m.end():m.end() + 24]))
 
 
+def _ipv6_ok(_norm: str, m: re.Match) -> bool:
+    """A real IPv6 address with at least two groups written out (not a clock time like 10:45:30, nor '::')."""
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(m.group())
+    except ValueError:
+        return False
+    return sum(1 for g in m.group().split(":") if g) >= 2
+
+
 def _ip_ok(norm: str, m: re.Match) -> bool:
     return not (_VERSION_BEFORE.search(norm[max(0, m.start() - 12):m.start()]) or norm[m.end():].startswith("版"))
 
@@ -176,6 +196,7 @@ _RULES = (
     ("phone", JP_PHONE, _phone_ok),
     ("phone", US_PHONE, None),
     ("postal", POSTAL, _postal_ok),
+    ("ip", IPV6, _ipv6_ok),
     ("ip", IPV4, _ip_ok),
 )
 

@@ -25,7 +25,12 @@ BUILTIN = Path(__file__).parent / "resources" / "sft"
 
 
 class BadRecordError(ValueError):
-    """A record that cannot be used; the message names file (or dataset), line (or row) and field."""
+    """A record that cannot be used; the message names file (or dataset), line (or row) and field, never a value
+    (``digest``: the sha256 of the record's line, where the record could not be read)."""
+
+    def __init__(self, message: str, digest: str | None = None):
+        super().__init__(message)
+        self.digest = digest
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,15 @@ def _field(row: Any, name: str, origin: str, required: bool = True) -> str | Non
         raise BadRecordError(f"{origin}: field '{name}' is missing (fields present: {sorted(row)})")
     value = row[name]
     if not isinstance(value, str) or not value.strip():
-        raise BadRecordError(f"{origin}: field '{name}' must be a non-empty string, found {value!r:.60}")
+        # the value itself is never shown: this message goes into the manifest and the logs (personal data)
+        found = "an empty string" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise BadRecordError(f"{origin}: field '{name}' must be a non-empty string, found {found}")
     return value.strip()
+
+
+def _digest(raw: bytes) -> str:
+    """How a refused record is identified in manifests and logs: its line's sha256, never its text."""
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _record(row: Any, source: DataSource, origin: str) -> Record:
@@ -64,15 +76,19 @@ def _rows(source: DataSource, commit: str | None = None):
             known = sorted(p.stem for p in BUILTIN.glob("*.jsonl"))
             hint = f"bundled sets: {known}" if source.kind == "builtin" else "check data.sources[].path"
             raise FileNotFoundError(f"SFT data file {path} does not exist ({hint}).")
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                if not raw.strip():
                     continue
                 origin = f"{path}:{number}"
                 try:
-                    yield origin, json.loads(line)
+                    yield origin, json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    yield origin, BadRecordError(f"{origin}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                                 "save the file as UTF-8", _digest(raw.rstrip(b"\r\n")))
                 except json.JSONDecodeError as exc:
-                    yield origin, BadRecordError(f"{origin}: not valid JSON ({exc.msg} at column {exc.colno})")
+                    yield origin, BadRecordError(f"{origin}: not valid JSON ({exc.msg} at column {exc.colno})",
+                                                 _digest(raw.rstrip(b"\r\n")))
     else:
         import datasets
 
@@ -97,9 +113,11 @@ def read_records(spec: DataSpec, commits: dict[int, str | None] | None = None
                     raise row
                 record = _record(row, source, origin)
             except BadRecordError as exc:
+                digest = exc.digest or _digest(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
                 if spec.on_bad_record == "error":
-                    raise BadRecordError(f"{exc} — fix the record, or set data.on_bad_record: skip") from None
-                skipped.append(str(exc))
+                    raise BadRecordError(f"{exc} (record sha256 {digest}) — fix the record, or set "
+                                         "data.on_bad_record: skip") from None
+                skipped.append(f"{exc} (record sha256 {digest})")
                 counts["bad_skipped"] += 1
                 continue
             record = _handle_personal_data(record, spec, counts)

@@ -6,8 +6,11 @@ only the final section of a thinking-format answer. The reasoning never leaves t
   inside an open reasoning section (the chat template or --prefill-think appended <think>), the filter starts
   inside it. Generation stops once the final section is closed. Reasoning text is only hashed (SHA-256) and
   counted, for the audit log.
-- A streaming client that disconnects cancels its generation at the next token (the model is free for the next
-  request at once); its audit line has finish reason "client_disconnected".
+- A client that disconnects, streaming or not, cancels its generation at the next token (the model is free for the
+  next request at once); its audit line has status and finish reason "client_disconnected".
+- A request for another "model" than the one served gets OpenAI's 404 (code model_not_found); every error, the
+  router's 404/405 included, has OpenAI's shape {"error": {message, type, param, code}}.
+- The port is checked, and the audit log locked (one server per log, tasks/outdir.py), before the model loads.
 - The audit log is append-only JSONL: time, request id, endpoint, model sha256, reasoning SHA-256 and length,
   final-answer length, token counts, finish reason; prompt and reasoning text only when configured.
 - Loopback by default; any other bind address needs an API key (Bearer). Request bodies, messages and
@@ -17,7 +20,6 @@ only the final section of a thinking-format answer. The reasoning never leaves t
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import itertools
 import json
 import logging
@@ -26,7 +28,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,131 +35,19 @@ from typing import Any
 from fastapi import Request  # at module level: FastAPI resolves the (string) annotations from these globals
 
 from tasks.final_section import FinalSectionFilter, opens_reasoning
+from tasks.serve.requests import (  # re-exported: callers import the server's names from here
+    AuditLog,
+    RequestError,
+    ServeSettings,
+    check_port,
+    check_settings,
+    parse_messages,
+    parse_sampling,
+)
 
 log = logging.getLogger("alphagate.serve")
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param = status, message, param
-
-
-@dataclass
-class ServeSettings:
-    gguf: Path
-    host: str = "127.0.0.1"
-    port: int = 8080
-    api_key: str | None = None
-    audit_log: Path = Path("runs/serve/audit.jsonl")
-    audit_include_text: bool = False
-    max_body_bytes: int = 64 * 1024
-    max_tokens_limit: int = 1024
-    default_max_tokens: int = 256
-    max_messages: int = 64
-    n_ctx: int = 4096
-    prefill_think: bool = False  # start the assistant turn inside the reasoning section (thinking models)
-    think_tags: tuple[str, str] = ("<think>", "</think>")
-    final_tags: tuple[str, str] = ("<final>", "</final>")
-    model_name: str | None = None
-    threads: int | None = None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_settings(s: ServeSettings) -> None:
-    if not Path(s.gguf).is_file():
-        raise FileNotFoundError(f"--gguf {s.gguf} does not exist; pass a GGUF file (e.g. an export's BF16 file).")
-    if not is_loopback(s.host) and not s.api_key:
-        raise ValueError(f"Refusing to bind {s.host}: off loopback an API key is required. Set ALPHAGATE_API_KEY "
-                         "(or --api-key-env NAME) or bind 127.0.0.1.")
-    if not 1 <= s.default_max_tokens <= s.max_tokens_limit:
-        raise ValueError(f"default max_tokens {s.default_max_tokens} must be within 1..{s.max_tokens_limit}.")
-
-
-class AuditLog:
-    """Append-only JSONL; one write per record, flushed and fsynced, under a lock."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
-        with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def _text_content(content: Any, index: int) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" and
-                                         isinstance(p.get("text"), str) for p in content):
-        return "".join(p["text"] for p in content)
-    raise RequestError(400, f"messages[{index}].content must be a string or a list of text parts "
-                            f"({{'type': 'text', 'text': ...}}); found {type(content).__name__}.",
-                       f"messages[{index}].content")
-
-
-def parse_messages(body: dict, settings: ServeSettings) -> list[dict[str, str]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "'messages' must be a non-empty list of {role, content} objects.", "messages")
-    if len(messages) > settings.max_messages:
-        raise RequestError(400, f"At most {settings.max_messages} messages per request; found {len(messages)}.",
-                           "messages")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise RequestError(400, f"messages[{i}] must be an object with role 'system', 'user' or 'assistant'; "
-                                    f"found {m.get('role') if isinstance(m, dict) else type(m).__name__!r}.",
-                               f"messages[{i}].role")
-        out.append({"role": m["role"], "content": _text_content(m.get("content"), i)})
-    return out
-
-
-def parse_sampling(body: dict, settings: ServeSettings) -> dict[str, Any]:
-    def number(name, lo, hi, default, kind=float):
-        value = body.get(name, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-            raise RequestError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}; "
-                                    f"found {value!r}.", name)
-        if not lo <= value <= hi:
-            raise RequestError(400, f"'{name}' must be within [{lo}, {hi}]; found {value}.", name)
-        return kind(value)
-
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and isinstance(max_tokens, int) and max_tokens > settings.max_tokens_limit:
-        raise RequestError(400, f"max_tokens {max_tokens} exceeds this server's limit of "
-                                f"{settings.max_tokens_limit}.", "max_tokens")
-    body = {**body, "max_tokens": max_tokens}
-    if body.get("n", 1) != 1:
-        raise RequestError(400, "Only n = 1 is supported.", "n")
-    stop = body.get("stop")
-    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and
-                                                           all(isinstance(s, str) for s in stop))):
-        raise RequestError(400, "'stop' must be a string or a list of at most 4 strings.", "stop")
-    if not isinstance(body.get("stream", False), bool):
-        raise RequestError(400, "'stream' must be true or false.", "stream")
-    return {"max_tokens": number("max_tokens", 1, settings.max_tokens_limit, settings.default_max_tokens, int),
-            "temperature": number("temperature", 0.0, 2.0, 0.0), "top_p": number("top_p", 0.0, 1.0, 1.0),
-            "seed": number("seed", -(2**31), 2**31 - 1, None, int) if body.get("seed") is not None else None,
-            "stop": [stop] if isinstance(stop, str) else list(stop or [])}
+__all__ = ["AuditLog", "Generator", "RequestError", "ServeSettings", "check_port", "check_settings", "create_app",
+           "parse_messages", "parse_sampling", "serve"]
 
 
 class Generator:
@@ -236,6 +125,7 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     check_settings(settings)
     gen = generator or Generator(settings)
@@ -264,9 +154,49 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
     audit = AuditLog(settings.audit_log)
     app = FastAPI(title="alpha-gate serve", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
-        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
+    def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
+              code: str | int | None = None):
+        """OpenAI's error shape, for every error this server answers (ours, and the router's 404/405)."""
+        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code or status}},
                             status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        what = {404: f"No such endpoint {request.url.path}; this server has /v1/chat/completions, /v1/models, "
+                     "/think and /health.",
+                405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
+        return error(exc.status_code, what, None, code={404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code))
+
+    def check_model(body: dict) -> None:
+        model = body.get("model")
+        if model is not None and model not in (gen.model_name, Path(settings.gguf).name):
+            raise RequestError(404, f"The model {model!r} does not exist on this server; it serves "
+                                    f"{gen.model_name!r} (see /v1/models).", "model", "model_not_found")
+
+    async def watched(request: Request, messages, sampling):
+        """``run`` off the event loop while the client is watched: a client that goes away cancels the generation
+        at its next token (the model is free at once), and the finish reason says client_disconnected."""
+        cancel = threading.Event()
+
+        async def watch():
+            # a waiting receive, not request.is_disconnected(): behind the guard middleware that poll never lets the
+            # server read the client's close, so it never saw one
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            cancel.set()
+
+        outcome: dict[str, Any] = {}
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch)
+            try:
+                outcome["result"] = await run_in_threadpool(run, messages, sampling, cancel)
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the group (no ExceptionGroup wrapper)
+                outcome["error"] = exc
+            group.cancel_scope.cancel()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -323,8 +253,8 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
 
         return f, gen.stream(messages, sampling, until)
 
-    def run(messages, sampling) -> tuple[str, FinalSectionFilter, dict]:
-        f, pieces = start(messages, sampling)
+    def run(messages, sampling, cancel: threading.Event | None = None) -> tuple[str, FinalSectionFilter, dict]:
+        f, pieces = start(messages, sampling, cancel)
         shown, info = [], {}
         for piece, meta in pieces:
             shown.append(f.feed(piece))
@@ -332,9 +262,12 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
         shown.append(f.finish())
         return "".join(shown).strip(), f, info
 
+    def status_of(info: dict) -> str:
+        return "client_disconnected" if info.get("finish_reason") == "client_disconnected" else "ok"
+
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
-        return error(exc.status, exc.message, exc.param)
+        return error(exc.status, exc.message, exc.param, code=exc.code)
 
     @app.get("/health")
     def health():
@@ -347,11 +280,12 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await read_body(request)
+        check_model(body)
         messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
         request_id, created, started = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), time.perf_counter()
         if not body.get("stream"):
-            answer, f, info = await run_in_threadpool(run, messages, sampling)
-            record(request_id, "/v1/chat/completions", messages, f, answer, info, started, "ok")
+            answer, f, info = await watched(request, messages, sampling)
+            record(request_id, "/v1/chat/completions", messages, f, answer, info, started, status_of(info))
             return {"id": request_id, "object": "chat.completion", "created": created, "model": gen.model_name,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
                                  "finish_reason": info["finish_reason"]}], "usage": info["usage"]}
@@ -408,10 +342,11 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
             if not isinstance(body["prompt"], str) or not body["prompt"].strip():
                 raise RequestError(400, "'prompt' must be a non-empty string.", "prompt")
             body = {**body, "messages": [{"role": "user", "content": body.pop("prompt")}]}
+        check_model(body)
         messages, sampling = parse_messages(body, settings), parse_sampling(body, settings)
         request_id, started = f"think-{uuid.uuid4().hex}", time.perf_counter()
-        answer, f, info = await run_in_threadpool(run, messages, sampling)
-        record(request_id, "/think", messages, f, answer, info, started, "ok")
+        answer, f, info = await watched(request, messages, sampling)
+        record(request_id, "/think", messages, f, answer, info, started, status_of(info))
         return {"id": request_id, "model": gen.model_name, "answer": answer, "finish_reason": info["finish_reason"],
                 "usage": info["usage"], "reasoning_sha256": f.reasoning_sha256, "reasoning_chars": f.reasoning_chars}
 
@@ -420,9 +355,18 @@ def create_app(settings: ServeSettings, generator: Generator | None = None):
 
 
 def serve(settings: ServeSettings) -> None:
+    """Every setting and the port are checked, and the audit log locked (one server per log), before the model
+    loads."""
     import uvicorn
 
-    app = create_app(settings)
-    log.warning("serving %s on http://%s:%d (audit log %s)", settings.gguf, settings.host, settings.port,
-                settings.audit_log)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    from tasks.outdir import exclusive
+    from tasks.owned import check_audit_log
+
+    check_settings(settings)
+    check_port(settings.host, settings.port)
+    with exclusive(settings.audit_log, "serve", "--audit-log", file=True):
+        check_audit_log(Path(settings.audit_log))
+        app = create_app(settings)
+        log.warning("serving %s on http://%s:%d (audit log %s)", settings.gguf, settings.host, settings.port,
+                    settings.audit_log)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
