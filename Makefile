@@ -31,8 +31,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# --durations: the slowest tests in every run's output (CI's time is a budget: 30 minutes for `bash .ci/run`)
 test: lint
-	$(BIN)/python -m pytest -m "$(MARK)"
+	$(BIN)/python -m pytest -m "$(MARK)" --durations=25
 
 bench-gates: $(STAMP)
 	$(BIN)/python benchmarks/gate_overhead.py

@@ -396,7 +396,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         params = params.model_copy(update={"formats": list(load_config(params.config).export.formats)})
     # every flag and file the run reads, before any work: a bad one fails here, naming it
-    validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
+    validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge,
+                 out=params.out, cache=params.cache)
     params = CompareParams.model_validate(params.model_dump())
     sweep_staging(Path(params.out))  # what killed runs left behind
     result = _guarded(Path(params.out), lambda: compare(params))

@@ -83,7 +83,8 @@ def compare(params: CompareParams = DEFAULT_PARAMS) -> dict:
     if params.formats is None:
         params = params.model_copy(update={"formats": list(load_config(params.config).export.formats)})
     # every field and file the run reads, before any work (a run started from the UI gets the same checks)
-    config = validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge)
+    config = validate_run(params.config, params.suites, params.formats, params.data, params.limit, params.judge,
+                          out=params.out, cache=params.cache)
     orch = config.orchestration
     storage = result_storage(orch.result_storage)
     flow_ = _configured_pipeline(orch, storage)

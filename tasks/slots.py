@@ -122,10 +122,13 @@ def holders(root: Path, slots: int) -> list[Holder]:
 
 # --- taking a slot -----------------------------------------------------------------------------------------------
 
-def _free_slot(fds: list[int]) -> int | None:
-    for index, fd in enumerate(fds):
+def _free_slot(root: Path, slots: int) -> tuple[int, int] | None:
+    """(index, fd) of a slot taken without waiting; None when every one is held."""
+    for index in range(slots):
+        fd = _open(slot_file(root, index))
         if _try(fd):
-            return index
+            return index, fd
+        os.close(fd)
     return None
 
 
@@ -176,26 +179,14 @@ def _waiting_line(root: Path, slots: int, stage: str) -> str:
 
 def _acquire(root: Path, slots: int, stage: str, log: Callable[[str], None] | None) -> tuple[int, int]:
     """Take a free slot, or sleep in the kernel until one is released (``log``: told whom we wait for)."""
-    fds = [_open(slot_file(root, i)) for i in range(slots)]
-    index = _free_slot(fds)
-    for i, fd in enumerate(fds):
-        if i != index:
-            os.close(fd)
-    if index is not None:
-        return index, fds[index]
+    if (free := _free_slot(root, slots)) is not None:
+        return free
     if log is not None:
         log(_waiting_line(root, slots, stage))
     gate = _open(Path(root) / "gate.lock")
     try:
         fcntl.flock(gate, fcntl.LOCK_EX)  # the other processes' waiters queue here
-        fds = [_open(slot_file(root, i)) for i in range(slots)]
-        index = _free_slot(fds)
-        for i, fd in enumerate(fds):
-            if i != index:
-                os.close(fd)
-        if index is not None:
-            return index, fds[index]
-        return _first_released(root, slots)
+        return _free_slot(root, slots) or _first_released(root, slots)
     finally:
         os.close(gate)  # closing the descriptor releases the gate
 
