@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -269,6 +270,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_nightly(args: argparse.Namespace) -> int:
+    return _guarded(Path(args.out), lambda: _nightly(args))
+
+
+def _nightly(args: argparse.Namespace) -> int:
+    from flows.ephemeral import TemporaryServer
+
+    server = TemporaryServer().start()  # boots while the flow is imported and the study checked
+    try:
+        result = _checked_nightly(args, server)
+    except BaseException:
+        server.stop()
+        raise
+    print(result.get("closed") or f"study: {result['study']}\nreport: {result['report']}")
+    return 0
+
+
+def _checked_nightly(args: argparse.Namespace, server) -> dict:
     from flows.compare import NightlyParams, nightly
     from tasks.config import load_config
     from tasks.decide.study import open_study
@@ -283,9 +301,8 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
                           out=params.out, cache=params.cache)
     open_study(params.out, config, params.config)
     sweep_staging(Path(params.out))
-    result = _guarded(Path(params.out), lambda: nightly(params))
-    print(result.get("closed") or f"study: {result['study']}\nreport: {result['report']}")
-    return 0
+    with server.api():
+        return nightly(params)
 
 
 def _cmd_decide(args: argparse.Namespace) -> int:
@@ -384,6 +401,28 @@ def _cmd_upload(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    return _guarded(Path(args.out), lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.ephemeral import TemporaryServer
+
+    server = TemporaryServer().start()  # boots while the flow is imported and the run checked
+    try:
+        result, out = _checked_compare(args, server)
+    except BaseException:
+        server.stop()
+        raise
+    # after a run the server stops at exit, after Prefect has sent it the run's last logs and events (its own
+    # exit handlers run first: they were registered later)
+    print(f"report:   {result['report']}")
+    print(f"decision: {result['decision_record']}  ({result['decision']})")
+    if (logs := out / "logs" / "llama.cpp").is_dir():
+        print(f"logs:     {logs}  (llama.cpp's own output, one file per task)")
+    return 0
+
+
+def _checked_compare(args: argparse.Namespace, server) -> tuple[dict, Path]:
     from flows.compare import CompareParams, compare
     from tasks.layout import sweep_staging
     from tasks.validate import validate_run
@@ -400,12 +439,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                  out=params.out, cache=params.cache)
     params = CompareParams.model_validate(params.model_dump())
     sweep_staging(Path(params.out))  # what killed runs left behind
-    result = _guarded(Path(params.out), lambda: compare(params))
-    print(f"report:   {result['report']}")
-    print(f"decision: {result['decision_record']}  ({result['decision']})")
-    if (logs := Path(params.out) / "logs" / "llama.cpp").is_dir():
-        print(f"logs:     {logs}  (llama.cpp's own output, one file per task)")
-    return 0
+    with server.api():
+        return compare(params), Path(params.out)
 
 
 def _guarded(out: Path, body):
@@ -413,26 +448,29 @@ def _guarded(out: Path, body):
     evaluation), end the run within seconds: its stage processes and Prefect's temporary server are ended, staging
     folders removed, and the exit status is 130/143 with a line saying how to resume. A SIGKILL, which nothing here
     sees, is the reaper's (tasks.guard): it ends what the run had started."""
-    from tasks.guard import descendants, end_processes, start_reaper, stop_on_signals
+    from tasks.guard import descendants, end_processes, say, start_reaper, stop_on_signals
     from tasks.layout import sweep_staging
 
     reaper = start_reaper()
 
-    def on_stop(signum: int) -> None:
+    def on_stop(signum: int) -> None:  # tasks.guard exits with 128 + signum after it, whatever happens here
         name = signal.Signals(signum).name
-        print(f"alphagate: {name} received: stopping the run's processes ...", file=sys.stderr, flush=True)
-        end_processes(descendants(exclude=(reaper.pid,)))
-        # stage outputs are renamed into place only when complete: what was being written goes, the finished stay
-        sweep_staging(out, pid=os.getpid())
+        say(f"alphagate: {name} received: stopping the run's processes ...")
+        with contextlib.suppress(Exception):
+            end_processes(descendants(exclude=(reaper.pid,)))
+        with contextlib.suppress(Exception):
+            # stage outputs are renamed into place only when complete: what was being written goes, the rest stays
+            sweep_staging(out, pid=os.getpid())
         # the flow's threads still run until the exit: what they would log now (a stage "failing" because its process
         # was ended) must not come after the line that says what to do
-        terminal = os.dup(2)
-        quiet = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(quiet, 1)
-        os.dup2(quiet, 2)
-        os.write(terminal, f"alphagate: stopped ({name}); finished stages are kept under {out / 'store'}. Rerun the "
-                           "same command to resume.\n".encode())
-        os._exit(128 + signum)
+        terminal = 2
+        with contextlib.suppress(OSError):
+            terminal = os.dup(2)
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+        say(f"alphagate: stopped ({name}); finished stages are kept under {out / 'store'}. Rerun the same command to "
+            "resume.", terminal)
 
     restore = stop_on_signals(on_stop)
     try:

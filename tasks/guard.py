@@ -65,9 +65,25 @@ def end_processes(processes: list, grace: float = GRACE_S) -> None:
 
 # --- signals -----------------------------------------------------------------------------------------------------
 
+def _stop(on_stop: Callable[[int], None], signum: int) -> None:
+    """``on_stop``, then the exit, whatever ``on_stop`` raised on the way (a closed terminal: BrokenPipeError on
+    the first message): a signal that was seen always ends the process."""
+    try:
+        on_stop(signum)
+    finally:
+        os._exit(128 + signum)
+
+
+def say(message: str, fd: int = 2) -> None:
+    """One line to ``fd`` that can never raise (the reader may be gone)."""
+    with contextlib.suppress(OSError):
+        os.write(fd, (message.rstrip("\n") + "\n").encode())
+
+
 def stop_on_signals(on_stop: Callable[[int], None], signals=(signal.SIGINT, signal.SIGTERM)) -> Callable[[], None]:
-    """From now on, SIGINT/SIGTERM call ``on_stop(signum)`` in a watcher thread (a second signal while it runs ends
-    the process at once). Must be called from the main thread. Returns a function that restores the old handlers."""
+    """From now on, SIGINT/SIGTERM call ``on_stop(signum)`` in a watcher thread, after which the process exits with
+    128 + signum (also when ``on_stop`` raises; a second signal while it runs ends the process at once). Must be
+    called from the main thread. Returns a function that restores the old handlers."""
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -90,7 +106,7 @@ def stop_on_signals(on_stop: Callable[[int], None], signals=(signal.SIGINT, sign
                 if stopping.is_set():  # asked twice: no more cleaning up
                     os._exit(128 + signum)
                 stopping.set()
-                threading.Thread(target=on_stop, args=(signum,), name="alphagate-stop", daemon=True).start()
+                threading.Thread(target=_stop, args=(on_stop, signum), name="alphagate-stop", daemon=True).start()
 
     threading.Thread(target=watch, name="alphagate-signal-watcher", daemon=True).start()
 

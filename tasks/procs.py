@@ -48,6 +48,14 @@ def peak_rss_mib() -> float:
 
 
 def cuda_available() -> bool:
+    """Whether torch sees a GPU. A machine with no GPU driver at all (no /proc/driver/nvidia, no /dev/nvidia*, AMD's
+    /dev/kfd or WSL's /dev/dxg) has none, and then torch, seconds to import, is not imported to say so: the flow's
+    process asks this for its slot count on every run, cached ones included."""
+    import glob
+
+    if not (Path("/proc/driver/nvidia").exists() or glob.glob("/dev/nvidia*") or Path("/dev/kfd").exists()
+            or Path("/dev/dxg").exists()):
+        return False
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

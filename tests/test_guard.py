@@ -90,3 +90,16 @@ def test_end_processes_spares_a_reused_pid(tmp_path):
 
     end_processes([process], grace=0.5)  # no error, nothing else killed
     assert not process.is_running()
+
+
+def test_a_signal_ends_the_process_even_when_stopping_fails_on_a_terminal_that_is_gone(tmp_path):
+    """A run whose terminal (its stdout/stderr pipe) has gone: the first message of the stop raises BrokenPipeError.
+    A naive stop dies with that exception in its thread and the process runs on, ignoring every later SIGTERM."""
+    script = ("import os, sys, time\nfrom tasks.guard import stop_on_signals\n"
+              "def on_stop(signum):\n    print('stopping', flush=True)\n    raise RuntimeError('never reached')\n"
+              "stop_on_signals(on_stop)\nprint('ready', flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.stdout.close()  # the reader is gone: the next write raises BrokenPipeError
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=10) == 128 + signal.SIGTERM

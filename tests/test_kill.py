@@ -72,6 +72,16 @@ class Run:
         return found
 
 
+class Held:
+    """A process of the test's own that holds a slot (tests/test_slots.py:_holder)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def processes(self) -> list:
+        return []
+
+
 def _staging(out: Path) -> list[Path]:
     return [p for p in (out / "store").glob("*/.*") if ".partial-" in p.name]
 
@@ -117,13 +127,29 @@ def smoke_config(tmp_path, tiny_base_dir):
     return path
 
 
+@pytest.fixture
+def runs():
+    """Every run a test starts; any still alive when the test ends (a failed assertion) is ended with all it
+    started, so a failure leaves nothing behind."""
+    started: list[Run] = []
+    yield started
+    import psutil
+
+    from tasks.guard import end_processes
+
+    for run in started:
+        if run.proc.poll() is None:
+            end_processes([*run.processes(), psutil.Process(run.proc.pid)], grace=2)
+
+
 @pytest.mark.slow
-def test_a_run_stopped_at_any_stage_by_any_signal_ends_at_once_and_resumes(smoke_config, tmp_path):
+def test_a_run_stopped_at_any_stage_by_any_signal_ends_at_once_and_resumes(smoke_config, tmp_path, runs):
     from tasks.config import slots_root
     from tasks.slots import idle_gaps
     from tests.test_slots import _holder
 
     blocker = _holder(slots_root(), 1, "another run's training")  # for the "slot" stage: every slot is taken
+    runs.append(Held(blocker))
     killed = False
     after_kill = 0  # runs after a SIGKILL that took a slot: none waited more than 5 s for one
     report = []
@@ -133,6 +159,7 @@ def test_a_run_stopped_at_any_stage_by_any_signal_ends_at_once_and_resumes(smoke
             blocker.wait()
         for sig in SIGNALS:
             run = Run(tmp_path, smoke_config, pause=stage if stage in ("eval", "decide", "report") else None)
+            runs.append(run)
             run.wait_until(lambda run=run, stage=stage: _reached(run, stage), f"stage {stage}")
             processes = run.processes()
             assert processes, "the run started no process (no temporary server?)"
@@ -164,6 +191,7 @@ def test_a_run_stopped_at_any_stage_by_any_signal_ends_at_once_and_resumes(smoke
 
     trained = (tmp_path / "run" / "logs" / "trainings.jsonl").read_text().splitlines()
     run = Run(tmp_path, smoke_config)
+    runs.append(run)
     run.proc.wait(timeout=900)
     run.reader.join(timeout=5)
     output = "".join(run.lines)

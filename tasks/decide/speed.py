@@ -70,6 +70,9 @@ def speed_info(speed: dict[str, Any] | None, spec: DecisionSpec) -> dict[str, An
         why += (", so a speed difference between them is timing noise; reported, not scored "
                 "(decision.speed_in_composite: always puts it in)")
     a, b = speed["samples"]
+    from scipy import stats
+
+    terms["ci_half"] = float(stats.t.isf(0.025, max(terms["df"], 1))) * terms["var"] ** 0.5
     return {"source": "isolated benchmark", "design": speed["design"], "paired": terms["paired"],
             "replicates_timed": speed.get("replicates_timed"),
             "tok_s_a": list(a), "tok_s_b": list(b), **terms, "in_composite": inside, "why": why}
@@ -79,9 +82,12 @@ def speed_sentence(info: dict[str, Any], names: tuple[str, str]) -> str:
     """The speed figures for people: each model's mean tokens/s and the score difference with its 95% CI."""
     if info.get("source") != "isolated benchmark":
         return "Speed: not measured on its own."
-    from scipy import stats
+    if "ci_half" in info:  # recorded by the decision: showing it needs no scipy (a cached run stays light)
+        half = info["ci_half"]
+    else:
+        from scipy import stats
 
-    half = float(stats.t.isf(0.025, max(info["df"], 1))) * info["var"] ** 0.5
+        half = float(stats.t.isf(0.025, max(info["df"], 1))) * info["var"] ** 0.5
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return (f"Speed: {names[0]} {mean(info['tok_s_a']):.1f} tok/s, {names[1]} {mean(info['tok_s_b']):.1f} tok/s "
             f"({info['design']}); speed score difference {info['diff']:+.4f} (95% CI [{info['diff'] - half:+.4f}, "
