@@ -183,14 +183,19 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
 
 @pytest.mark.slow
 def test_deleting_the_run_folder_recomputes_instead_of_returning_dangling_references(harness, tiny_base_dir,
-                                                                                     tmp_path, monkeypatch):
+                                                                                     smoke_store, tmp_path,
+                                                                                     monkeypatch):
     from flows.compare import CompareParams, compare
-    from tasks.data.sft import BUILTIN
+    from tests.conftest import seed_store
+    from tests.test_flow import _config as smoke_config
 
-    config = _config(tmp_path / "c", tiny_base_dir, BUILTIN / "thinking-mini.jsonl")
+    # the session's smoke config and its trainings and exports (seed_store): what is tested is the deletion
+    config = smoke_config(tmp_path, tiny_base_dir)
+    seed_store(smoke_store, tmp_path / "run")
     params = CompareParams(config=str(config), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
-                           suites=["mmlu"], limit=2)
+                           suites=["mmlu"], formats=["bf16"], limit=2)
     compare(params)
+    assert not (tmp_path / "run" / "logs" / "trainings.jsonl").exists()  # found by key: nothing trained
     compare(params)  # from here on, Prefect's cache holds a record for every task
     shutil.rmtree(tmp_path / "run")
     result = compare(params)
