@@ -119,3 +119,64 @@ def test_export_is_reused_only_under_the_same_key(tiny_run, tmp_path):
     (out / again["files"][0]["path"]).write_bytes(b"damaged")  # a damaged file is never reused
     repaired = export_model(tiny_run, out, ["bf16"])
     assert sha256_file(out / repaired["files"][0]["path"]) == repaired["files"][0]["sha256"]
+
+
+def test_the_converter_in_this_process_writes_the_subprocess_bytes_and_leaves_the_process_as_it_was(tiny_base_dir,
+                                                                                                     tmp_path):
+    """convert() runs llama.cpp's script inside an export's process (no second interpreter start-up): the GGUF must be
+    byte for byte the script's own, and argv, sys.path, the root logger and the loaded modules must come back as they
+    were, so that a later conversion, or the pip ``gguf`` package, is unaffected. A failure still names the script's
+    last lines. (In a fresh process, as an export's is: this test process has loaded the pip gguf package.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tasks.export import converter
+
+    folder = tmp_path / "hf"
+    AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.bfloat16).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_base_dir).save_pretrained(folder)
+    subprocess.run([sys.executable, str(converter.converter_script()), str(folder), "--outtype", "bf16", "--outfile",
+                    str(tmp_path / "sub.gguf")], check=True, capture_output=True)
+    check = f"""
+import hashlib, logging, sys
+from pathlib import Path
+import pytest
+from tasks.export import converter
+tmp, folder = Path({str(tmp_path)!r}), Path({str(folder)!r})
+assert converter.in_process_ok()
+state = lambda: (list(sys.argv), list(sys.path), list(logging.getLogger().handlers), logging.getLogger().level)
+before, modules = state(), set(sys.modules)
+for _ in range(2):  # twice: the second run must find nothing the first one left behind
+    (tmp / "here.gguf").unlink(missing_ok=True)
+    converter.convert(folder, tmp / "here.gguf", "bf16")
+    assert (tmp / "here.gguf").read_bytes() == (tmp / "sub.gguf").read_bytes()
+assert state() == before, (state(), before)
+assert not {{m for m in set(sys.modules) - modules if m.split(".")[0] in ("gguf", "conversion")}}
+with pytest.raises(RuntimeError, match=r"convert_hf_to_gguf on .*failed \\(exit 1\\)"):
+    converter.convert(tmp / "missing", tmp / "x.gguf", "bf16")
+assert state() == before
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", check], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_a_process_that_loaded_the_pip_gguf_package_converts_in_a_subprocess(monkeypatch, tmp_path):
+    """The converter needs its own gguf-py; with another ``gguf`` already imported it must not run in this process."""
+    import types
+
+    from tasks.export import converter
+
+    monkeypatch.setitem(__import__("sys").modules, "gguf", types.SimpleNamespace(__file__="/site-packages/gguf/x.py"))
+    assert not converter.in_process_ok()
+    calls = []
+    monkeypatch.setattr("tasks.native_log.run_logged", lambda cmd, what: calls.append(cmd))
+    monkeypatch.setattr(converter, "_convert_here", lambda *a: pytest.fail("converted in process"))
+    with pytest.raises(RuntimeError, match="wrote no"):
+        converter.convert(tmp_path, tmp_path / "x.gguf")
+    assert len(calls) == 1 and calls[0][1] == str(converter.converter_script())

@@ -9,6 +9,7 @@ afterwards conversion needs no network.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import subprocess
 import sys
@@ -64,15 +65,105 @@ def fetch(version: str | None = None) -> Path:
 
 
 def convert(model_dir: Path, outfile: Path, outtype: str = "bf16") -> None:
-    """Run the converter in a subprocess (it is a script, and keeps its own module state). Its output (a line per
-    tensor) goes to the task's llama.cpp log (tasks/native_log.py) when there is one, else it is kept only for the
-    error message."""
+    """Run the converter on ``model_dir``. Its output (a line per tensor) goes to the task's llama.cpp log
+    (tasks/native_log.py) when there is one, else it is kept only for the error message.
+
+    In this process where that is safe (``in_process_ok``): the converter is a script whose start-up (torch,
+    transformers, its ``conversion`` package) costs a fresh interpreter 4-8 s per export, and an export's own process
+    has loaded most of it already. Elsewhere (a process that imported the pip ``gguf`` package, which the converter's
+    own ``gguf-py`` would have to replace) it runs as a subprocess, as llama.cpp ships it."""
     from tasks.native_log import run_logged
 
-    run_logged([sys.executable, str(converter_script()), str(model_dir), "--outtype", outtype,
-                "--outfile", str(outfile)], f"convert_hf_to_gguf on {model_dir}")
+    what = f"convert_hf_to_gguf on {model_dir}"
+    argv = [str(converter_script()), str(model_dir), "--outtype", outtype, "--outfile", str(outfile)]
+    if in_process_ok():
+        _convert_here(argv, what)
+    else:
+        run_logged([sys.executable, *argv], what)
     if not outfile.is_file():
-        raise RuntimeError(f"convert_hf_to_gguf on {model_dir} exited 0 but wrote no {outfile}.")
+        raise RuntimeError(f"{what} exited 0 but wrote no {outfile}.")
+
+
+_OWN_MODULES = ("gguf", "conversion")  # the converter's packages: imported from its folder, dropped after a run
+_LOGGERS = ("hf-to-gguf", "metadata", "gguf", "conversion")  # every logger the converter and its packages use
+
+
+def in_process_ok() -> bool:
+    """True when no ``gguf`` module is loaded in this process, or only the converter's own one."""
+    loaded = sys.modules.get("gguf")
+    return loaded is None or str(converter_dir()) in str(getattr(loaded, "__file__", ""))
+
+
+def _convert_here(argv: list[str], what: str) -> None:
+    """``python convert_hf_to_gguf.py ...`` inside this process (runpy), its logging and output captured to the task's
+    native log (or kept for the error), and the process left as it was: argv, sys.path, the converter's modules."""
+    import io
+    import runpy
+
+    from tasks.native_log import current
+
+    target = current()
+    sink = open(target, "a", encoding="utf-8", buffering=1) if target else io.StringIO()  # noqa: SIM115
+    start = sink.tell()
+    sink.write(f"--- {what} (in process): {' '.join(argv)}\n")
+    saved_argv, saved_path, before = list(sys.argv), list(sys.path), set(sys.modules)
+    sys.argv = argv
+    sys.path.insert(0, str(Path(argv[0]).parent))  # as `python script.py` does: its `conversion` package
+    code: object = 0
+    try:
+        with _loggers_to(sink), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:  # the script's own error exits
+        code = stop.code
+    except Exception as error:  # noqa: BLE001 - any failure of the script is the conversion's failure
+        code = f"{type(error).__name__}: {error}"
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        for name in set(sys.modules) - before:
+            if name.split(".")[0] in _OWN_MODULES:
+                del sys.modules[name]
+        sink.flush()
+        output = _read_back(sink, target, start)
+        sink.close()
+    if code not in (0, None):
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        where = f" (whole output: {target})" if target else ""
+        raise RuntimeError(f"{what} failed (exit {code}){where}:\n{tail}")
+
+
+@contextlib.contextmanager
+def _loggers_to(sink):
+    """The converter's loggers write to ``sink`` only (at INFO, as the script sets up), and are restored after."""
+    import logging
+
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    saved = {name: (logging.getLogger(name).propagate, logging.getLogger(name).level) for name in _LOGGERS}
+    root = logging.getLogger()
+    root_state = (list(root.handlers), root.level)  # the script's logging.basicConfig must not outlive it
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for name, (propagate, level) in saved.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        root.handlers[:] = root_state[0]
+        root.setLevel(root_state[1])
+
+
+def _read_back(sink, target: Path | None, start: int) -> str:
+    if target is None:
+        return sink.getvalue()
+    with open(target, encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        return f.read()
 
 
 if __name__ == "__main__":
