@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
+# pytest-xdist: one worker per core (at most 4): the flow tests spend most of their time in single-threaded
+# orchestration and process start-ups, so two of them side by side use a 2-core machine fully. WORKERS=0: one process.
+WORKERS ?= auto
 
 .PHONY: install lock demo test lint bench-gates bench-train bench-engine bench-serve clean
 
@@ -33,7 +36,7 @@ lint: $(STAMP)
 
 # --durations: the slowest tests in every run's output (CI's time is a budget: 30 minutes for `bash .ci/run`)
 test: lint
-	$(BIN)/python -m pytest -m "$(MARK)" --durations=25
+	$(BIN)/python -m pytest -m "$(MARK)" --durations=25 -n $(WORKERS) --maxprocesses=4
 
 bench-gates: $(STAMP)
 	$(BIN)/python benchmarks/gate_overhead.py

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +22,9 @@ MAX_AUTO_SLOTS = 4
 
 
 def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    from tasks.config import cpu_cores
+
+    return cpu_cores()
 
 
 def _cuda() -> bool:

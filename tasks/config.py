@@ -410,6 +410,23 @@ def slots_root() -> Path:
     return Path(tempfile.gettempdir()) / f"alphagate-slots-{os.getuid()}"
 
 
+def cpu_cores() -> int:
+    """The cores this process may use: ALPHAGATE_THREADS when set (a cap: a user's, or a test worker's share of the
+    machine when tests run side by side), else the CPUs it may run on (its affinity: taskset, a container's cpuset).
+    Every thread count (llama.cpp's, torch's in a stage process, the model slots') comes from here."""
+    import os
+
+    if value := os.environ.get("ALPHAGATE_THREADS", "").strip():
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"ALPHAGATE_THREADS must be a whole number of cores >= 1; found {value!r}. Unset it "
+                             "to use every core this process may run on.")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def cache_root() -> Path:
     """Where dequantized base models and assembled GGUFs are cached (ALPHAGATE_CACHE)."""
     import os

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 
@@ -11,7 +13,43 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
+    base = os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest-xdist: each worker is a machine of its own,
+    if worker:  # with its own slots and its share of the cores (llama.cpp's threads spin: two pools on one core crawl)
+        os.environ["ALPHAGATE_SLOTS_DIR"] = os.path.join(base, worker)
+        share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        os.environ.setdefault("ALPHAGATE_THREADS", str(share))
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # torch, in this process and the stage processes
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (stable: a module's tests keep their order): with several workers (pytest-xdist, `make
+    test`) the longest tests start at once and the short ones fill the gaps at the end, instead of one long test
+    starting last on a worker while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name: str):
+    """A session fixture's folder, built once per test run even with several pytest-xdist workers: the first worker
+    builds it (under a lock, in the run's shared temporary folder) while the others wait, and later ones find it.
+    Yields (folder, build): ``build`` is False when the folder is already complete."""
+    import fcntl
+    import os
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: <run>/popen-gwN -> <run>
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.is_file():
+            yield folder, False
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half way
+        folder.mkdir(parents=True)
+        yield folder, True
+        done.touch()
 
 FAMILIES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
@@ -53,7 +91,15 @@ def family(request) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory):
-    """A tiny random Llama with SmolLM2's real tokenizer (from the shipped GGUF), saved as a transformers folder."""
+    """A tiny random Llama with SmolLM2's real tokenizer (from the shipped GGUF), saved as a transformers folder; one
+    folder for all workers, so that their keys of it (and of the smoke run below) agree."""
+    with built_once(tmp_path_factory, "tiny-base") as (out, build):
+        if build:
+            _save_tiny_base(out, tmp_path_factory)
+    return out
+
+
+def _save_tiny_base(out, tmp_path_factory) -> None:
     import torch
     import transformers
 
@@ -68,10 +114,8 @@ def tiny_base_dir(tmp_path_factory):
                                       pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny-base")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return out
 
 
 def tiny_pipeline_config(base_dir, **updates):
@@ -110,7 +154,15 @@ def tiny_gguf(tiny_base_dir, tmp_path_factory):
 def smoke_store(tiny_base_dir, tmp_path_factory):
     """One finished smoke comparison (tests/test_flow.py's smoke config; MMLU, BF16, 2 items) through `alphagate
     run`, once per session: the trainings and exports that tests which do not test training itself start from
-    (``seed_store``), so that no test trains what another one already trained. Returns its --out folder."""
+    (``seed_store``), so that no test trains what another one already trained (nor another worker). Returns its --out
+    folder."""
+    with built_once(tmp_path_factory, "smoke-store") as (tmp, build):
+        if build:
+            _smoke_run(tmp, tiny_base_dir)
+    return tmp / "run"
+
+
+def _smoke_run(tmp, tiny_base_dir) -> None:
     import os
     import subprocess
     import sys
@@ -118,7 +170,6 @@ def smoke_store(tiny_base_dir, tmp_path_factory):
 
     from tests.test_flow import _config
 
-    tmp = tmp_path_factory.mktemp("smoke-store")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300")
@@ -127,7 +178,6 @@ def smoke_store(tiny_base_dir, tmp_path_factory):
                            "--formats", "bf16", "--limit", "2"], cwd=Path(__file__).resolve().parents[1], env=env,
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return tmp / "run"
 
 
 def seed_store(source, out, stages=("data", "train", "export")) -> None:

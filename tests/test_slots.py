@@ -187,3 +187,23 @@ def test_alphagate_slots_lists_the_holders(tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert f"slot 0: pid {holder.pid} (export linear, since" in shown.stdout
     assert str(tmp_path) in shown.stdout
+
+
+def test_the_cores_a_process_may_use_come_from_its_cap_then_its_affinity(monkeypatch):
+    """ALPHAGATE_THREADS caps every thread count (a test worker's share, a user's cap); without it, the CPUs the
+    process may run on (taskset, a cpuset), not the machine's count; a cap that is not a whole number >= 1 is refused
+    with what to do."""
+    import os
+
+    from tasks.config import cpu_cores
+
+    monkeypatch.delenv("ALPHAGATE_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert cpu_cores() == 1  # pinned to one CPU of 64: one thread, not 64 spinning on it
+    monkeypatch.setenv("ALPHAGATE_THREADS", "3")
+    assert cpu_cores() == 3
+    for bad in ("0", "two", "-1", "1.5"):
+        monkeypatch.setenv("ALPHAGATE_THREADS", bad)
+        with pytest.raises(ValueError, match="ALPHAGATE_THREADS must be a whole number"):
+            cpu_cores()

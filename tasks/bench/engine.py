@@ -77,9 +77,9 @@ class Engine:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"GGUF {self.path} does not exist.")
-        import os
+        from tasks.config import cpu_cores
 
-        threads = n_threads or os.cpu_count() or 1  # llama-cpp-python defaults to half the cores
+        threads = n_threads or cpu_cores()  # llama-cpp-python defaults to half the cores
         self.llm = open_llama(self.path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_batch,
                               logits_all=False, verbose=False, seed=seed)
         self.n_ctx, self.n_batch, self.n_vocab = n_ctx, n_batch, self.llm.n_vocab()

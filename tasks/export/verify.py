@@ -20,10 +20,13 @@ REQUIRED_METADATA = ("general.architecture", "tokenizer.ggml.model", "tokenizer.
 def open_gguf(path: Path, n_ctx: int = 512, logits_all: bool = False):
     import llama_cpp._logger
 
+    from tasks.config import cpu_cores
     from tasks.llama_load import open_llama
 
     llama_cpp._logger.logger.setLevel(logging.ERROR)
-    return open_llama(path, n_ctx=n_ctx, logits_all=logits_all, verbose=False, n_threads=None, seed=0)
+    threads = cpu_cores()
+    return open_llama(path, n_ctx=n_ctx, logits_all=logits_all, verbose=False, n_threads=threads,
+                      n_threads_batch=threads, seed=0)
 
 
 def gguf_token_logprobs(llm, text: str) -> tuple[list[int], list[float]]:

@@ -23,7 +23,6 @@ import hmac
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -54,11 +53,12 @@ class Generator:
     """One llama.cpp model, one request at a time (llama.cpp contexts are not thread-safe)."""
 
     def __init__(self, settings: ServeSettings):
+        from tasks.config import cpu_cores
         from tasks.llama_load import chat_formatter, open_llama
         from tasks.store import sha256_file
 
         self.settings = settings
-        threads = settings.threads or max(1, (os.cpu_count() or 2))
+        threads = settings.threads or cpu_cores()
         self.llm = open_llama(settings.gguf, n_ctx=settings.n_ctx, n_threads=threads, n_threads_batch=threads,
                               verbose=False)
         self.model_sha256 = sha256_file(settings.gguf)
