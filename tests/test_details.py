@@ -219,3 +219,30 @@ def test_published_to_the_hub_stand_in_idempotently_and_read_back_with_datasets(
     means = decision_means(read_back(Path(local), tmp_path / "cache"), decision)
     assert means == {r["suite"]: pytest.approx((r["a"], r["b"])) for r in decision["suites"]}
     assert hub.state.dataset_cards and "configs" in hub.state.dataset_cards[-1]
+
+
+def test_a_decision_that_uploads_nothing_still_stages_its_details_in_the_flow(decided, tmp_path):
+    """flows/stages.py:details_task: the evidence of a no-upload decision, staged locally under the upload stage's
+    store (nothing is sent); found by key the second time; a decision that compared no suite stages nothing."""
+    import shutil
+
+    from flows.stages import details_task
+    from tasks.store import seal, staging_dir, verified
+
+    def decision_ref(record: Path, where: Path):
+        with staging_dir(where) as tmp:
+            shutil.copy(record, tmp / "decision.json")
+            seal(tmp, "decide", "k", {})
+        return verified(where)
+
+    record = json.loads(decided.read_text())
+    decided.write_text(json.dumps({**record, "upload": False}))
+    config = tmp_path / "c.yaml"
+    config.write_text("name: smoke\nbase_model: {name: tiny, local_dir: /nonexistent}\n")
+    ref = details_task.fn(str(config), decision_ref(decided, tmp_path / "decision"), str(tmp_path / "root"))
+    folder = Path(ref.path) / "alphagate__smoke-details"
+    assert (folder / "data" / "linear__bf16__mmlu.parquet").is_file() and (folder / "decision.json").is_file()
+    assert details_task.fn(str(config), decision_ref(decided, tmp_path / "decision"), str(tmp_path / "root")) == ref
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({**record, "upload": False, "suites": []}))
+    assert details_task.fn(str(config), decision_ref(empty, tmp_path / "d2"), str(tmp_path / "root")) is None
