@@ -246,3 +246,31 @@ def test_a_decision_that_uploads_nothing_still_stages_its_details_in_the_flow(de
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({**record, "upload": False, "suites": []}))
     assert details_task.fn(str(config), decision_ref(empty, tmp_path / "d2"), str(tmp_path / "root")) is None
+
+
+@pytest.mark.slow
+def test_a_finished_runs_details_reproduce_its_decision_and_its_dry_run_upload_stages_the_same(smoke_store, tmp_path,
+                                                                                              tiny_base_dir,
+                                                                                              monkeypatch):
+    """The session's smoke run (`alphagate run`, as `make demo` runs, on its tie decision): its details dataset is
+    staged beside it (<out>/details), and load_dataset on it reproduces the decision's per-suite means. A dry-run
+    upload of that run's winner (its decision turned into an upload) stages the same splits, byte for byte."""
+    from tasks.config import BaseModelSpec
+    from tasks.publish.upload import upload
+    from tests.conftest import tiny_pipeline_config
+
+    decision = json.loads((smoke_store / "decision" / "decision.json").read_text())
+    assert not decision["upload"] and decision["suites"]
+    (folder,) = (smoke_store / "details").glob("*-details")
+    means = decision_means(read_back(folder, tmp_path / "cache"), decision)
+    assert means == {r["suite"]: pytest.approx((r["a"], r["b"]), abs=1e-12) for r in decision["suites"]}
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    as_upload = tmp_path / "decision.json"
+    as_upload.write_text(json.dumps({**decision, "upload": True, "winner": "linear"}))
+    config = tiny_pipeline_config(tiny_base_dir, name="smoke", base_model=BaseModelSpec(
+        name="tiny", local_dir=tiny_base_dir, hub_repo_id="HuggingFaceTB/SmolLM2-135M-Instruct"))
+    config = config.model_copy(update={"upload": config.upload.model_copy(update={"formats": ["bf16"]})})
+    staged = Path(upload(as_upload, tmp_path / "stage", config)["details"]["folder"])
+    assert staged.name == folder.name
+    for parquet in sorted((folder / "data").iterdir()):
+        assert (staged / "data" / parquet.name).read_bytes() == parquet.read_bytes(), parquet.name

@@ -101,6 +101,29 @@ def _scores_for(label: str, fmt: str, decision: dict, results: dict[str, Path]) 
     return {suite: Measured(metric, value, data(suite)) for suite, metric, value in rows}
 
 
+def _passing(formats: list[str], gates: dict[str, Any], label: str) -> list[str]:
+    """The configured formats the upload gates let through (a held-back one is logged with its reasons)."""
+    out = []
+    for fmt in formats:
+        gate = gates.get(f"{label}/{fmt}")
+        if gate is not None and not gate["upload"]:
+            logger.warning("%s/%s held back by the upload gates: %s", label, fmt, "; ".join(gate["reasons"]))
+            continue
+        out.append(fmt)
+    return out
+
+
+def _files(fmt: str, entry: dict[str, Any], export_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One repo's files: the format's GGUF, and for BF16 the merged safetensors folder beside it."""
+    files = [{"path": entry["path"], "source": str(export_dir / entry["path"]), "sha256": entry["sha256"],
+              "format": fmt}]
+    if fmt == "bf16":
+        merged = export_dir / manifest["merged_dir"]
+        files += [{"path": p.name, "source": str(p), "sha256": manifest["merged_sha256"].get(p.name),
+                   "format": "safetensors"} for p in sorted(merged.iterdir()) if p.is_file()]
+    return files
+
+
 def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path] | None = None,
          runs: dict[str, Path] | None = None, results: dict[str, Path] | None = None) -> dict[str, Any]:
     """What would be uploaded: repos, files (with sha256 from the export manifest), cards, and the per-item details
@@ -130,13 +153,7 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
         raise UploadRefusedError(f"The model cards need the base model's Hub repo id (owner/name) as base_model; "
                                  f"{config.base_model.name!r} is a local name the Hub refuses. Set "
                                  "base_model.hub_repo_id in the config (e.g. HuggingFaceTB/SmolLM2-135M-Instruct).")
-    formats = []
-    for fmt in spec.formats:
-        gate = gates.get(f"{label}/{fmt}")
-        if gate is not None and not gate["upload"]:
-            logger.warning("%s/%s held back by the upload gates: %s", winner, fmt, "; ".join(gate["reasons"]))
-            continue
-        formats.append(fmt)
+    formats = _passing(spec.formats, gates, label)
     # a quantization points at the BF16 repo when that one is published in this same upload
     bf16_repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX['bf16']}" if "bf16" in formats else None
     results = {k: Path(v) for k, v in (results or {}).items()}
@@ -149,13 +166,7 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
         if fmt not in files_by_fmt:
             raise UploadRefusedError(f"upload.formats lists {fmt}, but {winner}'s export has only "
                                      f"{sorted(files_by_fmt)}; export that format too, or drop it from upload.formats.")
-        entry = files_by_fmt[fmt]
-        files = [{"path": entry["path"], "source": str(export_dir / entry["path"]), "sha256": entry["sha256"],
-                  "format": fmt}]
-        if fmt == "bf16":  # the merged safetensors ("BF16") beside the BF16 GGUF
-            merged = export_dir / manifest["merged_dir"]
-            files += [{"path": p.name, "source": str(p), "sha256": manifest["merged_sha256"].get(p.name),
-                       "format": "safetensors"} for p in sorted(merged.iterdir()) if p.is_file()]
+        files = _files(fmt, files_by_fmt[fmt], export_dir, manifest)
         repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
         base_model, relation = lineage(fmt, upstream, bf16_repo)
         body = card(repo=repo, fmt=fmt, base_model=base_model, relation=relation, upstream=upstream,
