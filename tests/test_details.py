@@ -171,6 +171,20 @@ def test_only_result_sets_the_decision_used_or_a_card_shows_become_splits(decide
     assert not any("hellaswag" in s.split for s in sources(decision))
 
 
+def test_each_seed_replicate_is_its_own_split(decided, tmp_path):
+    """With seed replicates the decision records one result folder per replicate, in its replicate labels' order."""
+    decision = json.loads(decided.read_text())
+    s2 = fake_result_set(tmp_path / "s2", {"mmlu": [False] * 5, "gsm8k": [False] * 4})
+    replicated = {**decision, "results": {"linear": [decision["results"]["linear"], str(s2)],
+                                          "sigmoid-bayes": [decision["results"]["sigmoid-bayes"]]},
+                  "replicates": {"linear": ["linear-s1", "linear-s2"], "sigmoid-bayes": ["sigmoid-bayes-s1"]}}
+    by_split = {s.split: s.folder for s in sources(replicated)}
+    assert by_split["linear_s2__bf16__mmlu"] == s2 and "sigmoid_bayes_s1__bf16__gsm8k" in by_split
+    replicated["replicates"]["linear"] = ["linear-s1"]  # an inconsistent record is refused, not half-published
+    with pytest.raises(ValueError, match="lists 2 result folder.* but 1 replicate label"):
+        sources(replicated)
+
+
 def test_a_suite_yaml_changed_since_the_evaluation_is_refused(decided, tmp_path):
     """The published suite YAML must be the one the records were made with (the summary's sha256)."""
     decision = json.loads(decided.read_text())
