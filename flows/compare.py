@@ -19,6 +19,7 @@ from flows.stages import (
     base_model_task,
     decide_task,
     degrade_task,
+    details_task,
     dpo_task,
     eval_task,
     export_task,
@@ -211,8 +212,10 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     upload = None
     if decision["upload"]:
         upload = upload_task(config, decision["ref"], {m: exports[m] for m in members}, {m: runs[m] for m in members},
-                             root, not params.upload)
+                             root, not params.upload, {k: r for k, r in results.items() if k.split("/")[0] in members})
         names["upload"] = upload["ref"]
+    elif (details := details_task(config, decision["ref"], root)) is not None:  # the evidence, staged locally
+        names["details"] = details
     report_inputs = (results, decision["ref"], degradation, {m: runs[m] for m in members},
                      str(Path(root) / "tuner_history.json"), root)
     report_md = None

@@ -416,9 +416,10 @@ def preflight_task(config_path: str) -> str | None:
 
 @task
 def upload_task(config_path: str, decision: Ref, exports: dict[str, Ref], runs: dict[str, Ref], root: str,
-                dry_run: bool) -> dict[str, Any]:
+                dry_run: bool, results: dict[str, Ref] | None = None) -> dict[str, Any]:
     """Stage (dry run) or publish the winner, with the *current* config's upload section and names, from the refs of
-    this run's exports and trainings (not paths read back from the decision record)."""
+    this run's exports and trainings (not paths read back from the decision record); ``results`` ("label/format"
+    -> result set): the published quantizations' per-item records for the details dataset."""
     from tasks.publish.upload import upload
 
     config = _config(config_path)
@@ -426,12 +427,15 @@ def upload_task(config_path: str, decision: Ref, exports: dict[str, Ref], runs: 
     inputs = {"decision": decision.sha256, "config": card_config, "dry_run": dry_run,
               "exports": {k: r.sha256 for k, r in sorted(exports.items())},
               "runs": {k: r.sha256 for k, r in sorted(runs.items())}}
+    if results:  # (absent from the key when not given: the keys of earlier uploads stay valid)
+        inputs["results"] = {k: r.sha256 for k, r in sorted(results.items())}
     outcome: dict[str, Any] = {}
 
     def build(tmp: Path) -> None:
         outcome.update(upload(Path(decision.path) / "decision.json", tmp, config, dry_run=dry_run,
                               exports={k: Path(r.path) for k, r in exports.items()},
-                              runs={k: Path(r.path) for k, r in runs.items()}))
+                              runs={k: Path(r.path) for k, r in runs.items()},
+                              results={k: Path(r.path) for k, r in (results or {}).items()}))
 
     ref = _produce("upload", root, inputs, build)
     if not outcome:  # found by key: what it staged (and, for a real upload, sent) is recorded beside it
@@ -440,6 +444,22 @@ def upload_task(config_path: str, decision: Ref, exports: dict[str, Ref], runs: 
         plan = read_json(Path(ref.path) / "plan.json")
         outcome = {"dry_run": dry_run, "staged": ref.path, "repos": [r["repo_id"] for r in plan["repos"]]}
     return {**outcome, "ref": ref}
+
+
+@task
+def details_task(config_path: str, decision: Ref, root: str) -> Ref | None:
+    """A decision that uploads nothing still has its evidence: the per-item details dataset, staged locally as the
+    upload's dry run stages it (<out>/details/<org>__<name>-details; nothing is sent). Keyed with the upload stage's
+    code. None when the decision compared no suite (no per-item record to show)."""
+    from tasks.publish.details import details_repo_id, write_details
+    from tasks.store import read_json
+
+    if not read_json(Path(decision.path) / "decision.json").get("suites"):
+        return None
+    config = _config(config_path)
+    repo = details_repo_id(config.upload.org, config.upload.name or config.name)
+    return _produce("upload", root, {"decision": decision.sha256, "details_only": repo}, lambda tmp: write_details(
+        Path(decision.path) / "decision.json", tmp / repo.replace("/", "__"), repo))
 
 
 @task

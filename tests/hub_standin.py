@@ -1,6 +1,8 @@
 """A stand-in for the Hugging Face Hub on 127.0.0.1: the endpoints huggingface_hub's upload and download
-use (whoami, repo creation, preupload, LFS batch + basic PUT, commit, file resolve). Files are stored in
-memory; commits are counted so tests can check idempotence. Loopback only.
+use (whoami, repo creation, preupload, LFS batch + basic PUT, commit, file resolve, repo info and tree listing
+for snapshot_download), for model and dataset repos. Files are stored in memory; commits are counted so tests
+can check idempotence. Loopback only. A dataset repo is kept under "datasets/<owner>/<name>" in ``repos`` and
+``commits`` (a model repo under its plain id), as the Hub's URLs name them.
 
 The real client runs against it with HF_HUB_DISABLE_XET=1 (Xet storage needs a CAS service this stand-in
 does not emulate; the LFS path is the protocol's documented fallback).
@@ -20,6 +22,16 @@ def git_blob_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def stored(kind: str | None, repo: str) -> str:
+    """The key of a repo in HubState: "datasets/<id>" for a dataset repo, the plain id for a model repo."""
+    return f"datasets/{repo}" if kind in ("dataset", "datasets") else repo
+
+
+def is_lfs(path: str, size: int) -> bool:
+    """What the Hub's default .gitattributes stores with LFS (the binary formats this project uploads)."""
+    return path.endswith((".gguf", ".safetensors", ".parquet")) or size > 10_000_000
+
+
 class HubState:
     def __init__(self, token: str, user: str = "tester", orgs: tuple[str, ...] = ("alphagate-org",)):
         self.token, self.user, self.orgs = token, user, orgs
@@ -28,6 +40,7 @@ class HubState:
         self.lfs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.cards: list[dict] = []  # validated model-card metadata
+        self.dataset_cards: list[dict] = []  # validated dataset-card metadata
         self.lock = threading.Lock()
 
 
@@ -66,17 +79,30 @@ def make_handler(state: HubState):
                                      "orgs": [{"name": o, "roleInOrg": "write"} for o in state.orgs],
                                      "auth": {"accessToken": {"displayName": "ci", "role": "write"}}})
                 return
-            m = re.match(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", self.path)
+            m = re.match(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", self.path)
             if m:
-                return self._resolve(*m.groups())
-            m = re.match(r"^/api/models/([^/]+/[^/?]+)(?:/revision/[^/?]+)?(?:\?.*)?$", self.path)
-            if m and m.group(1) in state.repos:
-                repo = m.group(1)
-                return self._send(200, {"id": repo, "modelId": repo, "sha": state.commits[repo][-1], "private": False,
-                                        "siblings": [{"rfilename": p} for p in sorted(state.repos[repo])]})
+                return self._resolve(stored(m.group(1) and "dataset", m.group(2)), m.group(3), m.group(4))
+            m = re.match(r"^/api/(models|datasets)/([^/]+/[^/?]+)(?:/revision/[^/?]+)?(?:\?.*)?$", self.path)
+            if m and stored(m.group(1), m.group(2)) in state.repos:
+                repo, key = m.group(2), stored(m.group(1), m.group(2))
+                return self._send(200, {"id": repo, "modelId": repo, "sha": state.commits[key][-1], "private": False,
+                                        "siblings": [{"rfilename": p} for p in sorted(state.repos[key])]})
+            m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/tree/[^/?]+(?:\?.*)?$", self.path)
+            if m and stored(m.group(1), m.group(2)) in state.repos:
+                return self._tree(stored(m.group(1), m.group(2)))
             self._send(404, {"error": f"not found: {self.path}"})
 
         do_HEAD = do_GET  # noqa: N815
+
+        def _tree(self, key: str):
+            """Every file of the repo (the recursive listing snapshot_download asks for; one page)."""
+            entries = []
+            for path, data in sorted(state.repos[key].items()):
+                entry = {"type": "file", "path": path, "size": len(data), "oid": git_blob_oid(data)}
+                if is_lfs(path, len(data)):
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entries.append(entry)
+            self._send(200, entries)
 
         def _resolve(self, repo: str, revision: str, path: str):
             files = state.repos.get(repo)
@@ -106,24 +132,24 @@ def make_handler(state: HubState):
                 return self._create(json.loads(body))
             if self.path == "/api/validate-yaml":
                 return self._validate_yaml(json.loads(body))
-            m = re.match(r"^/api/models/([^/]+/[^/]+)/preupload/([^/]+)$", self.path)
+            m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/preupload/([^/]+)$", self.path)
             if m:
-                return self._preupload(m.group(1), json.loads(body))
-            m = re.match(r"^/api/models/([^/]+/[^/]+)/commit/([^/]+)$", self.path)
+                return self._preupload(stored(m.group(1), m.group(2)), json.loads(body))
+            m = re.match(r"^/api/(models|datasets)/([^/]+/[^/]+)/commit/([^/]+)$", self.path)
             if m:
-                return self._commit(m.group(1), body)
+                return self._commit(stored(m.group(1), m.group(2)), body)
             self._send(404, {"error": f"not found: {self.path}"})
 
         def _create(self, payload: dict):
-            repo = f"{payload.get('organization') or state.user}/{payload['name']}"
-            owner = repo.split("/")[0]
+            name = f"{payload.get('organization') or state.user}/{payload['name']}"
+            repo, owner = stored(payload.get("type"), name), name.split("/")[0]
             if owner != state.user and owner not in state.orgs:
                 return self._send(403, {"error": f"You don't have the rights to create a repo under {owner}"})
             with state.lock:
                 if repo in state.repos:
                     return self._send(409, {"error": "You already created this model repo", "url": f"/{repo}"})
                 state.repos[repo], state.commits[repo] = {}, [hashlib.sha1(repo.encode()).hexdigest()]
-            self._send(200, {"url": f"http://{self.headers['Host']}/{repo}", "name": repo})
+            self._send(200, {"url": f"http://{self.headers['Host']}/{repo}", "name": name})
 
         def _validate_yaml(self, payload: dict):
             import yaml
@@ -135,14 +161,14 @@ def make_handler(state: HubState):
                 return self._send(400, {"error": f"invalid YAML metadata: {exc}"})
             if not isinstance(meta, dict):
                 return self._send(400, {"error": "YAML metadata must be a mapping"})
-            state.cards.append(meta)
+            (state.dataset_cards if payload.get("repoType") == "dataset" else state.cards).append(meta)
             self._send(200, {"errors": [], "warnings": []})
 
         def _preupload(self, repo: str, payload: dict):
             files = state.repos.get(repo, {})
             out = []
             for f in payload["files"]:
-                lfs = f["path"].endswith((".gguf", ".safetensors")) or f["size"] > 10_000_000
+                lfs = is_lfs(f["path"], f["size"])
                 existing = files.get(f["path"])
                 oid = None
                 if existing is not None:

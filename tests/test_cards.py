@@ -133,3 +133,56 @@ def test_the_card_says_what_the_comparison_speaks_for():
                       decision=seeds, scores={"mmlu": ("acc", 0.5)}, files=["m.gguf"],
                       think_tags=("<think>", "</think>"), final_tags=("<final>", "</final>"))
     assert "What this comparison speaks for: the schedules (training seeds are the replicates" in replicated
+
+
+PINNED = "0123456789abcdef0123456789abcdef01234567"
+DETAILS = "https://huggingface.co/datasets/alphagate/demo-details"
+
+
+def _measured_card(data, **kw):
+    from tasks.publish.cards import Measured
+
+    return card(repo="alphagate/demo-bf16", fmt="bf16", base_model=UPSTREAM, relation="finetune", upstream=UPSTREAM,
+                license="apache-2.0", schedule={"kind": "linear", "start": 0.0}, decision=DECISION,
+                scores={"mmlu": Measured("acc", 0.123456789, data)}, files=["m.gguf"],
+                think_tags=("<think>", "</think>"), final_tags=("<final>", "</final>"), **kw)
+
+
+def test_card_metadata_is_huggingface_hubs_own_and_round_trips():
+    """The card's YAML is what ModelCardData writes: parsed back by huggingface_hub it is the same metadata, and its
+    model-index parses into the same EvalResults (model_index_to_eval_results), each carrying the commit the items
+    were read at, the suite's dataset id, config and split, and the details split as its source."""
+    from huggingface_hub import EvalResult, ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    from tasks.publish.cards import card_data, eval_results
+
+    hub = {"kind": "hub", "hub_id": "cais/mmlu", "config": "all", "split": "test", "commit": PINNED}
+    urls = {"mmlu": f"{DETAILS}/viewer/default/linear__bf16__mmlu"}
+    text = _measured_card(hub, details=DETAILS, details_urls=urls)
+    parsed = ModelCard(text).data
+    results = eval_results({"mmlu": ("acc", 0.123456789, hub)}, DETAILS, urls)
+    built = card_data(repo="alphagate/demo-bf16", fmt="bf16", base_model=UPSTREAM, relation="finetune",
+                      license="apache-2.0", results=results)
+    assert parsed.to_dict() == built.to_dict()
+    name, back = model_index_to_eval_results(_meta(text)["model-index"])
+    assert name == "alphagate/demo-bf16" and back == results == parsed.eval_results
+    assert back[0] == EvalResult(task_type="text-generation", task_name="Text Generation", dataset_type="cais/mmlu",
+                                 dataset_name="MMLU", dataset_config="all", dataset_split="test",
+                                 dataset_revision=PINNED, metric_type="acc", metric_value=0.1235, metric_name="acc",
+                                 source_name="alpha-gate per-item details", source_url=urls["mmlu"])
+    assert card_problems(text) == [] and f"[details dataset]({DETAILS})" in text
+
+
+def test_a_result_claims_a_hub_revision_only_for_items_read_from_the_hub():
+    """Counterexamples: a result measured on the bundled sample must not claim the Hub split at a revision (it names
+    the file and its sha256); one measured on the Hub must carry the commit its summary recorded, not the suite's
+    unpinned default."""
+    local = {"kind": "file", "name": "mmlu.sample.jsonl", "sha256": "ab" * 32}
+    result = _meta(_measured_card(local))["model-index"][0]["results"][0]
+    assert "revision" not in result["dataset"] and "split" not in result["dataset"]
+    assert result["dataset"]["args"] == {"data_file": "mmlu.sample.jsonl", "data_sha256": "ab" * 32}
+    assert result["dataset"]["name"] == "MMLU (mmlu.sample.jsonl, a local subset)"
+    hub = _meta(_measured_card({"kind": "hub", "commit": PINNED}))["model-index"][0]["results"][0]
+    assert hub["dataset"]["revision"] == PINNED and hub["dataset"]["split"] == "test"
+    assert "source" not in hub  # no details dataset named: no link claimed

@@ -13,6 +13,7 @@ from tasks.publish.upload import UploadRefusedError, upload
 from tasks.train.variant import train_variant
 from tests.conftest import tiny_pipeline_config
 from tests.hub_standin import HubStandIn
+from tests.test_details import COMMIT
 
 TOKEN = "hf_standin_SECRET_do_not_leak_123"
 
@@ -42,9 +43,17 @@ def _with(config, spec):
 
 
 def _decision(root: Path, upload_ok=True, degradation=None) -> Path:
+    """The arms' MMLU results (per-item records and summaries, the items read from the Hub at a pinned commit): the
+    decision's table says what they score (linear 0.5, sigmoid-bayes 0.4)."""
+    from tests.test_details import fake_result_set
+
+    results = {"linear": fake_result_set(root / "results-linear", {"mmlu": [True, False] * 5}),
+               "sigmoid-bayes": fake_result_set(root / "results-sigmoid-bayes", {"mmlu": [True, False, False] * 3
+                                                                                 + [True]})}
     record = {"models": ["linear", "sigmoid-bayes"], "winner": "linear", "upload": upload_ok,
               "reason": "linear beats sigmoid-bayes by 0.1 composite points (95% CI [0.05, 0.15]), significant.",
               "suites": [{"suite": "mmlu", "metric": "acc", "a": 0.5, "b": 0.4, "p_holm": 0.01}],
+              "results": {k: str(v) for k, v in results.items()},
               "exports": {"linear": str(root / "export-linear")}, "runs": {"linear": str(root / "linear")},
               "degradation": str(degradation) if degradation else None}
     path = root / f"decision-{upload_ok}-{bool(degradation)}.json"
@@ -79,6 +88,18 @@ def test_dry_run_writes_exactly_what_would_be_uploaded(exported, config, tmp_pat
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["license"] == "apache-2.0" and "model-index" in meta and "alpha-gate" in meta["tags"]
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.5
+    # the evidence beside it: the details dataset, and the card's result pointing at its split, at the items' commit
+    details = tmp_path / "stage" / "alphagate__tiny-details"
+    assert {"README.md", "decision.json", "suites/mmlu.yaml", "data/linear__bf16__mmlu.parquet",
+            "data/sigmoid_bayes__bf16__mmlu.parquet"} == {str(p.relative_to(details)) for p in details.rglob("*")
+                                                         if p.is_file()}
+    result = meta["model-index"][0]["results"][0]
+    assert result["dataset"]["revision"] == COMMIT and result["dataset"]["type"] == "cais/mmlu"
+    assert result["source"]["url"] == "https://huggingface.co/datasets/alphagate/tiny-details/viewer/default/" \
+                                      "linear__bf16__mmlu"
+    assert "[details dataset](https://huggingface.co/datasets/alphagate/tiny-details)" in card
+    plan = json.loads((tmp_path / "stage" / "plan.json").read_text())
+    assert plan["details"]["repo_type"] == "dataset" and [s["mean"] for s in plan["details"]["splits"]] == [0.5, 0.4]
     assert "Llama(model_path=" in card and "linear, blend_alpha from 0.0 to 1" in card
     assert "pip install alpha-gate" not in card and "llama-server --hf-repo alphagate/tiny-bf16" in card
     from tasks.publish.cards import card_problems
@@ -103,9 +124,15 @@ def test_upload_round_trip_idempotence_and_no_token_leak(exported, config, tmp_p
     spec = UploadSpec(enabled=True, org="alphagate-org", endpoint=hub.endpoint)
     decision = _decision(exported)
     result = upload(decision, tmp_path / "stage", _with(config, spec))
-    assert not result["dry_run"] and len(hub.state.repos) == 3
+    assert not result["dry_run"] and len(hub.state.repos) == 4  # three models and the details dataset
+    assert result["details"]["repo_id"] == "alphagate-org/tiny-details"
+    dataset = hub.state.repos["datasets/alphagate-org/tiny-details"]
+    assert {"decision.json", "suites/mmlu.yaml", "data/linear__bf16__mmlu.parquet", "README.md"} <= set(dataset)
+    # the dataset went up first: the cards that link to it never point at nothing
+    commits_in_order = [r[1] for r in hub.state.requests if r[0] == "POST" and "/commit/" in r[1]]
+    assert commits_in_order[0].startswith("/api/datasets/alphagate-org/tiny-details/")
     commits = {r: len(c) for r, c in hub.state.commits.items()}
-    for repo in hub.state.repos:
+    for repo in [r for r in hub.state.repos if not r.startswith("datasets/")]:
         files = hub.state.repos[repo]
         gguf = next(p for p in files if p.endswith(".gguf"))
         local = hf_hub_download(repo, gguf, endpoint=hub.endpoint, token=TOKEN, cache_dir=tmp_path / "dl")
@@ -211,3 +238,26 @@ def test_the_flow_upload_stage_is_keyed_by_the_current_upload_section(exported, 
     plan = json.loads((Path(second["ref"].path) / "plan.json").read_text())
     assert {r["repo_id"] for r in plan["repos"]} == {"edited-org/tiny-bf16", "edited-org/tiny-q8_0",
                                                      "edited-org/tiny-q4_k_m"}
+
+
+def test_a_published_quantization_brings_its_records_and_the_losing_arm_does_not(exported, config, tmp_path,
+                                                                               monkeypatch):
+    """The Q8_0 card's score comes from the degradation analysis: its per-item records (handed over by the flow)
+    become a split its card links to; the losing arm's Q8_0 records, handed over too, do not."""
+    from tests.test_details import fake_result_set
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    gates = tmp_path / "deg.json"
+    gates.write_text(json.dumps({"gates": {}, "vs_base": {"linear/q8_0": {"suites": [
+        {"suite": "mmlu", "metric": "acc", "b": 0.6}]}}}))
+    q8 = fake_result_set(tmp_path / "q8", {"mmlu": [True, True, False, True, False] * 2})
+    result = upload(_decision(exported, degradation=gates), tmp_path / "stage", config,
+                    results={"linear/q8_0": q8, "sigmoid-bayes/q8_0": q8})
+    folder = Path(result["details"]["folder"])
+    assert sorted(p.name for p in (folder / "data").iterdir()) == [
+        "linear__bf16__mmlu.parquet", "linear__q8_0__mmlu.parquet", "sigmoid_bayes__bf16__mmlu.parquet"]
+    meta = yaml.safe_load((tmp_path / "stage" / "alphagate__tiny-q8_0" / "README.md").read_text().split("---\n")[1])
+    measured = meta["model-index"][0]["results"][0]
+    assert measured["metrics"][0]["value"] == 0.6 and measured["source"]["url"].endswith("/linear__q8_0__mmlu")
+    q4 = yaml.safe_load((tmp_path / "stage" / "alphagate__tiny-q4_k_m" / "README.md").read_text().split("---\n")[1])
+    assert "model-index" not in q4  # nothing measured on Q4_K_M here: nothing claimed

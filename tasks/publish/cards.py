@@ -10,9 +10,10 @@ against them before anything is staged or uploaded.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
 from tasks.bench.metrics import METRICS
 from tasks.config import hub_repo_id_problem
@@ -27,25 +28,52 @@ DOCUMENTED_FIELDS = {"language", "license", "license_name", "license_link", "lib
 FORMAT_NAME = {"bf16": "BF16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
 
 
-def _dataset(suite: str) -> tuple[str, str] | None:
-    """(display name, Hub dataset id) as the suite declares them (configs/suites/<suite>.yaml)."""
+class Measured(NamedTuple):
+    """One score a card claims: the suite's metric and value, measured on this very format, and where its items came
+    from (the evaluation summary's ``inputs.data``: a Hub dataset at a resolved commit, or a local file)."""
+    metric: str
+    value: float
+    data: dict[str, Any] | None = None
+
+
+def eval_results(scores: dict[str, Measured | tuple], source_url: str | None = None,
+                 split_urls: dict[str, str] | None = None) -> list[EvalResult]:
+    """huggingface_hub EvalResults, one per suite with a declared role: the suite's Hub dataset (id, config, split)
+    and, when the items were read from the Hub, the commit they were read at (``dataset_revision``); items from a
+    local file (bundled sample, shared dev set) name that file and its sha256 instead of claiming a Hub split.
+    ``source_url``: the per-item details dataset; ``split_urls``: suite -> that suite's split in it."""
     from tasks.bench.suites import suite_names
     from tasks.decide.scores import suite_role
 
-    if suite not in suite_names():
-        return None
-    role = suite_role(suite)
-    return role.title, role.dataset.hub_id
+    out = []
+    for suite, one in sorted(scores.items()):
+        if suite not in suite_names():
+            continue
+        metric, value, data = Measured(*one)
+        role, data = suite_role(suite), data or {}
+        hub = data.get("kind") == "hub"
+        local = {"data_file": data.get("name"), "data_sha256": data.get("sha256")} if data.get("kind") == "file" \
+            else None
+        name = role.title if hub or not local else f"{role.title} ({local['data_file']}, a local subset)"
+        url = (split_urls or {}).get(suite) or source_url
+        out.append(EvalResult(
+            task_type="text-generation", task_name="Text Generation", dataset_type=role.dataset.hub_id,
+            dataset_name=name, dataset_config=role.dataset.hub_config, dataset_split=role.dataset.split if hub
+            else None, dataset_revision=data.get("commit") if hub else None, dataset_args=local,
+            metric_type=metric, metric_value=round(value, 4),
+            metric_name=METRICS[metric].label(metric) if metric in METRICS else metric,
+            source_name="alpha-gate per-item details" if url else None, source_url=url))
+    return out
 
 
-def model_index(repo: str, scores: dict[str, tuple[str, float]]) -> list[dict[str, Any]]:
-    """scores: suite -> (metric, value), measured on this very format; nothing else is claimed."""
-    results = [{"task": {"type": "text-generation", "name": "Text Generation"},
-                "dataset": {"name": dataset[0], "type": dataset[1]},
-                "metrics": [{"type": metric, "value": round(value, 4), "name": METRICS[metric].label(metric)
-                             if metric in METRICS else metric}]}
-               for s, (metric, value) in sorted(scores.items()) if (dataset := _dataset(s))]
-    return [{"name": repo, "results": results}] if results else []
+def card_data(*, repo: str, fmt: str, base_model: str, relation: str, license: str,
+              results: list[EvalResult]) -> ModelCardData:
+    """The card's metadata through huggingface_hub's own type (model-index written by it from ``results``)."""
+    return ModelCardData(base_model=base_model, base_model_relation=relation, license=license,
+                         language=["en", "ja"], library_name="transformers" if fmt == "bf16" else "gguf",
+                         pipeline_tag="text-generation",
+                         tags=["alpha-gate", "so8-rotation", "gguf", "llama-cpp", FORMAT_NAME[fmt].lower(), "thinking"],
+                         model_name=repo if results else None, eval_results=results or None)
 
 
 def lineage(fmt: str, upstream: str, bf16_repo: str | None) -> tuple[str, str]:
@@ -59,16 +87,14 @@ def lineage(fmt: str, upstream: str, bf16_repo: str | None) -> tuple[str, str]:
 
 
 def card(*, repo: str, fmt: str, base_model: str, relation: str, upstream: str, license: str,
-         schedule: dict[str, Any], decision: dict[str, Any], scores: dict[str, tuple[str, float]], files: list[str],
-         think_tags: tuple[str, str], final_tags: tuple[str, str], project_git_url: str | None = None) -> str:
+         schedule: dict[str, Any], decision: dict[str, Any], scores: dict[str, Measured | tuple], files: list[str],
+         think_tags: tuple[str, str], final_tags: tuple[str, str], project_git_url: str | None = None,
+         details: str | None = None, details_urls: dict[str, str] | None = None) -> str:
     """``base_model``/``relation``: this repo's place in the Hub's model tree (``lineage``); ``upstream``: the
-    original model that was fine-tuned (its Hub id)."""
-    meta = {"base_model": base_model, "base_model_relation": relation, "license": license, "language": ["en", "ja"],
-            "library_name": "transformers" if fmt == "bf16" else "gguf", "pipeline_tag": "text-generation",
-            "tags": ["alpha-gate", "so8-rotation", "gguf", "llama-cpp", FORMAT_NAME[fmt].lower(), "thinking"],
-            "model-index": model_index(repo, scores)}
-    if not meta["model-index"]:
-        del meta["model-index"]
+    original model that was fine-tuned (its Hub id); ``scores``: suite -> Measured on this format; ``details``: the
+    URL of the per-item details dataset (``details_urls``: suite -> this format's split in it)."""
+    meta = card_data(repo=repo, fmt=fmt, base_model=base_model, relation=relation, license=license,
+                     results=eval_results(scores, details, details_urls))
     gguf = next((f for f in files if f.endswith(".gguf")), "model.gguf")
     schedule_text = (f"linear, blend_alpha from {schedule.get('start', 0.0)} to 1" if schedule.get("kind") == "linear"
                      else f"sigmoid (Bayesian-tuned): k = {schedule['k']:.4g}, midpoint = {schedule['midpoint']:.4g}, "
@@ -81,6 +107,10 @@ def card(*, repo: str, fmt: str, base_model: str, relation: str, upstream: str, 
              f"- Annealing schedule: {schedule_text}.",
              f"- Why this model: {decision['reason']}", "", "## Comparison", "",
              f"What this comparison speaks for: {_scope(decision)}.", ""]
+    if details:
+        lines += [f"Every score here is computed from per-item records published in the [details dataset]({details})"
+                  " (one split per model, format and suite), beside the decision record and the suite definitions.",
+                  ""]
     if decision.get("suites"):
         a, b = decision["models"]
         lines += [f"| suite | metric | {a} | {b} | p (Holm) |", "|---|---|---|---|---|"]
@@ -88,7 +118,7 @@ def card(*, repo: str, fmt: str, base_model: str, relation: str, upstream: str, 
                   f"{human(r.get('p_holm'))} |" for r in decision["suites"]]
     lines += ["", "## Files", ""] + [f"- `{f}`" for f in files]
     lines += _usage(repo, fmt, gguf, think_tags, final_tags, project_git_url)
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+    return f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines)
 
 
 def _scope(decision: dict[str, Any]) -> str:

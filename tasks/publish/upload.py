@@ -5,6 +5,9 @@ Order of work: the token and write access are checked first (seconds, not after 
 verified locally (sha256 against the export manifest, GGUFs loaded and asked a question) before the
 first byte is sent; each repo is one upload_folder commit, and huggingface_hub skips the commit when
 nothing changed, so a rerun creates no new commits. The token is never logged or written.
+
+Beside the models, <org>/<name>-details: a dataset repo with the per-item records behind the decision
+(tasks/publish/details.py), uploaded first; every card's evaluation results link to it.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig, UploadSpec, hf_token_from_env
-from tasks.publish.cards import card, card_problems, lineage
-from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, sha256_file
+from tasks.publish import details
+from tasks.publish.cards import Measured, card, card_problems, lineage
+from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, sha256_file, staging_dir
 
 logger = logging.getLogger(__name__)
 SUFFIX = {"bf16": "bf16", "q8_0": "q8_0", "q4_k_m": "q4_k_m"}
@@ -65,21 +69,67 @@ def preflight(spec: UploadSpec) -> str | None:
     return check_access(HfApi(endpoint=spec.endpoint, token=token), spec.org)
 
 
-def _scores_for(label: str, fmt: str, decision: dict) -> dict[str, tuple[str, float]]:
-    """Measured scores of this exact model/format: BF16 from the decision, quantizations from degradation."""
+def _arm_folder(label: str, decision: dict) -> Path | None:
+    """The BF16 result folder the decision recorded for ``label`` (an arm, or one of its seed replicates)."""
+    for arm, labels in (decision.get("replicates") or {arm: [arm] for arm in decision.get("results") or {}}).items():
+        recorded = (decision.get("results") or {}).get(arm)
+        folders = [recorded] if isinstance(recorded, str) else list(recorded or [])
+        if label in labels and len(folders) == len(labels):
+            return Path(folders[labels.index(label)])
+    return None
+
+
+def _scores_for(label: str, fmt: str, decision: dict, results: dict[str, Path]) -> dict[str, Measured]:
+    """Measured scores of this exact model/format: BF16 from the decision, quantizations from degradation; each
+    with where its items came from (the format's own evaluation summary, else the BF16 one: the degradation gates
+    compared the two item by item, so they were evaluated on the same items)."""
     if fmt == "bf16" and decision.get("suites") and label in decision["models"]:
         side = "a" if decision["models"][0] == label else "b"
-        return {r["suite"]: (r["metric"], r[side]) for r in decision["suites"] if r[side] is not None}
-    if decision.get("degradation") and Path(decision["degradation"]).is_file():
-        rows = read_json(decision["degradation"]).get("vs_base", {}).get(f"{label}/{fmt}", {}).get("suites", [])
-        return {r["suite"]: (r["metric"], r["b"]) for r in rows}
-    return {}
+        rows = [(r["suite"], r["metric"], r[side]) for r in decision["suites"] if r[side] is not None]
+    elif decision.get("degradation") and Path(decision["degradation"]).is_file():
+        found = read_json(decision["degradation"]).get("vs_base", {}).get(f"{label}/{fmt}", {}).get("suites", [])
+        rows = [(r["suite"], r["metric"], r["b"]) for r in found]
+    else:
+        return {}
+    folders = [f for f in (results.get(f"{label}/{fmt}"), _arm_folder(label, decision)) if f is not None]
+
+    def data(suite: str) -> dict | None:
+        summary = next((Path(f) / f"{suite}.summary.json" for f in folders
+                        if (Path(f) / f"{suite}.summary.json").is_file()), None)
+        return read_json(summary).get("inputs", {}).get("data") if summary else None
+
+    return {suite: Measured(metric, value, data(suite)) for suite, metric, value in rows}
+
+
+def _passing(formats: list[str], gates: dict[str, Any], label: str) -> list[str]:
+    """The configured formats the upload gates let through (a held-back one is logged with its reasons)."""
+    out = []
+    for fmt in formats:
+        gate = gates.get(f"{label}/{fmt}")
+        if gate is not None and not gate["upload"]:
+            logger.warning("%s/%s held back by the upload gates: %s", label, fmt, "; ".join(gate["reasons"]))
+            continue
+        out.append(fmt)
+    return out
+
+
+def _files(fmt: str, entry: dict[str, Any], export_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One repo's files: the format's GGUF, and for BF16 the merged safetensors folder beside it."""
+    files = [{"path": entry["path"], "source": str(export_dir / entry["path"]), "sha256": entry["sha256"],
+              "format": fmt}]
+    if fmt == "bf16":
+        merged = export_dir / manifest["merged_dir"]
+        files += [{"path": p.name, "source": str(p), "sha256": manifest["merged_sha256"].get(p.name),
+                   "format": "safetensors"} for p in sorted(merged.iterdir()) if p.is_file()]
+    return files
 
 
 def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path] | None = None,
-         runs: dict[str, Path] | None = None) -> dict[str, Any]:
-    """What would be uploaded: repos, files (with sha256 from the export manifest), cards. ``config`` is the
-    *current* run's config (its upload section, names and tags): never the one recorded at training time."""
+         runs: dict[str, Path] | None = None, results: dict[str, Path] | None = None) -> dict[str, Any]:
+    """What would be uploaded: repos, files (with sha256 from the export manifest), cards, and the per-item details
+    dataset. ``config`` is the *current* run's config (its upload section, names and tags): never the one recorded
+    at training time. ``results``: "label/format" -> result folder, for the published quantizations' details (the
+    arms' BF16 results are the decision's own)."""
     decision = read_json_object(decision_path, "decision.json of `alphagate decide`", ("upload", "reason", "models"),
                                 "Pass the decision.json that `alphagate decide` wrote (--decision).")
     if not decision.get("upload"):
@@ -103,34 +153,29 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
         raise UploadRefusedError(f"The model cards need the base model's Hub repo id (owner/name) as base_model; "
                                  f"{config.base_model.name!r} is a local name the Hub refuses. Set "
                                  "base_model.hub_repo_id in the config (e.g. HuggingFaceTB/SmolLM2-135M-Instruct).")
-    formats = []
-    for fmt in spec.formats:
-        gate = gates.get(f"{label}/{fmt}")
-        if gate is not None and not gate["upload"]:
-            logger.warning("%s/%s held back by the upload gates: %s", winner, fmt, "; ".join(gate["reasons"]))
-            continue
-        formats.append(fmt)
+    formats = _passing(spec.formats, gates, label)
     # a quantization points at the BF16 repo when that one is published in this same upload
     bf16_repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX['bf16']}" if "bf16" in formats else None
+    results = {k: Path(v) for k, v in (results or {}).items()}
+    scores = {fmt: _scores_for(label, fmt, decision, results) for fmt in formats}
+    details_repo = details.details_repo_id(spec.org, spec.name or config.name)
+    published = {f"{label}/{fmt}": {s: m.metric for s, m in scores[fmt].items()} for fmt in formats}
+    splits = {(s.model, s.fmt, s.suite): s.split for s in details.sources(decision, published, results)}
     repos = []
     for fmt in formats:
         if fmt not in files_by_fmt:
             raise UploadRefusedError(f"upload.formats lists {fmt}, but {winner}'s export has only "
                                      f"{sorted(files_by_fmt)}; export that format too, or drop it from upload.formats.")
-        entry = files_by_fmt[fmt]
-        files = [{"path": entry["path"], "source": str(export_dir / entry["path"]), "sha256": entry["sha256"],
-                  "format": fmt}]
-        if fmt == "bf16":  # the merged safetensors ("BF16") beside the BF16 GGUF
-            merged = export_dir / manifest["merged_dir"]
-            files += [{"path": p.name, "source": str(p), "sha256": manifest["merged_sha256"].get(p.name),
-                       "format": "safetensors"} for p in sorted(merged.iterdir()) if p.is_file()]
+        files = _files(fmt, files_by_fmt[fmt], export_dir, manifest)
         repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
         base_model, relation = lineage(fmt, upstream, bf16_repo)
         body = card(repo=repo, fmt=fmt, base_model=base_model, relation=relation, upstream=upstream,
                     license=config.base_model.license, schedule=run["schedule"], decision=decision,
-                    scores=_scores_for(label, fmt, decision), files=[f["path"] for f in files],
+                    scores=scores[fmt], files=[f["path"] for f in files],
                     think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags),
-                    project_git_url=spec.project_git_url)
+                    project_git_url=spec.project_git_url, details=details.viewer_url(details_repo, None, spec.endpoint),
+                    details_urls={s: details.viewer_url(details_repo, splits[(label, fmt, s)], spec.endpoint)
+                                  for s in scores[fmt] if (label, fmt, s) in splits})
         problems = card_problems(body)
         if problems:
             raise UploadRefusedError(f"The model card of {repo} would not be accepted by the Hub: "
@@ -139,7 +184,8 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
     if not repos:
         raise UploadRefusedError("Every format was held back by the upload gates; nothing to upload.")
     return {"winner": winner, "spec": spec, "private": spec.private, "repos": repos,
-            "prompt": config.export.answer_prompt}
+            "prompt": config.export.answer_prompt, "decision_path": Path(decision_path),
+            "details": {"repo_id": details_repo, "published": published, "results": results}}
 
 
 def verify_locally(the_plan: dict[str, Any]) -> None:
@@ -159,8 +205,13 @@ def verify_locally(the_plan: dict[str, Any]) -> None:
 
 
 def stage(the_plan: dict[str, Any], out_dir: Path) -> Path:
-    """Exactly what would be uploaded: one folder per repo (files linked, README.md card), plus plan.json."""
+    """Exactly what would be uploaded: one folder per repo (files linked, README.md card), the details dataset's
+    folder (tasks/publish/details.py), plus plan.json."""
     out_dir = Path(out_dir)
+    spec = the_plan["details"]
+    with staging_dir(out_dir / spec["repo_id"].replace("/", "__")) as tmp:
+        written = details.write_details(the_plan["decision_path"], tmp, spec["repo_id"], published=spec["published"],
+                                        results=spec["results"])
     for repo in the_plan["repos"]:
         folder = out_dir / repo["repo_id"].replace("/", "__")
         folder.mkdir(parents=True, exist_ok=True)
@@ -172,14 +223,19 @@ def stage(the_plan: dict[str, Any], out_dir: Path) -> Path:
         atomic_write_text(folder / "README.md", repo["card"])
     summary = {"winner": the_plan["winner"], "repos": [{"repo_id": r["repo_id"], "folder": r["repo_id"].replace(
         "/", "__"), "files": [{k: f[k] for k in ("path", "sha256")} for f in r["files"]] + [{"path": "README.md"}]}
-        for r in the_plan["repos"]]}
+        for r in the_plan["repos"]],
+        "details": {"repo_id": spec["repo_id"], "folder": spec["repo_id"].replace("/", "__"), "repo_type": "dataset",
+                    "files": written["files"], "splits": [{k: row[k] for k in ("split", "model", "fmt", "suite",
+                                                                              "metric", "rows", "scored", "mean")}
+                                                          for row in written["splits"]]}}
     atomic_write_json(out_dir / "plan.json", summary)
     return out_dir
 
 
 def upload(decision_path: Path, out_dir: Path, config: PipelineConfig, *, dry_run: bool | None = None,
-           exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None) -> dict[str, Any]:
-    the_plan = plan(decision_path, config, exports=exports, runs=runs)
+           exports: dict[str, Path] | None = None, runs: dict[str, Path] | None = None,
+           results: dict[str, Path] | None = None) -> dict[str, Any]:
+    the_plan = plan(decision_path, config, exports=exports, runs=runs, results=results)
     run_spec = the_plan["spec"]
     token = resolve_token(run_spec)
     dry = (not run_spec.enabled) if dry_run is None else dry_run
@@ -194,18 +250,25 @@ def upload(decision_path: Path, out_dir: Path, config: PipelineConfig, *, dry_ru
         check_access(api, run_spec.org)  # before anything slow (the flow also calls preflight() at its start)
     verify_locally(the_plan)
     staged = stage(the_plan, out_dir)
+    details_repo = the_plan["details"]["repo_id"]
+    details_folder = staged / details_repo.replace("/", "__")
     if dry:
-        how = (f"Dry run: {len(the_plan['repos'])} repo(s) staged in {staged}. To publish, set HF_TOKEN (a write "
+        how = (f"Dry run: {len(the_plan['repos'])} repo(s) and the details dataset {details_repo} staged in {staged}. "
+               "To publish, set HF_TOKEN (a write "
                f"token for {run_spec.org}) and run: alphagate upload --decision {decision_path} "
                "--config <this run's config>")
         atomic_write_text(staged / "HOW_TO_PUBLISH.txt", how + "\n")
         return {"dry_run": True, "staged": str(staged), "repos": [r["repo_id"] for r in the_plan["repos"]],
-                "message": how}
-    results = []
+                "details": {"repo_id": details_repo, "folder": str(details_folder)}, "message": how}
+    # the evidence first: the cards that link to it go up after it
+    details_commit = details.publish_details(api, details_folder, details_repo, private=the_plan["private"],
+                                             message=f"alpha-gate: per-item details of {the_plan['winner']}")
+    sent = []
     for repo in the_plan["repos"]:
         api.create_repo(repo["repo_id"], private=the_plan["private"], exist_ok=True)
         info = api.upload_folder(repo_id=repo["repo_id"], folder_path=staged / repo["repo_id"].replace("/", "__"),
                                  commit_message=f"alpha-gate: {the_plan['winner']} {repo['format']}")
-        results.append({"repo_id": repo["repo_id"], "commit": getattr(info, "oid", None) if info else None})
-    atomic_write_json(staged / "uploaded.json", {"repos": results})
-    return {"dry_run": False, "staged": str(staged), "repos": results}
+        sent.append({"repo_id": repo["repo_id"], "commit": getattr(info, "oid", None) if info else None})
+    record = {"repos": sent, "details": {"repo_id": details_repo, "commit": details_commit}}
+    atomic_write_json(staged / "uploaded.json", record)
+    return {"dry_run": False, "staged": str(staged), **record}
