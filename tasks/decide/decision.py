@@ -283,6 +283,10 @@ def suite_table(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+TEST_NAMES = {"mcnemar_exact": "McNemar exact", "sign_flip_exact": "sign-flip exact",
+              "wilcoxon_signed_rank": "Wilcoxon signed-rank"}
+
+
 def decision_markdown(record: dict[str, Any]) -> str:
     from tasks.decide.speed import speed_sentence
 
@@ -296,14 +300,15 @@ def decision_markdown(record: dict[str, Any]) -> str:
                   + "; ".join(f"{s}: {why}" for s, why in record["failed_suites"].items()), ""]
     if record.get("suites"):
         a, b = record["models"]
-        lines += [f"| suite | metric | n | {a} | {b} | {a} - {b} | 95% CI | favours | test | p | p (Holm) | rule |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        # nine narrow columns: the run page's Markdown panel is about 900 px wide at a 1,400 px window
+        lines += [f"A = {a}, B = {b}; A - B > 0 favours {a}. p: raw (Holm-adjusted across suites).", "",
+                  "| suite | metric | n | A | B | A - B [95% CI] | test | p (Holm) | rule |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in record["suites"]:
-            favours = {"a": a, "b": b}.get(r["direction"], "tie")
             lines.append(f"| {r['suite']} | {r.get('metric_label', r['metric'])} | {r['n_paired']} | {human(r['a'])} | "
-                         f"{human(r['b'])} | {human(r['a'] - r['b'], signed=True)} | "
-                         f"{interval(r.get('diff_ci95'), signed=True)} | {favours} | {r['test']} | "
-                         f"{human(r['p_value'])} | {human(r['p_holm'])} | {r.get('verdict', '')} |")
+                         f"{human(r['b'])} | {human(r['a'] - r['b'], signed=True)} "
+                         f"{interval(r.get('diff_ci95'), signed=True)} | {TEST_NAMES.get(r['test'], r['test'])} | "
+                         f"{human(r['p_value'])} ({human(r['p_holm'])}) | {r.get('verdict', '')} |")
         if record.get("composite_a") is not None:
             lines += ["", f"Composite: {a} {human(record['composite_a'], 4)}, {b} {human(record['composite_b'], 4)}; "
                       f"{a} - {b} = {human(record['diff'], 4, signed=True)}, 95% CI "
