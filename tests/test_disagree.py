@@ -101,7 +101,8 @@ def test_counts_each_way_are_the_paired_tests_and_the_report_shows_the_prompts(t
     losses = sum(q == g != p for p, q, g in zip(picks["a"], picks["b"], gold, strict=True))
     assert wins + losses == record["suites"][0]["n_differing"]  # McNemar's discordant pairs
     assert f"6 paired items: linear scored higher on {wins}, sigmoid-bayes on {losses}" in report
-    assert (wins, losses) == (2, 1) and "| 0 | What is 7 x 8? A. 54 B. 56 C. 64 D. 48 Answer: | B | A | B | +1" in report
+    assert (wins, losses) == (2, 1)
+    assert "| 0 | What is 7 x 8? A. 54 B. 56 C. 64 D. 48 Answer: | B | A | B | +1" in report
     assert "| # | prompt (start) | linear | sigmoid-bayes | gold |" in report
 
     data.write_text(data.read_text().replace("What is 7 x 8?", "What is 7 x 9?"))  # the items changed since
