@@ -29,7 +29,8 @@ WORK_POOL_NIGHTLY = "alphagate-nightly/nightly-study"  # deployments/prefect.yam
 def deployments():
     study = nightly.to_deployment(
         name=NIGHTLY, schedule=Cron("30 2 * * *", timezone="Asia/Tokyo"),
-        parameters={"params": {"config": "configs/demo.yaml", "out": "runs/nightly"}}, concurrency_limit=1,
+        parameters={"params": {"config": "configs/demo.yaml", "out": "runs/nightly", "cache": "runs/cache",
+                               "upload": False}}, concurrency_limit=1,
         description="Schedule: every night at 02:30, Asia/Tokyo time (cron 30 2 * * *, timezone Asia/Tokyo), served "
                     "by deployments/serve.py. One night of the accumulating study: a new seed per arm, a pooled "
                     "decision with alpha spending over nightly.max_looks. Results: the run's Artifacts tab.")

@@ -8,13 +8,12 @@ unless enabled) -> report.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
 
+from flows.params import DEFAULT_PARAMS, SUITES, CompareParams, NightlyParams  # noqa: F401 - the run forms
 from flows.stages import (
     base_model_task,
     decide_task,
@@ -33,43 +32,9 @@ from flows.stages import (
     train_task,
     upload_task,
 )
-from tasks.bench.suites import DEFAULT_SUITES, suite_names
 from tasks.store import Ref
-from tasks.validate import FORMATS
 
 VARIANTS = ("linear", "sigmoid-bayes")
-SUITES = list(DEFAULT_SUITES)
-# the run form's choices: every suite with a YAML in configs/suites, the GGUF formats the export writes
-Suite = Literal[tuple(suite_names())]  # type: ignore[valid-type]
-Format = Literal[FORMATS]  # type: ignore[valid-type]
-
-
-class CompareParams(BaseModel):
-    """What to compare and where: the config names the base model, data, training, export and decision settings;
-    the fields below choose the run's suites, formats, items and output folder."""
-
-    config: str = Field("configs/demo.yaml", description="Pipeline config (YAML, relative to the repository root). "
-                                                         "It is checked before any work; an error names the field.")
-    out: str = Field("runs/demo", description="Output folder. Results live under store/STAGE/KEY/, with links "
-                                              "for people beside them (decision, report, eval/...).")
-    cache: str = Field("runs/cache", description="Folder for the downloaded or unpacked base model.")
-    suites: list[Suite] = Field(list(SUITES), min_length=1,
-                                description="Benchmark suites to evaluate every model on (at least one).")
-    formats: list[Format] | None = Field(list(FORMATS), min_length=1,
-                                         description="GGUF formats to export and evaluate; bf16 is required (the "
-                                                     "decision compares BF16). Empty (null): the config's "
-                                                     "export.formats.")
-    data: str = Field("sample", description="Benchmark items: 'sample' (the bundled few per suite), 'shared' (the "
-                                            "shared benchmark folder), 'hub' (the datasets at their pinned "
-                                            "revisions) or a file.")
-    limit: int | None = Field(None, ge=1, description="Items per suite (empty: every item).")
-    judge: str | None = Field(None, description="Judge YAML for ELYZA-tasks-100 (empty: ELYZA items are not "
-                                                "graded).")
-    upload: bool = Field(False, description="Really upload the winner (needs upload.enabled in the config and a "
-                                            "Hub token); off: a dry run that stages the repos under the output.")
-
-
-DEFAULT_PARAMS = CompareParams()
 
 
 @flow(name="alphagate-compare", log_prints=True)
@@ -235,19 +200,6 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
             "decision_record": str(decision_json), "upload": upload, "evaluations": len(done),
             "failed_evaluations": failed, "replicates": new, "names": names, "report_inputs": report_inputs,
             "record": {k: v for k, v in decision.items() if k != "ref"}}
-
-
-class NightlyParams(BaseModel):
-    """The nightly study's run form: what to study and where; what each night runs is the config's ``nightly``
-    section (looks, spending, items, suites, how the schedule is tuned)."""
-
-    config: str = Field("configs/demo.yaml", description="pipeline config; its nightly section sets the study")
-    out: str = Field("runs/nightly", description="the study's folder: study/study.json, nights/<date>-nightNN/, "
-                                                 "store/")
-    cache: str = Field("runs/cache", description="base-model cache")
-    date: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$",
-                             description="tonight's date label (YYYY-MM-DD); default: today")
-    upload: bool = Field(False, description="really upload a decided winner (needs upload.enabled and a token)")
 
 
 @flow(name="alphagate-nightly", log_prints=True)

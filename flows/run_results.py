@@ -15,6 +15,7 @@ def _artifact(kind: str, key: str, payload, description: str) -> None:
 
     key = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:100]  # Prefect: lowercase letters, digits, dashes
     try:
+        replace_earlier(key)
         if kind == "table":
             artifacts.create_table_artifact(payload, key=key, description=description)
         else:
@@ -23,6 +24,28 @@ def _artifact(kind: str, key: str, payload, description: str) -> None:
         from prefect import get_run_logger
 
         get_run_logger().warning("could not write the %s artifact %s: %s", kind, key, exc)
+
+
+def replace_earlier(key: str) -> int:
+    """Delete this flow run's earlier artifacts under ``key`` (a retry's first attempt made them), so that the run's
+    page shows one current card per key, never two from different attempts in mixed order (the page lists every
+    version of a key; a key's history across runs is kept: only this run's are replaced). How many went."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return 0
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:  # limit/offset/sort given: the server refuses them as null
+        earlier = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[ctx.flow_run.id])),
+            limit=200, offset=0, sort=ArtifactSort.CREATED_DESC)
+        for artifact in earlier:
+            client.delete_artifact(artifact.id)
+    return len(earlier)
 
 
 # --- what the run a user started shows ----------------------------------------------------------------------------
@@ -130,6 +153,7 @@ def start_run_progress(what: str) -> None:
     try:
         from prefect.artifacts import create_progress_artifact
 
+        replace_earlier("alphagate-progress")
         _RUN_PROGRESS.set(create_progress_artifact(0.0, key="alphagate-progress", description=what))
     except Exception as exc:  # noqa: BLE001
         from prefect import get_run_logger

@@ -8,6 +8,7 @@ Screenshots are kept in ``runs/test-ui/`` (form.png, run-artifacts.png, report.p
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -73,7 +74,8 @@ def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_
     assert "Asia/Tokyo" in nightly["description"]
     SHOTS.mkdir(parents=True, exist_ok=True)
     params = {"params": {"config": str(_smoke_config(tmp_path, tiny_base_dir)), "out": str(tmp_path / "run"),
-                         "cache": str(tmp_path / "cache"), "suites": ["mmlu"], "formats": ["bf16"], "limit": 2}}
+                         "cache": str(tmp_path / "cache"), "suites": ["mmlu"], "formats": ["bf16"], "limit": 2,
+                         "data": "sample", "upload": False}}  # every field the form requires
     ui = f"{url}/v2"  # the UI a person gets at the server's address (Prefect 3.9 sends "/" to its V2 UI)
     form = (f"{ui}/deployments/deployment/{deployment['id']}/run?"  # the run form, prefilled by its link
             + urllib.parse.urlencode({"parameters": json.dumps(params)}))
@@ -120,3 +122,91 @@ def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_
         browser.goto(f"{ui}/deployments/deployment/{nightly['id']}?tab=Description")
         browser.wait_for(lambda t: "Asia/Tokyo" in t, "the nightly schedule's timezone on its page", 60)
         browser.screenshot(SHOTS / "nightly.png", full_page=False)
+
+
+def _publish_decision(tmp_path: Path) -> tuple[Path, Path]:
+    """A decision and report made from per-item records of two models on the bundled MMLU sample."""
+    from tasks.bench.suites import SAMPLES_DIR
+    from tasks.config import DecisionSpec
+    from tasks.decide.decision import decide
+    from tasks.publish.report import write_report
+    from tasks.store import sha256_file
+
+    data = SAMPLES_DIR / "mmlu.sample.jsonl"
+    folders = {}
+    for arm, picks in (("linear", [1, 2, 0, 3, 1, 0]), ("sigmoid-bayes", [0, 3, 0, 3, 1, 2])):
+        folder = tmp_path / "results" / arm
+        folder.mkdir(parents=True)
+        records = [{"index": i, "loglikelihoods": [-1.0 if j == p else -4.0 for j in range(4)], "pred": p,
+                    "pred_norm": p, "gold": g, "acc": p == g, "acc_norm": p == g}
+                   for i, (p, g) in enumerate(zip(picks, [1, 2, 0, 3, 1, 2], strict=True))]
+        (folder / "mmlu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (folder / "mmlu.summary.json").write_text(json.dumps({"timings": {}, "data": str(data),
+                                                             "data_sha256": sha256_file(data)}))
+        folders[arm] = folder
+    decide(folders, DecisionSpec(bootstrap=200), tmp_path / "decision")
+    report = write_report({f"{k}/bf16": v for k, v in folders.items()}, tmp_path / "report",
+                          decision=tmp_path / "decision" / "decision.json")
+    return tmp_path / "decision" / "decision.json", report
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="needs Chromium (`apt-get install -y chromium`; .ci/run does)")
+def test_run_form_labels_and_decision_table_as_a_person_sees_them(tmp_path):
+    """The run form: only fields that may stay empty say "(Optional)", no `Property is type "None"`, Data offers its
+    choices; a form without bf16 is refused by the server's validation; the decision's table fits its panel at
+    1,400 px and the report lists the items where the models disagree."""
+    import httpx
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.compare import compare
+    from flows.run_results import publish_results
+    from tests.cdp import Browser
+
+    @flow(name="ui-check")
+    def show(decision: str, report: str) -> str:
+        from prefect.runtime import flow_run
+
+        publish_results(decision, report)
+        return str(flow_run.id)
+
+    port = free_port()
+    env = fresh_env(tmp_path / "home", port)
+    background = Background()
+    try:
+        background.start(f"{Path(sys.executable).parent / 'prefect'} server start", env, tmp_path / "server.log")
+        wait(lambda: httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200, "the Prefect server", 300)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api", timeout=30)
+        with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+            deployment = str(compare.to_deployment(name="form-check").apply())
+            decision, report = _publish_decision(tmp_path)
+            run_id = show(str(decision), str(report))
+        schema = api.get(f"/deployments/{deployment}").json()["parameter_openapi_schema"]
+        bad = api.post("/ui/schemas/validate", json={"schema": schema, "values": {"params": {
+            "config": "c.yaml", "out": "o", "cache": "c", "suites": ["mmlu"], "formats": ["q8_0"], "data": "sample",
+            "upload": False}}}).json()
+        assert bad["valid"] is False  # what the form shows before any run exists
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        ui = f"http://127.0.0.1:{port}/v2"
+        with Browser(tmp_path / "chromium") as browser:
+            browser.goto(f"{ui}/deployments/deployment/{deployment}/run")
+            text = browser.wait_for(lambda t: "Upload" in t and "Submit" in t and t, "the run form", 120)
+            assert "Limit (Optional)" in text and "Judge (Optional)" in text and "Date" not in text
+            for required in ("Config", "Out", "Cache", "Suites", "Formats", "Data", "Upload"):
+                assert f"\n{required}\n" in text and f"{required} (Optional)" not in text, required
+            assert 'Property is type "None"' not in text and "A file (path)" in text and "``" not in text
+            browser.screenshot(SHOTS / "form-fields.png")
+            artifacts = api.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}).json()
+            ids = {a["key"]: a["id"] for a in artifacts if a["key"]}
+            browser.goto(f"{ui}/artifacts/artifact/{ids['alphagate-decision']}")
+            browser.wait_for(lambda t: "p (Holm)" in t, "the decision's table", 60)
+            edges = browser.evaluate("(() => { const t = document.querySelector('table');"
+                                     " return [t.getBoundingClientRect().right, t.parentElement.clientWidth +"
+                                     " t.parentElement.getBoundingClientRect().left]; })()")
+            assert edges[0] <= edges[1] + 1, edges  # the last column stays inside the Markdown panel
+            browser.screenshot(SHOTS / "decision.png")
+            browser.goto(f"{ui}/artifacts/artifact/{ids['alphagate-report']}")
+            browser.wait_for(lambda t: "Where the two models disagree" in t and "What is 7 x 8?" in t,
+                             "the disagreement list in the report", 60)
+    finally:
+        background.stop()

@@ -148,10 +148,24 @@ def test_report_composites_and_gates_are_the_decisions_even_when_evaluation_spee
         in text and "speed term: in the composite" in text and human(from_timings, 4) not in text
     gates = json.loads((tmp_path / "g" / "degradation.json").read_text())["gates"]
     for name, g in gates.items():
-        assert f"- {name}: " + ("upload" if g["upload"] else "held back") in text
+        assert f"- {name}: " + ("gates passed" if g["upload"] else "gates failed") in text
+    assert not re.search(r"^- [^:]+: upload", text, re.M)  # a gate result never reads as an upload
     # a degradation file other than the one the decision applied is refused: its gates would contradict it
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"vs_base": {}, "vs_bf16": {}, "gates": {"linear/bf16": {"upload": False,
                                                                                           "reasons": ["x"]}}}))
     with pytest.raises(ValueError, match="not the degradation analysis the decision applied"):
         write_report(all_results, tmp_path / "r2", decision=tmp_path / "d" / "decision.json", degradation=other)
+
+
+def test_gate_results_read_as_gates_never_as_uploads_when_nothing_is_uploaded():
+    """Counterexample from the run page: a tie uploads nothing, yet "linear/bf16: upload" was listed below it."""
+    from tasks.publish.paired import gate_lines
+
+    record = {"upload": False, "winner": None, "reason": "No significant difference: a tie."}
+    deg = {"gates": {"linear/bf16": {"upload": True, "reasons": []},
+                     "linear/q4_k_m": {"upload": False, "reasons": ["lost 9% of its BF16 composite"]}}}
+    text = "\n".join(gate_lines(record, deg, None))
+    assert "Nothing is uploaded: No significant difference: a tie." in text
+    assert "- linear/bf16: gates passed" in text and "- linear/q4_k_m: gates failed: lost 9%" in text
+    assert not re.search(r"^- [^:]+: upload", text, re.M)

@@ -150,7 +150,9 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
                 "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
     comp_a = composite({s: paired[s][0].mean() for s in used}, speed_a, spec)
     comp_b = composite({s: paired[s][1].mean() for s in used}, speed_b, spec)
-    lo, hi, per_suite = _bootstrap_diff(paired, used, speed_info, spec)
+    from tasks.decide.resample import paired_diff_ci
+
+    lo, hi, per_suite = paired_diff_ci(paired, used, speed_info, spec)
     for row in rows:  # each suite's paired difference a - b and its 95% CI (the report's forest plot reads them)
         row["diff"], row["diff_ci95"] = row["a"] - row["b"], per_suite[row["suite"]]
     from tasks.decide.replicates import analyse
@@ -161,33 +163,6 @@ def compare(results_a: dict, results_b: dict, spec: DecisionSpec,
     return {"suites": rows, "failed_suites": failed, "composite_a": float(comp_a), "composite_b": float(comp_b),
             "diff": float(comp_a - comp_b), "diff_ci95": [lo, hi], "speed_a": speed_a, "speed_b": speed_b,
             "speed": speed_info, **power_and_variance(one, spec, spec.alpha)}
-
-
-def _bootstrap_diff(paired, suites, speed_info, spec: DecisionSpec) -> tuple[float, float, dict[str, list[float]]]:
-    """Percentile CI of composite(A) - composite(B); each suite's items resampled jointly for A and B (paired),
-    and, when speed is in the composite, the speed difference drawn from its sampling distribution (a t on the
-    timing's degrees of freedom around the measured difference, scaled by its standard error), so the timing noise
-    widens the interval instead of shifting it. Also each suite's percentile CI of mean(A) - mean(B) from the same
-    resamples."""
-    rng = np.random.default_rng(spec.seed)
-    inside = speed_info["in_composite"]
-    diffs = np.empty(spec.bootstrap)
-    suite_diffs = {s: np.empty(spec.bootstrap) for s in suites}
-    for k in range(spec.bootstrap):
-        means_a, means_b = {}, {}
-        for s in suites:
-            a, b = paired[s]
-            idx = rng.integers(0, len(a), len(a))
-            means_a[s], means_b[s] = a[idx].mean(), b[idx].mean()
-            suite_diffs[s][k] = means_a[s] - means_b[s]
-        sp_a = sp_b = None
-        if inside:
-            sp_b = speed_info["score_b"]
-            draw = float(rng.standard_t(max(speed_info["df"], 1)))
-            sp_a = sp_b + speed_info["diff"] + draw * speed_info["var"] ** 0.5
-        diffs[k] = composite(means_a, sp_a, spec) - composite(means_b, sp_b, spec)
-    per_suite = {s: [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] for s, d in suite_diffs.items()}
-    return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)), per_suite
 
 
 def decide(results: dict[str, Path | list[Path]], spec: DecisionSpec, out_dir: Path | None = None, *,
@@ -308,6 +283,10 @@ def suite_table(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+TEST_NAMES = {"mcnemar_exact": "McNemar exact", "sign_flip_exact": "sign-flip exact",
+              "wilcoxon_signed_rank": "Wilcoxon signed-rank"}
+
+
 def decision_markdown(record: dict[str, Any]) -> str:
     from tasks.decide.speed import speed_sentence
 
@@ -321,14 +300,15 @@ def decision_markdown(record: dict[str, Any]) -> str:
                   + "; ".join(f"{s}: {why}" for s, why in record["failed_suites"].items()), ""]
     if record.get("suites"):
         a, b = record["models"]
-        lines += [f"| suite | metric | n | {a} | {b} | {a} - {b} | 95% CI | favours | test | p | p (Holm) | rule |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        # nine narrow columns: the run page's Markdown panel is about 900 px wide at a 1,400 px window
+        lines += [f"A = {a}, B = {b}; A - B > 0 favours {a}. p: raw (Holm-adjusted across suites).", "",
+                  "| suite | metric | n | A | B | A - B [95% CI] | test | p (Holm) | rule |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in record["suites"]:
-            favours = {"a": a, "b": b}.get(r["direction"], "tie")
             lines.append(f"| {r['suite']} | {r.get('metric_label', r['metric'])} | {r['n_paired']} | {human(r['a'])} | "
-                         f"{human(r['b'])} | {human(r['a'] - r['b'], signed=True)} | "
-                         f"{interval(r.get('diff_ci95'), signed=True)} | {favours} | {r['test']} | "
-                         f"{human(r['p_value'])} | {human(r['p_holm'])} | {r.get('verdict', '')} |")
+                         f"{human(r['b'])} | {human(r['a'] - r['b'], signed=True)} "
+                         f"{interval(r.get('diff_ci95'), signed=True)} | {TEST_NAMES.get(r['test'], r['test'])} | "
+                         f"{human(r['p_value'])} ({human(r['p_holm'])}) | {r.get('verdict', '')} |")
         if record.get("composite_a") is not None:
             lines += ["", f"Composite: {a} {human(record['composite_a'], 4)}, {b} {human(record['composite_b'], 4)}; "
                       f"{a} - {b} = {human(record['diff'], 4, signed=True)}, 95% CI "

@@ -63,34 +63,37 @@ def effective_df(parts: list[tuple[float, float]]) -> float:
     return float(sum(v for v, _ in used) ** 2 / sum(v ** 2 / d for v, d in used))
 
 
-def _power(ncp: float, df: float, crit: float) -> float:
-    from scipy import stats
+def _power(ncp: float, df: float, alpha: float) -> float:
+    """statsmodels' power of the two-sided t-test (df > 0) or z-test (df 0) at noncentrality ``ncp``: an effect
+    size of ncp on one observation (statsmodels' noncentrality is effect * sqrt(nobs)), with the given df."""
+    from statsmodels.stats.power import normal_power, ttest_power
 
     if df <= 0:
-        return float(stats.norm.sf(crit - ncp) + stats.norm.cdf(-crit - ncp))
-    upper, lower = float(stats.nct.sf(crit, df, ncp)), float(stats.nct.cdf(-crit, df, ncp))
-    # far in the tails scipy's noncentral t can return nan: there the tail is 0 or 1
-    upper = (1.0 if ncp > crit else 0.0) if math.isnan(upper) else upper
-    return upper + (0.0 if math.isnan(lower) else lower)
+        return float(normal_power(ncp, 1, alpha))
+    value = float(ttest_power(ncp, 1, alpha, df=df))
+    # far in the tail the noncentral t can return nan: there the power is 0 or 1
+    if math.isnan(value):
+        from scipy import stats
+
+        return 1.0 if ncp > float(stats.t.isf(alpha / 2, df)) else 0.0
+    return value
 
 
 def power_at(effect: float, se: float, df: float, alpha: float) -> float:
     """The chance that the two-sided t-test at ``alpha`` on ``df`` degrees of freedom detects a true ``effect``
     whose estimate has standard error ``se`` (noncentral t; normal when df is 0)."""
-    from scipy import stats
-
     if se <= 0:
         return 1.0
     if alpha <= 0:
         return 0.0
-    crit = float(stats.t.isf(alpha / 2, df)) if df > 0 else float(stats.norm.isf(alpha / 2))
-    return _power(abs(effect) / se, df, crit)
+    return _power(abs(effect) / se, df, alpha)
 
 
 def mdd(se: float, df: float, alpha: float, power: float) -> float:
     """The smallest true difference a two-sided t-test at ``alpha`` on ``df`` degrees of freedom (normal when df is
     0) detects with probability ``power`` when its standard error is ``se``: se * the noncentrality at which the
-    noncentral t's power reaches ``power``."""
+    noncentral t's power reaches ``power``. statsmodels' solve_power fixes df = nobs - 1; the decision's df is a
+    Welch-Satterthwaite figure (fractional), so its power function is solved here for the noncentrality."""
     from scipy import optimize, stats
 
     if se <= 0:
@@ -99,9 +102,9 @@ def mdd(se: float, df: float, alpha: float, power: float) -> float:
         return math.inf
     crit = float(stats.t.isf(alpha / 2, df)) if df > 0 else float(stats.norm.isf(alpha / 2))
     hi = crit + 10.0
-    while _power(hi, df, crit) < power:  # very small df: the noncentrality needed is large
+    while _power(hi, df, alpha) < power:  # very small df: the noncentrality needed is large
         hi *= 2
-    ncp = optimize.brentq(lambda x: _power(x, df, crit) - power, 0.0, hi, xtol=1e-10)
+    ncp = optimize.brentq(lambda x: _power(x, df, alpha) - power, 0.0, hi, xtol=1e-10)
     return float(ncp * se)
 
 

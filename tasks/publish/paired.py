@@ -142,7 +142,9 @@ def decision_gates(record: dict[str, Any] | None, degradation: Path | None) -> t
 
 
 def gate_lines(record: dict[str, Any] | None, deg: dict | None, note: str | None) -> list[str]:
-    """The upload gates as the decision applied them, and what an upload of its winner would publish."""
+    """The upload gates as the decision applied them, and what an upload of its winner would publish. A gate's
+    result is worded as a gate passed or failed, never as an upload: most models a gate passes are not uploaded
+    (only the decision's winner is)."""
     if deg is None and note is None:
         return []
     lines = ["", "## Upload gates", ""]
@@ -151,13 +153,17 @@ def gate_lines(record: dict[str, Any] | None, deg: dict | None, note: str | None
     if record is not None:
         label = record.get("upload_label") or record.get("winner")
         if not record.get("upload"):
-            lines += [f"The decision uploads nothing: {record['reason']}", ""]
+            lines += [f"Nothing is uploaded: {record['reason']}", ""]
         elif label:
             held = {k.split("/", 1)[1]: g for k, g in (deg or {}).get("gates", {}).items()
                     if k.split("/", 1)[0] == label}
-            formats = ", ".join(f"{fmt} ({'yes' if g['upload'] else 'held back'})" for fmt, g in sorted(held.items()))
+            formats = ", ".join(f"{fmt} ({'gates passed' if g['upload'] else 'held back'})"
+                                for fmt, g in sorted(held.items()))
             lines += [f"The decision uploads {label}: "
                       + (formats or "every configured format (no gate recorded for it)") + ".", ""]
+    if (deg or {}).get("gates"):
+        lines += ["Each model/format against the base model and its own BF16 (a model is uploaded only when the "
+                  "decision picks it and its gates pass):", ""]
     for name, g in (deg or {}).get("gates", {}).items():
-        lines.append(f"- {name}: " + ("upload" if g["upload"] else "held back: " + "; ".join(g["reasons"])))
+        lines.append(f"- {name}: " + ("gates passed" if g["upload"] else "gates failed: " + "; ".join(g["reasons"])))
     return lines

@@ -360,6 +360,10 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
                   for r in cats.sort_values(["suite", "category", "label"]).itertuples()]
     lines += _skipped_section(results)
     lines += _dpo_section(results, record)
+    if record is not None and record.get("suites"):
+        from tasks.decide.disagree import disagreements, markdown_lines
+
+        lines += ["", *markdown_lines(disagreements(record))]
     lines += gate_lines(record, deg, gates_note)
     lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in made]
     return atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
