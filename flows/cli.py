@@ -374,7 +374,7 @@ def _cmd_degrade(args: argparse.Namespace) -> int:
     with exclusive(args.out, "degrade"):
         report = write_analysis(results, spec, args.out)
     for label, gate in report["gates"].items():
-        print(f"{label}: " + ("upload" if gate["upload"] else "held back: " + "; ".join(gate["reasons"])))
+        print(f"{label}: " + ("gates passed" if gate["upload"] else "gates failed: " + "; ".join(gate["reasons"])))
     print(f"-> {Path(args.out) / 'degradation.json'}")
     return 0
 
