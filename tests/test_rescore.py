@@ -118,6 +118,7 @@ def test_a_judge_change_judges_again_and_generates_nothing(smollm2_gguf, tmp_pat
     import tasks.bench.engine as engine
     from tasks.bench.judge import JudgeSpec
 
+    suites_dir("elyza_tasks_100", "max_tokens: 384", "max_tokens: 32")  # short answers: a fast test
     judge = JudgeSpec(kind="gguf", path=smollm2_gguf, max_tokens=24)
     opts = RunOptions(limit=LIMIT, judge=judge)
     first = _evaluate(tmp_path, smollm2_gguf, "elyza_tasks_100", opts)
@@ -170,7 +171,7 @@ def test_rescore_a_run_folder_then_refuse_without_its_generations(smollm2_gguf, 
     finally:
         engine.Engine.__init__ = real
     out = capsys.readouterr().out
-    assert "m-bf16 gsm8k: exact_match_flexible" in out and "m-bf16 mmlu: acc_norm" in out
+    assert "m-bf16 gsm8k: exact_match_flexible" in out and "m-bf16 mmlu: acc " in out
     assert "(already scored so)" in out.split("m-bf16 mmlu")[1].splitlines()[0]  # mmlu's scorer did not change
     assert "alphagate run" in out  # how the decision and report are redone
     record = json.loads((root / "rescore.json").read_text())
@@ -208,3 +209,48 @@ def test_rescore_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
     assert main(["rescore", "--out", str(tmp_path)]) == 2
     assert "index.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["tasks.bench.metrics", "tasks.bench.score", "tasks.bench.judge",
+                                    "tasks.final_section"])
+def test_scorer_code_is_in_the_evaluation_key_and_never_in_the_generation_key(tmp_path, monkeypatch, module):
+    """Editing a scorer module (answer extraction, metrics, the judge's parser, the final-answer reader) changes the
+    evaluation's code version and leaves the generation's alone; editing the engine changes both."""
+    import importlib.util
+
+    from tasks import keys
+
+    copy = tmp_path / "copy.py"
+    copy.write_text(Path(keys._locate(module).origin).read_text() + "\n# edited\n")
+    spec = importlib.util.spec_from_file_location(module, copy)
+    keys.code_version.cache_clear()
+    before = {stage: keys.code_version(stage) for stage in ("generate", "eval")}
+    real = keys._locate
+    monkeypatch.setattr(keys, "_locate", lambda name: spec if name == module else real(name))
+    keys.code_version.cache_clear()
+    try:
+        after = {stage: keys.code_version(stage) for stage in before}
+    finally:
+        keys.code_version.cache_clear()
+    assert after["eval"] != before["eval"] and after["generate"] == before["generate"]
+
+
+def test_generation_code_is_in_both_keys(tmp_path, monkeypatch):
+    import importlib.util
+
+    from tasks import keys
+
+    module = "tasks.bench.engine"
+    copy = tmp_path / "engine.py"
+    copy.write_text(Path(keys._locate(module).origin).read_text() + "\n# edited\n")
+    spec = importlib.util.spec_from_file_location(module, copy)
+    keys.code_version.cache_clear()
+    before = {stage: keys.code_version(stage) for stage in ("generate", "eval")}
+    real = keys._locate
+    monkeypatch.setattr(keys, "_locate", lambda name: spec if name == module else real(name))
+    keys.code_version.cache_clear()
+    try:
+        after = {stage: keys.code_version(stage) for stage in before}
+    finally:
+        keys.code_version.cache_clear()
+    assert after["generate"] != before["generate"] and after["eval"] != before["eval"]

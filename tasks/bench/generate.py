@@ -115,8 +115,8 @@ def generate_all(engine, suite: SuiteSpec, contexts: list[str], parallel: int, o
 
 
 def generate_one(engine, suite: SuiteSpec, context: str, text: str | None = None) -> dict[str, Any]:
-    """One generation item's record: its completion (``text`` when already generated) and, for a chat suite, the
-    rendered chat prompt (the scorer reads whether it opened a reasoning section)."""
+    """One generation item's record: its completion (``text`` when already generated) and the prompt the model
+    continued (a chat suite's rendered chat prompt): the scorer reads whether it opened a reasoning section."""
     gen = suite.generation
     if gen.chat:
         messages = [{"role": "user", "content": context}]
@@ -125,7 +125,7 @@ def generate_one(engine, suite: SuiteSpec, context: str, text: str | None = None
         return {"completion": text, "prompt": engine.chat_prompt(messages)}
     if text is None:
         text = engine.generate(context, gen.max_tokens, gen.until)
-    return {"completion": text}
+    return {"completion": text, "prompt": context}
 
 
 def choice_pairs(engine, suite: SuiteSpec, doc: dict, context: str) -> list[tuple[list[int], list[int]]]:
