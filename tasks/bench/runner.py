@@ -95,6 +95,8 @@ def _reusable(out_dir: Path, suite: str, key: str, inputs: dict[str, Any], repla
     if replace or summary.get("generation_key") == inputs["generation_key"]:
         return None
     theirs = summary.get("inputs")
+    if isinstance(theirs, dict) and isinstance(theirs.get("generation"), dict):
+        theirs, inputs = theirs["generation"], inputs["generation"]  # what differs is what was generated from
     found = (f"inputs differ: {differences(theirs, inputs)}" if isinstance(theirs, dict) else
              f"{summary_path.name} was not written by `alphagate eval`")
     raise ResultsConflictError(
