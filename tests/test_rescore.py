@@ -68,7 +68,7 @@ def test_a_changed_gsm8k_filter_rescores_and_generates_nothing(smollm2_gguf, tmp
     assert after["generation_key"] == before["generation_key"] and after["key"] != before["key"]
     # the summary changed with the filter: other per-item records, and the filter's extraction is the new one
     assert after["records_sha256"] != before["records_sha256"]
-    assert after["inputs"]["scoring"]["suite_yaml_sha256"] != before["inputs"]["scoring"]["suite_yaml_sha256"]
+    assert after["inputs"]["suite_yaml_sha256"] != before["inputs"]["suite_yaml_sha256"]
     old, new = _records(tmp_path, before), _records(tmp_path, after)
     for o, n in zip(old, new, strict=True):
         assert n["final_answer"] == o["final_answer"]  # the same answers, read by another filter

@@ -24,6 +24,7 @@ from tasks.bench.generate import (
 from tasks.bench.options import RunOptions
 from tasks.bench.prompts import build_context, choices_of, render
 from tasks.bench.score import (
+    flat_inputs,
     metric_rows,
     score_choices,
     score_completion,
@@ -95,9 +96,7 @@ def _reusable(out_dir: Path, suite: str, key: str, inputs: dict[str, Any], repla
     if replace or summary.get("generation_key") == inputs["generation_key"]:
         return None
     theirs = summary.get("inputs")
-    if isinstance(theirs, dict) and isinstance(theirs.get("generation"), dict):
-        theirs, inputs = theirs["generation"], inputs["generation"]  # what differs is what was generated from
-    found = (f"inputs differ: {differences(theirs, inputs)}" if isinstance(theirs, dict) else
+    found = (f"inputs differ: {differences(theirs, flat_inputs(inputs))}" if isinstance(theirs, dict) else
              f"{summary_path.name} was not written by `alphagate eval`")
     raise ResultsConflictError(
         f"{out_dir} already holds {suite} results of other inputs ({found}); writing here would replace them. Use "

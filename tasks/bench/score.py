@@ -46,6 +46,12 @@ def score_key(generation_key: str, generation: dict[str, Any], suite_name: str,
     return stage_key("eval", inputs), inputs
 
 
+def flat_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation key's inputs as one flat record (what a summary's ``inputs`` holds, as it always has: the
+    decision compares two models' suites on it, leaving out the model's sha256)."""
+    return {**inputs["generation"], **inputs["scoring"]}
+
+
 def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)
 
@@ -176,8 +182,9 @@ def write_scores(generations: Path, suite_name: str, opts: RunOptions, out_dir: 
     for note in notes:
         logger.info("%s", note)  # the CLI prints the summary's notes; flows read them there too
     generation = inputs["generation"]
-    summary = {"key": key, "inputs": inputs, "generation_key": inputs["generation_key"], "suite": suite.name,
-               "suite_version": suite.version, "prompt_sha256": generation["prompt_sha256"], "model": meta["model"],
+    summary = {"key": key, "inputs": flat_inputs(inputs), "generation_key": inputs["generation_key"],
+               "suite": suite.name, "suite_version": suite.version, "prompt_sha256": generation["prompt_sha256"],
+               "model": meta["model"],
                "model_sha256": generation["model_sha256"], "num_fewshot": meta["num_fewshot"], "data": meta["data"],
                "data_sha256": generation["data"].get("sha256"),
                "judge": describe_spec(opts.judge) if judged else None, "timings": meta["timings"],
