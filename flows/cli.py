@@ -618,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, type=Path)
     ev.set_defaults(func=_cmd_eval)
 
+    from flows.rescore import add_parser as add_rescore  # `alphagate rescore` (flows/rescore.py)
+    add_rescore(sub)
+
     dec = sub.add_parser("decide", help="pick the winner of two evaluated models with paired statistics")
     dec.add_argument("--results", nargs=2, required=True, metavar="LABEL=DIR[,DIR...]",
                      help="two arms: result folders of `alphagate eval`, labelled; several comma-separated folders "

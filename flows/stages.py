@@ -289,8 +289,9 @@ def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | N
     from tasks.store import ref_of
 
     out = _eval_plan(gguf, suite, root, data, limit, judge, mmproj, image_root)[1]
+    # generations are found by their own key under <root>/store/generate/: a scorer change only rescores them
     summary = run_suite(Path(gguf), suite, out, _eval_options(data, limit, judge, mmproj, image_root),
-                        stage_folder=True)
+                        stage_folder=True, store=Path(root))
     _artifact("table", f"eval-{Path(gguf).stem}-{suite}", metric_rows(summary),
               f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped"
               + "".join(f". {note}" for note in summary.get("notes", [])))

@@ -29,8 +29,12 @@ CODE: dict[str, tuple[str, ...]] = {
             "tasks.data.sft", "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks.bench:samples"),
     "export": ("alpha_gate", "tasks.export.gguf", "tasks.export.converter", "tasks.export.verify",
                "tasks.data.base_model", "tasks.train.outputs", "tasks.llama_load"),
-    "eval": ("tasks.llama_load", "tasks.bench.engine", "tasks.bench.runner", "tasks.bench.metrics",
-             "tasks.bench.suites", "tasks.bench.judge", "tasks.bench.vision"),
+    # generation records (completions, log-likelihoods): the code that makes them, never the scorers' (a scorer
+    # change must not regenerate); an evaluation's key holds its generation key and adds the scorers' code
+    "generate": ("tasks.llama_load", "tasks.bench.engine", "tasks.bench.generate", "tasks.bench.suites",
+                 "tasks.bench.vision"),
+    "judge": ("tasks.llama_load", "tasks.bench.engine", "tasks.bench.judge"),
+    "eval": ("tasks.bench.runner", "tasks.bench.score", "tasks.bench.metrics", "tasks.bench.judge"),
     "results": ("tasks.keys",),
     "speed": ("tasks.bench.speed", "tasks.bench.engine", "tasks.llama_load"),
     "degrade": ("tasks.decide.degrade", "tasks.decide.decision", "tasks.config"),
@@ -66,7 +70,8 @@ def _sources(entry: str) -> list[Path]:
 
 # libraries whose version changes what a stage produces (the converter and runtime are llama.cpp's)
 LIBRARIES: dict[str, tuple[str, ...]] = {"export": ("transformers", "llama-cpp-python", "gguf"),
-                                         "eval": ("llama-cpp-python",), "speed": ("llama-cpp-python",)}
+                                         "generate": ("llama-cpp-python",), "judge": ("llama-cpp-python",),
+                                         "speed": ("llama-cpp-python",)}
 
 
 PROJECT = ("tasks", "alpha_gate")

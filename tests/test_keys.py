@@ -190,7 +190,7 @@ def test_eval_checks_its_output_folder_before_the_evaluation(smollm2_gguf, tmp_p
     import tasks.bench.runner as runner
     from tasks.bench.runner import RunOptions, run_suite
 
-    monkeypatch.setattr(runner, "_evaluate", lambda *a, **k: pytest.fail("evaluated before checking --out"))
+    monkeypatch.setattr(runner, "_generations", lambda *a, **k: pytest.fail("evaluated before checking --out"))
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError, match="is a file"):
         run_suite(smollm2_gguf, "mmlu", tmp_path / "file", RunOptions(limit=1))

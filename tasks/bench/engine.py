@@ -43,6 +43,9 @@ def _check_parallel(parallel) -> int:
     return parallel
 
 
+check_parallel = _check_parallel  # public: callers check --parallel before any model loads
+
+
 def _per_item(items: list, max_tokens, stop) -> tuple[list, list]:
     """max_tokens and stop lists, one entry per item, from one shared value or one value per item."""
     n = len(items)

@@ -97,7 +97,7 @@ def _shown(suite, doc: dict) -> int:
 
 def check_doc(suite, doc: dict) -> str:
     """One canonical document against the suite's declaration; returns the hash of its prompt (and choices)."""
-    from tasks.bench.runner import render
+    from tasks.bench.prompts import render
 
     origin = doc["origin"]
     if suite.kind == "multiple_choice":

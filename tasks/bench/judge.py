@@ -114,6 +114,17 @@ def parse_grade(text: str) -> int | None:
     return int(matches[-1]) if matches else None
 
 
+def judge_prompt(task: str, reference: str, aspect: str, answer: str) -> str:
+    """What the judge is asked about one answer: the task, its reference, the rubric and the answer."""
+    return PROMPT.format(task=task, reference=reference, rubric=RUBRIC, aspect=aspect or "（なし）",
+                         answer=answer or "（無回答）")
+
+
+def describe_spec(spec: JudgeSpec) -> dict[str, Any]:
+    """How a summary names its judge."""
+    return {"kind": spec.kind, "model": str(spec.path or spec.model)}
+
+
 @dataclass
 class Verdict:
     grade: int | None
@@ -132,7 +143,7 @@ class Judge:
             self._engine = Engine(spec.path, n_ctx=4096)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.spec.kind, "model": str(self.spec.path or self.spec.model)}
+        return describe_spec(self.spec)
 
     def _complete(self, messages: list[dict[str, str]]) -> str:
         if self._engine is not None:
@@ -149,8 +160,10 @@ class Judge:
             return json.loads(response.read())["choices"][0]["message"]["content"] or ""
 
     def grade(self, task: str, reference: str, aspect: str, answer: str) -> Verdict:
-        prompt = PROMPT.format(task=task, reference=reference, rubric=RUBRIC, aspect=aspect or "（なし）",
-                               answer=answer or "（無回答）")
+        return self.grade_prompt(judge_prompt(task, reference, aspect, answer))
+
+    def grade_prompt(self, prompt: str) -> Verdict:
+        """The verdict on one judge prompt (judge_prompt): retried with a reminder while it cannot be parsed."""
         messages = [{"role": "user", "content": prompt}]
         last_error: Exception | None = None
         for attempt in range(1, self.spec.max_retries + 2):
@@ -171,3 +184,46 @@ class Judge:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+
+
+VERDICTS = "verdicts.jsonl"
+
+
+def judge_inputs(spec: JudgeSpec) -> dict[str, Any]:
+    """What the judge's verdicts depend on besides the prompts: its spec and its model file's content."""
+    out = spec.model_dump(mode="json", exclude={"path"})
+    if spec.path is not None:
+        if not Path(spec.path).is_file():
+            raise FileNotFoundError(f"the judge's model file {spec.path} does not exist.")
+        from tasks.store import sha256_file
+
+        out["model_sha256"] = sha256_file(spec.path)
+    return out
+
+
+def verdicts(spec: JudgeSpec, prompts: list[str], store: Path | None) -> list[dict[str, Any]]:
+    """The judge's verdict on each prompt (grade, reason, error, attempts). The judge's outputs are generations of
+    their own, keyed by the judge (spec, model file, this code) and the prompts it is shown, and kept under
+    ``<store>/judge/<key>/``: rescoring answers whose judge prompts did not change (another answer filter, metric or
+    summary) asks the judge nothing; another judge, or other answers, is judged again. ``store`` None: not kept."""
+    import hashlib
+
+    from tasks.keys import stage_key
+    from tasks.store import atomic_write_text, keyed_dir, read_jsonl, seal, staging_dir, verified
+
+    inputs = {"judge": judge_inputs(spec), "items": len(prompts),
+              "prompts_sha256": hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode()).hexdigest()}
+    key = stage_key("judge", inputs)
+    folder = keyed_dir(store, "judge", key) if store is not None else None
+    if folder is not None and verified(folder, key) is not None:
+        return read_jsonl(folder / VERDICTS)
+    judge = Judge(spec)
+    try:
+        rows = [vars(judge.grade_prompt(p)) for p in prompts]
+    finally:
+        judge.close()
+    if folder is not None:
+        with staging_dir(folder) as tmp:
+            atomic_write_text(tmp / VERDICTS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            seal(tmp, "judge", key, inputs)
+    return rows

@@ -6,44 +6,14 @@ import hashlib
 import math
 import re
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import Any
 
+from tasks.bench.metric_table import METRICS, Metric
 from tasks.final_section import final_section
 
+__all__ = ["METRICS", "Metric", "STRICT", "FLEXIBLE", "normalize_number", "extract_answer", "gsm8k_extract",
+           "char_f1", "split_thinking", "reasoning_audit", "summarize"]
 
-class Metric(NamedTuple):
-    """A per-item metric: the record field holding it (the metric's own name, as lm-evaluation-harness names it),
-    whether it is 0/1, the [lo, hi] scale it is mapped from onto [0, 1] for composites (judge grades 1-5), and the
-    field records written before the fields took the metric names held it in (read, never written)."""
-    field: str
-    binary: bool
-    scale: tuple[float, float] = (0.0, 1.0)
-    legacy: str | None = None
-
-    def read(self, record: dict[str, Any]) -> Any:
-        """The raw value in a per-item record (None when the item has none), from older records too."""
-        if self.field in record or self.legacy is None:
-            return record.get(self.field)
-        return record.get(self.legacy)
-
-    def label(self, name: str) -> str:
-        """How the metric is shown beside a value on the [0, 1] scale (decision, report, model cards)."""
-        lo, hi = self.scale
-        return name if (lo, hi) == (0.0, 1.0) else f"{name} ({lo:g}-{hi:g} mapped to 0-1)"
-
-    def value(self, raw: Any) -> float:
-        lo, hi = self.scale
-        return (float(raw) - lo) / (hi - lo)
-
-
-# every metric a suite may declare (configs/suites/*.yaml: metrics, primary)
-# (one name per metric everywhere: records, summaries, decision, report and cards say acc / acc_norm /
-# exact_match_strict / exact_match_flexible; records before that said correct / correct_norm / correct_strict /
-# correct_flexible, which are still read)
-METRICS = {"acc": Metric("acc", True, legacy="correct"), "acc_norm": Metric("acc_norm", True, legacy="correct_norm"),
-           "exact_match_strict": Metric("exact_match_strict", True, legacy="correct_strict"),
-           "exact_match_flexible": Metric("exact_match_flexible", True, legacy="correct_flexible"),
-           "char_f1": Metric("char_f1", False), "judge_grade": Metric("judge_grade", False, (1.0, 5.0))}
 
 # lm-eval gsm8k filters: "strict-match" and "flexible-extract" (last number in the text)
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
@@ -57,11 +27,18 @@ def normalize_number(text: str | None) -> str | None:
     return text[:-1] if text.endswith(".") else text
 
 
+def extract_answer(text: str, pattern: str | re.Pattern, take: str) -> str | None:
+    """lm-eval's regex filter: the ``take`` ("first" or "last") match of ``pattern`` in ``text``, as its first
+    non-empty group (the whole match when it has none), normalised as a number; None when nothing matches."""
+    found = [next((g for g in m.groups() if g), m.group(0)) for m in re.finditer(pattern, text)]
+    if not found:
+        return None
+    return normalize_number(found[0] if take == "first" else found[-1])
+
+
 def gsm8k_extract(text: str) -> tuple[str | None, str | None]:
-    strict = STRICT.search(text)
-    flexible = [m.group(1) or m.group(2) for m in FLEXIBLE.finditer(text)]
-    return (normalize_number(strict.group(1)) if strict else None,
-            normalize_number(flexible[-1]) if flexible else None)
+    """(strict, flexible) with lm-eval's two gsm8k filters (the ones configs/suites/gsm8k.yaml declares)."""
+    return extract_answer(text, STRICT, "first"), extract_answer(text, FLEXIBLE, "last")
 
 
 def char_f1(prediction: str, reference: str) -> float:

@@ -46,6 +46,22 @@ class GenerationSpec(BaseModel):
     chat: bool = False
 
 
+class AnswerFilter(BaseModel):
+    """lm-eval's regex filter: the ``take`` match of ``regex`` in the final answer, as its first non-empty group."""
+    model_config = ConfigDict(extra="forbid")
+    regex: str
+    take: Literal["first", "last"] = "first"
+
+    @model_validator(mode="after")
+    def _compiles(self):
+        try:
+            re.compile(self.regex)
+        except re.error as exc:
+            raise ValueError(f"filters: regex {self.regex!r} does not compile ({exc}); write a Python regular "
+                             "expression (its first non-empty group is the answer)") from None
+        return self
+
+
 class SuiteSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -64,6 +80,9 @@ class SuiteSpec(BaseModel):
     num_fewshot: int = Field(0, ge=0)
     generation: GenerationSpec | None = None
     metrics: list[str]
+    # how a generation suite's answer is read: exact_match_<name> compares the gold answer with filters.<name>'s
+    # extraction (scoring settings: a change rescores the saved answers, it regenerates nothing)
+    filters: dict[str, AnswerFilter] = Field(default_factory=dict)
     category_field: str | None = None  # per-category breakdowns in the report (e.g. MMLU subjects)
     # the suite's role, read by the runner, decision, degradation gates, report and model cards:
     title: str  # its display name (cards, report)
@@ -74,7 +93,7 @@ class SuiteSpec(BaseModel):
 
     @model_validator(mode="after")
     def _known_metrics(self):
-        from tasks.bench.metrics import METRICS
+        from tasks.bench.metric_table import EXACT_MATCH, METRICS
 
         for name in [*self.metrics, self.primary, *([self.primary_without_judge] if self.primary_without_judge
                                                       else [])]:
@@ -84,6 +103,12 @@ class SuiteSpec(BaseModel):
                                                 and self.primary_without_judge not in self.metrics):
             raise ValueError(f"suite {self.name}: primary metric {self.primary!r} (and primary_without_judge) must be "
                              f"one of its metrics {self.metrics}")
+        missing = [m for m in self.metrics if m.startswith(EXACT_MATCH) and m[len(EXACT_MATCH):] not in self.filters]
+        if missing:
+            raise ValueError(f"suite {self.name}: metric(s) {missing} read the answer filter(s) "
+                             f"{[m[len(EXACT_MATCH):] for m in missing]}, which 'filters' does not declare (found: "
+                             f"{sorted(self.filters)}); add e.g. filters: {{strict: {{regex: '#### (-?[0-9.,]+)', "
+                             "take: first}}")
         return self
 
     @property

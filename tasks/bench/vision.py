@@ -1,17 +1,15 @@
 """ScienceQA items with an image: through the model's vision projector (mmproj) and llama-cpp-python's
-generic libmtmd chat handler. The model is asked for the option letter; the first letter it gives is
-its answer (log-likelihood scoring over image tokens is not exposed by the handler)."""
+generic libmtmd chat handler. The model is asked for the option letter (log-likelihood scoring over image tokens is
+not exposed by the handler); what it writes is the item's generation, and the scorer (tasks/bench/score.py) reads the
+first letter in it as its pick."""
 
 from __future__ import annotations
 
 import base64
 import io
 import mimetypes
-import re
 from pathlib import Path
 from typing import Any
-
-LETTER = re.compile(r"\b([A-E])\b")
 
 
 def image_path(doc: dict, image_root: Path | None) -> Path | Any:
@@ -67,7 +65,8 @@ class VisionScorer:
             handler = _handler_class()(clip_model_path=str(mmproj), verbose=False, use_gpu=False)
             self.llm = open_llama(gguf, chat_handler=handler, n_ctx=4096, verbose=False)
 
-    def score(self, doc: dict, context: str, image) -> dict[str, Any]:
+    def answer(self, doc: dict, context: str, image) -> str:
+        """What the model writes for an image item (a few tokens: the option's letter, if it follows the ask)."""
         content = [{"type": "image_url", "image_url": {"url": _data_uri(image)}},
                    {"type": "text", "text": context + " (answer with the option's letter)"}]
         from tasks.llama_load import STDIO_LOCK
@@ -83,11 +82,7 @@ class VisionScorer:
                     "made for: the same embedding width, and the image tokens its format writes in the vocabulary "
                     "(a SmolVLM/Idefics3 projector needs <fake_token_around_image>, <global-img>, <row_1_col_1>, ...). "
                     "llama.cpp's log of this task has the details.") from exc
-        text = reply["choices"][0]["message"]["content"] or ""
-        match = LETTER.search(text)
-        pred = "ABCDE".index(match.group(1)) if match and "ABCDE".index(match.group(1)) < len(doc["choices"]) else None
-        return {"pred": pred, "gold": doc["answer"], "acc": pred == doc["answer"],
-                "acc_norm": pred == doc["answer"], "vision_answer": text[:40]}
+        return reply["choices"][0]["message"]["content"] or ""
 
     def close(self) -> None:
         self.llm.close()
