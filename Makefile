@@ -6,10 +6,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
-# pytest-xdist: one worker per core (at most 4): the flow tests spend most of their time in single-threaded
-# orchestration and process start-ups, so two of them side by side use a 2-core machine fully. WORKERS=0: one process.
-# worksteal: a worker that runs out of tests takes queued ones from the other (`load` left one idle for 10 minutes).
-WORKERS ?= auto
 
 .PHONY: install lock demo test lint bench-gates bench-train bench-engine bench-serve clean
 
@@ -37,7 +33,7 @@ lint: $(STAMP)
 
 # --durations: the slowest tests in every run's output (CI's time is a budget: 30 minutes for `bash .ci/run`)
 test: lint
-	$(BIN)/python -m pytest -m "$(MARK)" --durations=25 -n $(WORKERS) --maxprocesses=4 --dist worksteal
+	$(BIN)/python -m pytest -m "$(MARK)" --durations=25
 
 bench-gates: $(STAMP)
 	$(BIN)/python benchmarks/gate_overhead.py

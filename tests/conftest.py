@@ -13,27 +13,14 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    base = os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest-xdist: each worker is a machine of its own,
-    if worker:  # with its own slots and its share of the cores (llama.cpp's threads spin: two pools on one core crawl)
-        os.environ["ALPHAGATE_SLOTS_DIR"] = os.path.join(base, worker)
-        share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
-        os.environ.setdefault("ALPHAGATE_THREADS", str(share))
-        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # torch, in this process and the stage processes
-
-
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first (stable: a module's tests keep their order): with several workers (pytest-xdist, `make
-    test`) the longest tests start at once and the short ones fill the gaps at the end, instead of one long test
-    starting last on a worker while the other idles."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
 
 
 @contextlib.contextmanager
 def built_once(tmp_path_factory, name: str):
-    """A session fixture's folder, built once per test run even with several pytest-xdist workers: the first worker
-    builds it (under a lock, in the run's shared temporary folder) while the others wait, and later ones find it.
-    Yields (folder, build): ``build`` is False when the folder is already complete."""
+    """A session fixture's folder, built once per test run (under a lock: a second pytest process given the same
+    --basetemp, e.g. a pytest-xdist worker, waits and finds it; one that failed half way is rebuilt). Yields (folder,
+    build): ``build`` is False when the folder is already complete."""
     import fcntl
     import os
     import shutil
