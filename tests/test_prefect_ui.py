@@ -181,6 +181,13 @@ def test_run_form_labels_and_decision_table_as_a_person_sees_them(tmp_path):
             deployment = str(compare.to_deployment(name="form-check").apply())
             decision, report = _publish_decision(tmp_path)
             run_id = show(str(decision), str(report))
+            # this process's log and event workers send to this server: empty them while it is up. Left holding
+            # items for a stopped server, they made the next prefect_test_harness hang in its drain, for good.
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=60)
+            EventsWorker.drain_all(timeout=60)
         schema = api.get(f"/deployments/{deployment}").json()["parameter_openapi_schema"]
         bad = api.post("/ui/schemas/validate", json={"schema": schema, "values": {"params": {
             "config": "c.yaml", "out": "o", "cache": "c", "suites": ["mmlu"], "formats": ["q8_0"], "data": "sample",
