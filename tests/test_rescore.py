@@ -216,6 +216,17 @@ def test_rescore_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 def test_scorer_code_is_in_the_evaluation_key_and_never_in_the_generation_key(tmp_path, monkeypatch, module):
     """Editing a scorer module (answer extraction, metrics, the judge's parser, the final-answer reader) changes the
     evaluation's code version and leaves the generation's alone; editing the engine changes both."""
+    before, after = _code_versions_around_an_edit(tmp_path, monkeypatch, module)
+    assert after["eval"] != before["eval"] and after["generate"] == before["generate"]
+
+
+def test_generation_code_is_in_both_keys(tmp_path, monkeypatch):
+    before, after = _code_versions_around_an_edit(tmp_path, monkeypatch, "tasks.bench.engine")
+    assert after["generate"] != before["generate"] and after["eval"] != before["eval"]
+
+
+def _code_versions_around_an_edit(tmp_path, monkeypatch, module: str) -> tuple[dict, dict]:
+    """The generate and eval stages' code versions before and after ``module``'s source gains one comment line."""
     import importlib.util
 
     from tasks import keys
@@ -232,25 +243,4 @@ def test_scorer_code_is_in_the_evaluation_key_and_never_in_the_generation_key(tm
         after = {stage: keys.code_version(stage) for stage in before}
     finally:
         keys.code_version.cache_clear()
-    assert after["eval"] != before["eval"] and after["generate"] == before["generate"]
-
-
-def test_generation_code_is_in_both_keys(tmp_path, monkeypatch):
-    import importlib.util
-
-    from tasks import keys
-
-    module = "tasks.bench.engine"
-    copy = tmp_path / "engine.py"
-    copy.write_text(Path(keys._locate(module).origin).read_text() + "\n# edited\n")
-    spec = importlib.util.spec_from_file_location(module, copy)
-    keys.code_version.cache_clear()
-    before = {stage: keys.code_version(stage) for stage in ("generate", "eval")}
-    real = keys._locate
-    monkeypatch.setattr(keys, "_locate", lambda name: spec if name == module else real(name))
-    keys.code_version.cache_clear()
-    try:
-        after = {stage: keys.code_version(stage) for stage in before}
-    finally:
-        keys.code_version.cache_clear()
-    assert after["generate"] != before["generate"] and after["eval"] != before["eval"]
+    return before, after
