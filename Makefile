@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Which tests `make test` runs; CI widens it to "not gpu" so the slow tests run too.
 MARK ?= not slow and not gpu
+# pytest-xdist: two workers, each running whole test files (--dist loadfile: a file's module fixtures and its Prefect
+# runs stay in one process). The flow tests spend much of their time in orchestration, server start-ups and process
+# start-ups, so two side by side use a 2-core machine better than one. WORKERS=0: one process.
+WORKERS ?= 2
 
 .PHONY: install lock demo test lint bench-gates bench-train bench-engine bench-serve clean
 
@@ -33,7 +37,7 @@ lint: $(STAMP)
 
 # --durations: the slowest tests in every run's output (CI's time is a budget: 30 minutes for `bash .ci/run`)
 test: lint
-	$(BIN)/python -m pytest -m "$(MARK)" --durations=25
+	$(BIN)/python -m pytest -m "$(MARK)" --durations=25 -n $(WORKERS) --dist loadfile
 
 bench-gates: $(STAMP)
 	$(BIN)/python benchmarks/gate_overhead.py

@@ -121,7 +121,7 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
     (``tuner_trials``), the ``earlier`` nights' replicates (arm -> [{label, results, export, run}] refs), the
     ``look`` and its ``study`` record; it writes the report itself (``make_report`` False) once tonight is recorded."""
     from flows.run_results import run_progress
-    from flows.stages import eval_task_runner
+    from flows.stages import eval_task_runner, eval_threads
     from tasks.config import OrchestrationSpec, load_config
 
     orch = OrchestrationSpec.model_validate(orchestration)
@@ -146,7 +146,8 @@ def pipeline(params: CompareParams, orchestration: dict, storage: str | None = N
         files[m] = {f: str(future.result().file(f)) for f in params.formats}
         evaluate_model = evaluate_flow.with_options(flow_run_name=f"evaluate-{m}")
         done |= evaluate_model({m: files[m]}, params.suites, root, params.data, params.limit, params.judge,
-                               *(str(p) if p else None for p in (vision.mmproj, vision.image_root)))
+                               *(str(p) if p else None for p in (vision.mmproj, vision.image_root)),
+                               eval_threads(orch))
         run_progress(80.0 * len(files) / len(exporting),
                      f"{len(files)} of {len(exporting)} models exported and evaluated ({m} last)")
     files = {m: files[m] for m in exporting}  # the models' order, not the exports' finishing order
@@ -258,11 +259,13 @@ def nightly(params: NightlyParams = NightlyParams()) -> dict:  # noqa: B008 - py
 
 @flow(name="alphagate-evaluate", validate_parameters=False)
 def evaluate(files: dict[str, dict[str, str]], suites: list[str], root: str, data: str, limit: int | None,
-             judge: str | None, mmproj: str | None = None, image_root: str | None = None) -> dict[str, Ref | None]:
+             judge: str | None, mmproj: str | None = None, image_root: str | None = None,
+             threads: int | None = None) -> dict[str, Ref | None]:
     """The benchmark fan-out: one task per (model, format, suite); the task runner is the config's (threads,
-    or a Dask cluster). Returns "model/format/suite" -> its result's ref, or None when it failed for good (a suite
-    that failed does not stop the others)."""
-    futures = {f"{m}/{f}/{s}": eval_task.submit(gguf, s, root, data, limit, judge, mmproj, image_root)
+    or a Dask cluster), each task's models at ``threads`` llama.cpp threads (flows.stages.eval_threads). Returns
+    "model/format/suite" -> its result's ref, or None when it failed for good (a suite that failed does not stop the
+    others)."""
+    futures = {f"{m}/{f}/{s}": eval_task.submit(gguf, s, root, data, limit, judge, mmproj, image_root, threads)
                for m, by_format in files.items() for f, gguf in by_format.items() for s in suites}
     for future in futures.values():
         future.wait()

@@ -282,16 +282,18 @@ def _eval_plan(gguf: str, suite: str, root: str, data: str | None, limit: int | 
 @task(cache_key_fn=keyed_cache("eval"), persist_result=True, retries=2, retry_delay_seconds=5)
 @task_native_log
 def eval_task(gguf: str, suite: str, root: str, data: str | None, limit: int | None, judge: str | None,
-              mmproj: str | None = None, image_root: str | None = None) -> Ref:
+              mmproj: str | None = None, image_root: str | None = None, threads: int | None = None) -> Ref:
     """``mmproj``/``image_root``: the config's vision section (ScienceQA's image items; skipped without a projector,
-    which the summary's notes say)."""
+    which the summary's notes say). ``threads``: llama.cpp threads of its models (eval_threads; None: every core)."""
+    from tasks.bench.engine import engine_threads
     from tasks.bench.runner import metric_rows, run_suite
     from tasks.store import ref_of
 
     out = _eval_plan(gguf, suite, root, data, limit, judge, mmproj, image_root)[1]
     # generations are found by their own key under <root>/store/generate/: a scorer change only rescores them
-    summary = run_suite(Path(gguf), suite, out, _eval_options(data, limit, judge, mmproj, image_root),
-                        stage_folder=True, store=Path(root))
+    with engine_threads(threads):
+        summary = run_suite(Path(gguf), suite, out, _eval_options(data, limit, judge, mmproj, image_root),
+                            stage_folder=True, store=Path(root))
     _artifact("table", f"eval-{Path(gguf).stem}-{suite}", metric_rows(summary),
               f"{suite} on {Path(gguf).name}: {summary['scored']} scored, {summary['skipped']} skipped"
               + "".join(f". {note}" for note in summary.get("notes", [])))
@@ -485,6 +487,16 @@ def result_storage(spec: str | None):
     name = "alphagate-results-" + hashlib.sha256(spec.encode()).hexdigest()[:12]
     RemoteFileSystem(basepath=spec.rstrip("/")).save(name, overwrite=True)  # remote workers load it by slug
     return f"remote-file-system/{name}"
+
+
+def eval_threads(orchestration) -> int | None:
+    """Each evaluation's llama.cpp threads: this machine's cores shared by the ``eval_workers`` that run side by side
+    (threads or a local Dask cluster); None for a remote Dask cluster, whose workers know their own cores."""
+    from tasks.config import cpu_cores
+
+    if orchestration.eval_runner != "threads" and orchestration.dask_address:
+        return None
+    return max(1, cpu_cores() // orchestration.eval_workers)
 
 
 def eval_task_runner(orchestration):

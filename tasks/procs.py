@@ -22,6 +22,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,11 +179,13 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
                              f"\n{last}")
 
 
-def _watch_parent(parent: int) -> None:
+def _watch_parent(parent: int, exchange: Path) -> None:
     """Exit when the process that started us is gone (killed): an orphaned training would hold memory (and its model
-    slot) for nothing. What this stage started itself (the converter, a quantizer) goes with it: its process group."""
+    slot) for nothing. What this stage started itself (the converter, a quantizer) goes with it: its process group.
+    The spec/result folder (``exchange``) the dead parent would have removed goes too."""
     while True:
         if os.getppid() != parent:
+            shutil.rmtree(exchange, ignore_errors=True)
             if os.getpgrp() == os.getpid():  # started as the leader of its own session (run_in_process)
                 with contextlib.suppress(OSError):
                     os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -202,7 +205,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     spec = json.loads(Path(argv[0]).read_text())
-    threading.Thread(target=_watch_parent, args=(spec["parent"],), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(spec["parent"], Path(argv[0]).parent), daemon=True).start()
     started, record = time.time(), {}
     try:
         if spec.get("threads"):

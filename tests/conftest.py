@@ -13,7 +13,21 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
+    base = os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest-xdist: each worker is a machine of its own,
+    if worker:  # with its own slots and its share of the cores (llama.cpp's threads spin: two pools on one core crawl)
+        os.environ["ALPHAGATE_SLOTS_DIR"] = os.path.join(base, worker)
+        share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+        os.environ.setdefault("ALPHAGATE_THREADS", str(share))
+        os.environ.setdefault("OMP_NUM_THREADS", str(share))  # torch, in this process and the stage processes
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow tests first (each file's tests keep their order): with two workers (pytest-xdist, `make test`)
+    the long files start at once and the short ones fill the gaps at the end, instead of a long file starting last on
+    one worker while the other idles."""
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @contextlib.contextmanager
@@ -37,6 +51,17 @@ def built_once(tmp_path_factory, name: str):
         folder.mkdir(parents=True)
         yield folder, True
         done.touch()
+
+@pytest.fixture(scope="session")
+def harness():
+    """One Prefect test server (SQLite, a subprocess) for every test that runs flows in this process: one per module
+    cost 12-19 s of start-up each. A test reads back only its own runs and artifacts (by flow or task run, or start
+    time): the database also holds every earlier test's."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=300):  # a cold SQLite migration on a busy CI machine
+        yield
+
 
 FAMILIES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),

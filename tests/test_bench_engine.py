@@ -73,3 +73,32 @@ def test_isolated_speed_benchmark_interleaves_and_records_samples(tiny_gguf, tmp
     assert record["design"] == "interleaved"  # rounds pair the models (tasks/decide/speed.py)
     with pytest.raises(ValueError, match="repeats"):
         measure_speed({"a": gguf}, repeats=1)
+
+
+def test_an_evaluations_thread_share_changes_no_result(smollm2_gguf):
+    """Evaluations side by side run at a share of the cores (flows.stages.eval_threads) and no key records the count:
+    that is sound only while llama.cpp gives the same numbers at any thread count, which this checks bit for bit
+    (log-likelihoods and greedy text, on the quantized model whose activations are rounded to 8 bits)."""
+    import threading
+
+    from tasks.bench.engine import _THREADS, engine_threads
+
+    ctx_text = "The following are multiple choice questions.\n\nWhat is 2+2?\nA. 3\nB. 4\nAnswer:"
+    prompt = "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer:"
+    outcomes, opened = [], []
+    for threads in (1, 2, 3):
+        with engine_threads(threads), Engine(smollm2_gguf, n_ctx=512) as engine:
+            opened.append(engine.llm.context_params.n_threads)
+            outcomes.append(([engine.loglikelihood(*engine.encode_pair(ctx_text, c)).loglikelihood
+                              for c in (" A", " B", " The answer is four")],
+                             engine.generate(prompt, max_tokens=24, stop=["\n\n"])))
+    assert opened == [1, 2, 3] and outcomes[1] == outcomes[0] and outcomes[2] == outcomes[0]
+    seen = []  # the share is the task's (a context variable), not the process's: another thread keeps its own
+    with engine_threads(1):
+        other = threading.Thread(target=lambda: seen.append(_THREADS.get()))
+        other.start()
+        other.join()
+    assert seen == [None] and _THREADS.get() is None
+    with pytest.raises(ValueError, match="threads must be a whole number"):
+        with engine_threads(0):
+            pass

@@ -5,14 +5,6 @@ import pytest
 pytest.importorskip("prefect")
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):  # a cold SQLite migration on a busy CI machine
-        yield
-
-
 def _config(tmp_path, tiny_base_dir, required: str = "[]", name: str = "smoke.yaml"):
     path = tmp_path / name
     path.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n"
@@ -22,8 +14,9 @@ def _config(tmp_path, tiny_base_dir, required: str = "[]", name: str = "smoke.ya
     return path
 
 
-def _runs(kind: str, name: str) -> list[dict]:
-    """Flow or task runs whose name contains ``name``, from the test server's API."""
+def _runs(kind: str, name: str, since) -> list[dict]:
+    """Flow or task runs whose name contains ``name`` that started after ``since`` (the test server is the
+    session's: earlier tests' runs are in it too), from its API."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -31,7 +24,8 @@ def _runs(kind: str, name: str) -> list[dict]:
     async def read():
         async with get_client() as client:
             response = await client._client.post(f"/{kind}/filter", json={
-                kind: {"name": {"like_": name}}, "limit": 200, "offset": 0})
+                kind: {"name": {"like_": name}, "start_time": {"after_": since.isoformat()}}, "limit": 200,
+                "offset": 0})
             return response.json()
 
     return asyncio.run(read())
@@ -45,6 +39,7 @@ def _time(stamp: str):
 
 @pytest.mark.slow
 def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, monkeypatch):
+    import datetime
     import json
     import os
     from pathlib import Path
@@ -55,6 +50,7 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
     params = CompareParams(config=str(_config(tmp_path, tiny_base_dir)), out=str(tmp_path / "run"),
                            cache=str(tmp_path / "cache"), suites=["mmlu", "gsm8k"], formats=["bf16", "q8_0"],
                            limit=2)
+    since = datetime.datetime.now(datetime.UTC)
     result = compare(params)
     run = tmp_path / "run"
     assert (run / "decision" / "decision.json").is_file() and (run / "report" / "report.md").is_file()
@@ -64,10 +60,10 @@ def test_flow_end_to_end_then_fully_cached(harness, tiny_base_dir, tmp_path, mon
 
     # a model's evaluations start when its export is done, not after every export: the base model needs no training,
     # so its evaluation flow starts before the arms' last export ends (waiting for all exports cannot pass this)
-    evaluations = _runs("flow_runs", "evaluate-")
+    evaluations = _runs("flow_runs", "evaluate-", since)
     assert sorted(r["name"] for r in evaluations) == ["evaluate-base", "evaluate-linear", "evaluate-sigmoid-bayes"]
     base_start = min(_time(r["start_time"]) for r in evaluations if r["name"] == "evaluate-base")
-    exports = _runs("task_runs", "export_task")
+    exports = _runs("task_runs", "export_task", since)
     assert len(exports) == 3 and base_start < max(_time(r["end_time"]) for r in exports)
     assert {"alphagate-decision", "alphagate-report"} <= {a.key for a in _artifacts("markdown")}
     tables = {a.key for a in _artifacts("table")}
@@ -103,11 +99,15 @@ def test_a_failing_suite_is_retried_alone_and_a_dead_one_does_not_stop_the_rest(
                                                                                tmp_path, monkeypatch):
     import json
 
+    import flows.compare
     import tasks.bench.runner as runner
     from flows.compare import CompareParams, compare
     from tests.conftest import seed_store
 
     seed_store(smoke_store, tmp_path / "run")  # trained and exported once per session: this test is about suites
+    # the same retries (what is counted below) without their 5 s pauses: 12 failed tries, 60 s of sleeping
+    assert flows.compare.eval_task.retries == 2 and flows.compare.eval_task.retry_delay_seconds == 5
+    monkeypatch.setattr(flows.compare, "eval_task", flows.compare.eval_task.with_options(retry_delay_seconds=0))
 
     real, calls = runner.run_suite, []
 

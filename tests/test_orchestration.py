@@ -14,14 +14,6 @@ pytest.importorskip("prefect")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):  # a cold SQLite migration on a busy CI machine
-        yield
-
-
 def _artifacts(kind: str):
     import asyncio
 

@@ -16,14 +16,6 @@ STAGES = ("data", "train", "export", "eval", "results", "degrade", "speed", "dec
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):
-        yield
-
-
-@pytest.fixture(scope="module")
 def judges(tiny_base_dir, tmp_path_factory):
     """Two different judge models (the tiny model as BF16 and Q8_0) and a judge YAML for each."""
     from tasks.export.gguf import export_model

@@ -119,7 +119,7 @@ def test_a_judge_change_judges_again_and_generates_nothing(smollm2_gguf, tmp_pat
     from tasks.bench.judge import JudgeSpec
 
     suites_dir("elyza_tasks_100", "max_tokens: 384", "max_tokens: 32")  # short answers: a fast test
-    judge = JudgeSpec(kind="gguf", path=smollm2_gguf, max_tokens=24)
+    judge = JudgeSpec(kind="gguf", path=smollm2_gguf, max_tokens=24, max_retries=0)  # one try per item: a fast test
     opts = RunOptions(limit=LIMIT, judge=judge)
     first = _evaluate(tmp_path, smollm2_gguf, "elyza_tasks_100", opts)
     kept = _generations(tmp_path)

@@ -9,14 +9,6 @@ import pytest
 pytest.importorskip("prefect")
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):  # a cold SQLite migration on a busy CI machine
-        yield
-
-
 def _run_artifacts(run_id: str) -> list[dict]:
     from prefect.client.orchestration import get_client
 

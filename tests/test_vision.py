@@ -114,15 +114,12 @@ def test_the_report_says_which_items_were_skipped_and_why(tiny_gguf, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_evaluation_flow_passes_the_projector_to_the_eval_task(tiny_vlm, images, tmp_path):
-    from prefect.testing.utilities import prefect_test_harness
-
+def test_the_evaluation_flow_passes_the_projector_to_the_eval_task(harness, tiny_vlm, images, tmp_path):
     from flows.compare import evaluate
 
     gguf, mmproj = tiny_vlm
-    with prefect_test_harness(server_startup_timeout=300):
-        done = evaluate({"tiny": {"bf16": str(gguf)}}, ["scienceqa"], str(tmp_path / "root"), "sample", None, None,
-                        str(mmproj), str(images))
+    done = evaluate({"tiny": {"bf16": str(gguf)}}, ["scienceqa"], str(tmp_path / "root"), "sample", None, None,
+                    str(mmproj), str(images))
     folder = Path(done["tiny/bf16/scienceqa"].path)
     (image,) = [r for r in _records(folder) if r["modality"] == "image"]
     assert "vision_answer" in image and not image.get("skipped")

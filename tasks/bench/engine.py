@@ -12,7 +12,10 @@ log-probs are shifted by one token for models without BOS, e.g. SmolLM2).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,24 @@ class Scored:
     loglikelihood: float
     is_greedy: bool
     n_tokens: int
+
+
+_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("alphagate_engine_threads", default=None)
+
+
+@contextlib.contextmanager
+def engine_threads(threads: int | None) -> Iterator[None]:
+    """Engines opened inside (in this thread or task context) use ``threads`` llama.cpp threads unless told
+    otherwise: an evaluation's share of the cores when several run side by side (None: every core). On 2 cores, two
+    evaluations of 2 threads each (and a training beside them) spin-wait for each other's cores; each at 1 runs
+    without waiting. The count changes no result (llama.cpp splits each product by rows), so no key holds it."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1 or None, got {threads!r}")
+    token = _THREADS.set(threads)
+    try:
+        yield
+    finally:
+        _THREADS.reset(token)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -82,7 +103,7 @@ class Engine:
             raise FileNotFoundError(f"GGUF {self.path} does not exist.")
         from tasks.config import cpu_cores
 
-        threads = n_threads or cpu_cores()  # llama-cpp-python defaults to half the cores
+        threads = n_threads or _THREADS.get() or cpu_cores()  # llama-cpp-python defaults to half the cores
         self.llm = open_llama(self.path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_batch,
                               logits_all=False, verbose=False, seed=seed)
         self.n_ctx, self.n_batch, self.n_vocab = n_ctx, n_batch, self.llm.n_vocab()
