@@ -14,6 +14,13 @@ def pytest_configure(config):
     import tempfile
 
     base = os.environ.setdefault("ALPHAGATE_SLOTS_DIR", tempfile.mkdtemp(prefix="alphagate-test-slots-"))
+    # Prefect sets up its console handler when first used (`from prefect import flow`), on whatever sys.stderr is
+    # then: first used inside a test that has capsys, the handler keeps that test's capture stream, which is closed
+    # when the test ends, and every later Prefect log line fails ("I/O operation on closed file", then a
+    # RecursionError). Set up here it keeps pytest's session-wide capture stream.
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
     worker = os.environ.get("PYTEST_XDIST_WORKER")  # pytest-xdist: each worker is a machine of its own,
     if worker:  # with its own slots and its share of the cores (llama.cpp's threads spin: two pools on one core crawl)
         os.environ["ALPHAGATE_SLOTS_DIR"] = os.path.join(base, worker)

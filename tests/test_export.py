@@ -180,3 +180,28 @@ def test_a_process_that_loaded_the_pip_gguf_package_converts_in_a_subprocess(mon
     with pytest.raises(RuntimeError, match="wrote no"):
         converter.convert(tmp_path, tmp_path / "x.gguf")
     assert len(calls) == 1 and calls[0][1] == str(converter.converter_script())
+
+
+def test_the_converters_output_capture_takes_only_its_own_threads_writes(capsys):
+    """While llama.cpp's script runs in this process its print()s go to the conversion's log, but only its own: another
+    thread writing meanwhile (a Prefect log line) still reaches the real stream, and whoever picked up sys.stderr
+    during the conversion (Prefect sets up its console handler on first use) keeps a stream that works afterwards,
+    where a plain redirect_stderr would have handed them the log file, closed after the conversion."""
+    import io
+    import sys
+    import threading
+
+    from tasks.export.converter import _this_thread_to
+
+    sink, kept = io.StringIO(), []
+    with _this_thread_to(sink):
+        print("from the script")
+        other = threading.Thread(target=lambda: (print("from another thread"), kept.append(sys.stderr)))
+        other.start()
+        other.join()
+    assert sink.getvalue() == "from the script\n"
+    sink.close()
+    kept[0].write("after the conversion\n")
+    captured = capsys.readouterr()
+    assert captured.out == "from another thread\n" and captured.err == "after the conversion\n"
+    assert sys.stdout is not kept[0] and not isinstance(sys.stdout, type(kept[0]))

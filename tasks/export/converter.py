@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 
 from tasks.store import atomic_write_json, sha256_file, staging_dir
@@ -111,7 +112,7 @@ def _convert_here(argv: list[str], what: str) -> None:
     sys.path.insert(0, str(Path(argv[0]).parent))  # as `python script.py` does: its `conversion` package
     code: object = 0
     try:
-        with _loggers_to(sink), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with _loggers_to(sink), _this_thread_to(sink):
             runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as stop:  # the script's own error exits
         code = stop.code
@@ -129,6 +130,47 @@ def _convert_here(argv: list[str], what: str) -> None:
         tail = "\n".join(output.strip().splitlines()[-15:])
         where = f" (whole output: {target})" if target else ""
         raise RuntimeError(f"{what} failed (exit {code}){where}:\n{tail}")
+
+
+class _Routed:
+    """sys.stdout/sys.stderr while the converter runs: this thread's writes go to the sink, every other thread's to
+    the stream it replaced. A plain redirect_stdout would swap the stream for the whole process: another thread's
+    output would land in the conversion's log, and a handler created meanwhile (Prefect's console handler, set up by
+    the first ``import prefect``) would keep the sink and fail on it once closed. After the conversion this object
+    forwards everything to the original stream, so whoever kept it still writes where they expect."""
+
+    def __init__(self, original, sink, thread: int):
+        self._original, self._sink, self._thread = original, sink, thread
+
+    def _target(self):
+        return self._sink if self._sink is not None and threading.get_ident() == self._thread else self._original
+
+    def write(self, text):
+        return self._target().write(text)
+
+    def flush(self):
+        return self._target().flush()
+
+    def release(self) -> None:
+        self._sink = None
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...: the original stream's
+        return getattr(self._original, name)
+
+
+@contextlib.contextmanager
+def _this_thread_to(sink):
+    routed = [_Routed(sys.stdout, sink, threading.get_ident()), _Routed(sys.stderr, sink, threading.get_ident())]
+    sys.stdout, sys.stderr = routed
+    try:
+        yield
+    finally:
+        for stream in routed:
+            stream.release()
+        if sys.stdout is routed[0]:
+            sys.stdout = routed[0]._original
+        if sys.stderr is routed[1]:
+            sys.stderr = routed[1]._original
 
 
 @contextlib.contextmanager
