@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 MARK ?= not slow and not gpu
 # pytest-xdist: two workers, each running whole test files (--dist loadfile: a file's module fixtures and its Prefect
 # runs stay in one process). The flow tests spend much of their time in orchestration, server start-ups and process
-# start-ups, so two side by side use a 2-core machine better than one. WORKERS=0: one process.
+# start-ups, so two side by side use a 2-core machine better than one. --no-loadscope-reorder: files in the order
+# tests/conftest.py sets (the longest first), not by their number of tests. WORKERS=0: one process.
 WORKERS ?= 2
 
 .PHONY: install lock demo test lint bench-gates bench-train bench-engine bench-serve clean
@@ -37,7 +38,7 @@ lint: $(STAMP)
 
 # --durations: the slowest tests in every run's output (CI's time is a budget: 30 minutes for `bash .ci/run`)
 test: lint
-	$(BIN)/python -m pytest -m "$(MARK)" --durations=25 -n $(WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "$(MARK)" --durations=25 -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench-gates: $(STAMP)
 	$(BIN)/python benchmarks/gate_overhead.py

@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 STOP_WAIT_S = 5.0
 
@@ -40,6 +41,15 @@ def _healthy(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def server_log() -> Path:
+    """Where the temporary server's own output goes (appended, one header line per start)."""
+    from prefect.settings import PREFECT_HOME
+
+    home = Path(PREFECT_HOME.value()).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home / "alphagate-temporary-server.log"
 
 
 class TemporaryServer:
@@ -71,10 +81,18 @@ class TemporaryServer:
             deadline = time.monotonic() + float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
             while time.monotonic() < deadline:
                 port = _free_port()
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
-                     "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-                     "--log-level", "error", "--lifespan", "on"], env=env, stdin=subprocess.DEVNULL)
+                # its output goes to a log in PREFECT_HOME, not the terminal: a Ctrl-C reaches the server too (one
+                # process group), and its shutdown can log tracebacks of cancelled database flushes after the run's
+                # own "stopped ... Rerun the same command to resume." line
+                with open(server_log(), "a", encoding="utf-8") as log:
+                    log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} alphagate run (pid {os.getpid()}): "
+                              f"port {port}\n")
+                    log.flush()
+                    self.process = subprocess.Popen(
+                        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+                         "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+                         str(port), "--log-level", "error", "--lifespan", "on"], env=env, stdin=subprocess.DEVNULL,
+                        stdout=log, stderr=subprocess.STDOUT)
                 atexit.register(self.stop)
                 url = f"http://127.0.0.1:{port}/api"
                 while self.process.poll() is None and time.monotonic() < deadline:

@@ -187,6 +187,8 @@ def test_a_run_stopped_at_any_stage_by_any_signal_ends_at_once_and_resumes(smoke
             assert "Traceback" not in output.split("received: stopping")[-1], output[-3000:]
             assert not _staging(run.out), (stage, sig.name, _staging(run.out))
     print("stopped within (s):", report)
+    # the temporary servers wrote to their log, not to the terminal: one header per run that started one
+    assert (tmp_path / "prefect-home" / "alphagate-temporary-server.log").read_text().count("--- ") >= len(STAGES)
     assert after_kill >= 2  # at least the runs after the SIGKILLs at export and at training took slots
 
     trained = (tmp_path / "run" / "logs" / "trainings.jsonl").read_text().splitlines()
