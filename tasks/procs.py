@@ -112,6 +112,24 @@ def _describe_exit(returncode: int) -> str:
     return f"exited with status {returncode} without a result"
 
 
+EXCHANGE_PREFIX = "alphagate-proc-"  # + the caller's pid + "-": the spec/result folder of one stage process
+
+
+def _sweep_exchanges() -> None:
+    """Remove the spec/result folders that callers killed outright (SIGKILL: no cleanup ran; their stage processes
+    were killed with them) left in the temporary folder: those whose caller's pid is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{EXCHANGE_PREFIX}*-*"):
+        pid = folder.name[len(EXCHANGE_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
+
+
 def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: int | None = None,
                    keep_fds: tuple[int, ...] = ()) -> Any:
     """Call ``target`` ("module:function") with ``kwargs`` (JSON values) in a fresh Python process and return its
@@ -125,7 +143,8 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
         raise ValueError(f"threads must be a whole number >= 1 or None, got {threads!r}")
     native = current()
     sink = _sink()
-    with tempfile.TemporaryDirectory(prefix="alphagate-proc-") as tmp:
+    _sweep_exchanges()
+    with tempfile.TemporaryDirectory(prefix=f"{EXCHANGE_PREFIX}{os.getpid()}-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps({"target": target, "kwargs": kwargs, "threads": threads,
                                          "native_log": str(native) if native else None, "parent": os.getpid()}))

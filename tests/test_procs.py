@@ -103,6 +103,23 @@ def test_a_child_whose_caller_is_killed_exits_instead_of_holding_memory(tmp_path
         os.kill(child, 9)
         pytest.fail("the child outlived its killed caller")
     assert list(scratch.iterdir()) == []  # the spec folder the killed caller could not remove is gone too
+    # a caller and its stage process both killed outright leave their folder: the next stage process sweeps it
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left, alive = scratch / f"alphagate-proc-{dead.pid}-x", scratch / f"alphagate-proc-{os.getpid()}-y"
+    for folder in (left, alive):
+        folder.mkdir()
+        (folder / "spec.json").write_text("{}")
+    import tempfile
+
+    from tasks import procs
+
+    saved, tempfile.tempdir = tempfile.tempdir, str(scratch)
+    try:
+        assert procs.run_in_process("tests.proc_targets:echo", {"value": 1}, label="sweep")["value"] == 1
+    finally:
+        tempfile.tempdir = saved
+    assert not left.exists() and alive.is_dir()  # the dead caller's folder is swept, a living one's kept
 
 
 # --- slots -----------------------------------------------------------------------------------------------------
