@@ -102,3 +102,19 @@ def test_an_evaluations_thread_share_changes_no_result(smollm2_gguf):
     with pytest.raises(ValueError, match="threads must be a whole number"):
         with engine_threads(0):
             pass
+
+
+def test_each_evaluation_gets_its_share_of_the_cores(monkeypatch):
+    """cores // eval_workers, never 0 (3 workers on 2 cores: 1 each, not 0, which llama.cpp would read as its own
+    default); a remote Dask cluster's workers keep their own count."""
+    from flows.stages import eval_threads
+    from tasks.config import OrchestrationSpec
+
+    monkeypatch.setenv("ALPHAGATE_THREADS", "2")
+    assert eval_threads(OrchestrationSpec(eval_workers=2)) == 1
+    assert eval_threads(OrchestrationSpec(eval_workers=1)) == 2
+    assert eval_threads(OrchestrationSpec(eval_workers=3)) == 1
+    assert eval_threads(OrchestrationSpec(eval_runner="dask", eval_workers=2)) == 1  # a LocalCluster on this machine
+    assert eval_threads(OrchestrationSpec(eval_runner="dask", dask_address="tcp://127.0.0.1:8786")) is None
+    monkeypatch.setenv("ALPHAGATE_THREADS", "16")
+    assert eval_threads(OrchestrationSpec(eval_workers=4)) == 4
