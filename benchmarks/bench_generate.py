@@ -94,12 +94,12 @@ def check_streams(engine: Engine) -> dict[str, float]:
     from llama_cpp import _internals
 
     from tasks.bench.batched import completion_request
-    from tasks.bench.engine import _common_prefix
+    from tasks.bench.scored import common_prefix
 
     llm = engine.llm
     shots = "".join(f"Question: What is {a} plus {a + 1}?\nAnswer: {2 * a + 1}\n\n" for a in range(1, 9))
     p, q = (completion_request(llm, f"{shots}Question: What is {x} plus 1?\nAnswer:", 6, []).tokens for x in (20, 42))
-    pre, n_vocab = _common_prefix(p, q), llm.n_vocab()
+    pre, n_vocab = common_prefix(p, q), llm.n_vocab()
     params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
     params.n_ctx, params.n_seq_max, params.kv_unified = 512 * 4, 4, False
     params.n_batch = params.n_ubatch = 512

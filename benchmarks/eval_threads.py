@@ -1,5 +1,5 @@
 """Two evaluations side by side (the flow's two eval workers), with and without a 2-thread torch job beside them (a
-training), at 1 or 2 llama.cpp threads per evaluation: what `flows.stages.eval_threads` (cores // eval_workers)
+training), at 1 or 2 llama.cpp threads per evaluation: what `tasks.model_slots.eval_threads` (cores // eval_workers)
 trades.
 
     .venv/bin/python benchmarks/eval_threads.py [--limit 6] [--with-torch]

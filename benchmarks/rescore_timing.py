@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import tasks.bench.suites as suites  # noqa: E402 - this checkout's, run as a script
+import tasks.bench.catalog as suites  # noqa: E402 - this checkout's, run as a script
 from tasks.bench.judge import JudgeSpec, load_judge_spec  # noqa: E402
 from tasks.bench.options import RunOptions  # noqa: E402
 from tasks.bench.rescore import check_judge, plan, rescore  # noqa: E402

@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.config import cache_root, load_config  # noqa: E402
+from tasks.config import load_config  # noqa: E402
 from tasks.data.base_model import prepare_base_model  # noqa: E402
+from tasks.environment import cache_root
 from tasks.train.variant import train_variant  # noqa: E402
 
 

@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/train_slots.py [--config configs/demo.yaml] [--slots 1 2] [--json OUT]
 
 Each setting trains both arms through the flow's own training task (each training in a process of its own, holding
-one of this machine's slots; flows/slots.py) into a fresh folder, so the tuner runs in full every time. Reported per
-setting: the wall time of both trainings, and per training its own interval and peak RSS as the training recorded
-them (<out>/logs/trainings.jsonl); then whether the trained weights are the same bytes in every setting.
+one of this machine's slots; tasks/model_slots.py) into a fresh folder, so the tuner runs in full every time.
+Reported per setting: the wall time of both trainings, and per training its own interval and peak RSS as the training
+recorded them (<out>/logs/trainings.jsonl); then whether the trained weights are the same bytes in every setting.
 """
 
 from __future__ import annotations
@@ -31,31 +31,26 @@ def _weights(folder: Path) -> str:
 
 
 def run(config: Path, slots: int, root: Path, cache: Path) -> dict:
-    import yaml
     from prefect import flow
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.slots import threads_per_slot
     from flows.stages import base_model_task, prepare_data_task, train_task
+    from tasks.config import load_config
+    from tasks.model_slots import threads_per_slot
 
-    # the stages read train_slots from the config: a copy beside it (its relative paths stay valid) with this count
-    spec = yaml.safe_load(config.read_text())
-    spec["orchestration"] = {**(spec.get("orchestration") or {}), "train_slots": slots}
-    config = config.with_name(f".bench-slots-{slots}-{config.name}")
-    config.write_text(yaml.safe_dump(spec))
+    # the stages are handed the validated config: this one with this slot count
+    spec = load_config(config)
+    spec = spec.model_copy(update={"orchestration": spec.orchestration.model_copy(update={"train_slots": slots})})
 
     @flow(name=f"bench-train-slots-{slots}", task_runner=ThreadPoolTaskRunner(max_workers=slots + 2))
     def both() -> tuple[list, float]:
-        data, base = prepare_data_task(str(config), str(root)), base_model_task(str(config), str(cache))
+        data, base = prepare_data_task(spec.data, str(root)), base_model_task(spec.base_model, str(cache))
         start = time.perf_counter()
-        futures = [train_task.submit(str(config), v, data, base, str(root)) for v in VARIANTS]
+        futures = [train_task.submit(spec, v, data, base, str(root)) for v in VARIANTS]
         refs = [f.result() for f in futures]
         return refs, time.perf_counter() - start
 
-    try:
-        refs, wall = both()
-    finally:
-        config.unlink()
+    refs, wall = both()
     journal = [json.loads(x) for x in (root / "logs" / "trainings.jsonl").read_text().splitlines()]
     t0 = min(r["started"] for r in journal)
     runs = {r["variant"]: {"started_s": round(r["started"] - t0, 1), "ended_s": round(r["ended"] - t0, 1),
@@ -76,7 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     import os
 
-    from tasks.config import cache_root
+    from tasks.environment import cache_root
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     cache = args.cache or cache_root()

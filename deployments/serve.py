@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prefect import serve  # noqa: E402
 from prefect.schedules import Cron  # noqa: E402
 
-from flows.compare import compare, nightly  # noqa: E402
+from flows.compare import compare  # noqa: E402
+from flows.nightly import nightly  # noqa: E402
 
 NIGHTLY = "nightly-study-served"
 ON_DEMAND = "on-demand-served"

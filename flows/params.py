@@ -19,14 +19,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.bench.suites import DEFAULT_SUITES, suite_names
-from tasks.validate import FORMATS
+from tasks.export.formats import FORMATS, SOURCE_FORMAT, Format
 
 SUITES = list(DEFAULT_SUITES)
 # the run form's choices: every suite with a YAML in configs/suites, the GGUF formats the export writes
 Suite = Literal[tuple(suite_names())]  # type: ignore[valid-type]
-Format = Literal[FORMATS]  # type: ignore[valid-type]
 DATA_CHOICES = ("sample", "shared", "hub")
-REQUIRED_FORMAT = "bf16"
+REQUIRED_FORMAT = SOURCE_FORMAT  # every run's formats include it: the others are quantized from it
 
 
 def _nullable_as_plain(prop: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _artifact(kind: str, key: str, payload, description: str) -> None:
+def artifact(kind: str, key: str, payload, description: str) -> None:
     """A table/markdown artifact for the UI; an artifact that cannot be written never fails the task."""
     from prefect import artifacts
 
@@ -50,59 +50,21 @@ def replace_earlier(key: str) -> int:
 
 # --- what the run a user started shows ----------------------------------------------------------------------------
 # The stage tasks run two subflows down (alphagate-pipeline, alphagate-evaluate) and are cache hits on a rerun, so
-# the results are published by the top-level flow (compare, nightly) from the records on disk: the run a user
-# triggers from the UI carries them, and so does a rerun that recomputed nothing.
+# the results are published by the top-level flow (compare, nightly) from the records on disk (read by
+# tasks.publish.run_view): the run a user triggers from the UI carries them, and so does a rerun that recomputed
+# nothing.
 
-IMAGE_BUDGET = 4_000_000  # bytes of PNG embedded into one report artifact; figures beyond it are listed by path
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 _RUN_PROGRESS: ContextVar[Any] = ContextVar("alphagate_run_progress", default=None)
-
-
-def embed_figures(markdown: str, folder: Path, budget: int = IMAGE_BUDGET) -> str:
-    """The report's Markdown with its figures as ``data:image/png;base64`` URIs (the Prefect UI cannot load files
-    from the server's disk; it renders data:image sources). A figure that is missing, not a PNG, or over the
-    budget is named by its path instead of a broken image."""
-    import base64
-
-    used = 0
-
-    def inline(match: re.Match) -> str:
-        nonlocal used
-        alt, target = match.groups()
-        if "://" in target or target.startswith(("data:", "/")):
-            return match.group(0)
-        path = folder / target
-        if path.suffix.lower() != ".png" or not path.is_file():
-            return f"*(figure {alt}: {path} is missing)*"
-        size = path.stat().st_size
-        if used + size > budget:
-            return f"*(figure {alt}: `{path}` — not embedded, the report's figures exceed {budget // 1_000_000} MB)*"
-        used += size
-        return f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode('ascii')})"
-
-    return _IMAGE.sub(inline, markdown)
-
-
-def _decision_artifacts(record: dict[str, Any]) -> None:
-    from tasks.decide.decision import decision_markdown, suite_table
-
-    _artifact("markdown", "alphagate-decision", decision_markdown(record), "the winner, or why there is none")
-    if record.get("suites"):  # numbers rounded for people; decision.json keeps them whole
-        _artifact("table", "alphagate-decision-suites", suite_table(record),
-                  f"paired tests per suite: a = {record['models'][0]}, b = {record['models'][1]}")
 
 
 def publish_results(decision_json: str | Path | None, report_md: str | Path | None) -> None:
     """Decision (Markdown + per-suite table) and report (figures embedded) as artifacts of the calling flow run."""
-    from tasks.store import read_json
+    from tasks.publish.run_view import decision_cards, report_card
 
-    if decision_json is not None:
-        _decision_artifacts(read_json(Path(decision_json)))
-    if report_md is not None:
-        path = Path(report_md)
-        _artifact("markdown", "alphagate-report",
-                  f"Report: `{path}`\n\n" + embed_figures(path.read_text(encoding="utf-8"), path.parent),
-                  "the comparison report")
+    cards = decision_cards(decision_json) if decision_json is not None else []
+    cards += [report_card(report_md)] if report_md is not None else []
+    for card in cards:
+        artifact(*card)
 
 
 def run_progress(percent: float, what: str) -> None:

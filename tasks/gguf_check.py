@@ -109,3 +109,17 @@ def check_gguf_file(path: str | Path, shown: str | None = None) -> None:
     if end and start + end > size:
         raise GGUFError(f"{shown} is truncated: it is {size} bytes, but its tensors need {start + end} bytes "
                         f"({start + end - size} missing). Re-download or re-export the model.")
+
+
+def check_gguf(path: str | Path | None, flag: str, shown: str | None = None) -> None:
+    """Before any work: ``path`` (given as ``flag``; None: not given) is an existing, whole GGUF file, checked by its
+    magic bytes, header and length, not its name: a truncated file is named before llama.cpp sees it."""
+    if path is None:
+        return
+    path = Path(path)
+    shown = shown or f"{flag} {path}"
+    if not path.exists():
+        raise FileNotFoundError(f"{shown} does not exist; pass a GGUF model file (e.g. an export's *-BF16.gguf).")
+    if not path.is_file():
+        raise IsADirectoryError(f"{shown} is a folder; pass the GGUF file inside it.")
+    check_gguf_file(path, shown)

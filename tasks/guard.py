@@ -9,6 +9,8 @@ Two mechanisms, one for each way a run ends early:
 - A SIGKILL, which no handler sees: ``start_reaper`` starts a small process of its own session that watches the run
   (a pidfd: woken by the death itself) and keeps a list of the run's descendants; when the run is gone it ends them
   the same way. Stage processes also watch their parent themselves (tasks.procs).
+
+``guarded`` runs a flow under both (`alphagate run` and `alphagate nightly`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,45 @@ def stop_on_signals(on_stop: Callable[[int], None], signals=(signal.SIGINT, sign
         os.close(write_fd)  # the watcher reads end-of-file and returns
 
     return restore
+
+
+# --- a guarded run -----------------------------------------------------------------------------------------------
+
+def guarded(out: Path, body: Callable[[], int]) -> int:
+    """``body()`` (a flow run writing under ``out``) so that nothing it starts outlives it. SIGINT/SIGTERM, at any
+    stage (a slot wait, a training, an evaluation), end the run within seconds: its stage processes and Prefect's
+    temporary server are ended, staging folders removed, and the exit status is 130/143 with a line saying how to
+    resume. A SIGKILL, which nothing here sees, is the reaper's: it ends what the run had started."""
+    from tasks.layout import sweep_staging  # now: a signal's handler should not import
+
+    reaper = start_reaper()
+    restore = stop_on_signals(lambda signum: _stop_run(Path(out), signum, reaper.pid, sweep_staging))
+    try:
+        return body()
+    finally:
+        restore()
+        reaper.terminate()  # a normal end: Prefect stops its own server; nothing left for the reaper
+
+
+def _stop_run(out: Path, signum: int, reaper: int, sweep_staging: Callable[..., object]) -> None:
+    """A guarded run's ``on_stop`` (the exit with 128 + signum follows, whatever happens here)."""
+    name = signal.Signals(signum).name
+    say(f"alphagate: {name} received: stopping the run's processes ...")
+    with contextlib.suppress(Exception):
+        end_processes(descendants(exclude=(reaper,)))
+    with contextlib.suppress(Exception):
+        # stage outputs are renamed into place only when complete: what was being written goes, the rest stays
+        sweep_staging(out, pid=os.getpid())
+    # the flow's threads still run until the exit: what they would log now (a stage "failing" because its process was
+    # ended) must not come after the line that says what to do
+    terminal = 2
+    with contextlib.suppress(OSError):
+        terminal = os.dup(2)
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+    say(f"alphagate: stopped ({name}); finished stages are kept under {out / 'store'}. Rerun the same command to "
+        "resume.", terminal)
 
 
 # --- the reaper --------------------------------------------------------------------------------------------------

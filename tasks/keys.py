@@ -26,7 +26,7 @@ CODE: dict[str, tuple[str, ...]] = {
     "train": ("alpha_gate", "tasks.train.variant", "tasks.train.fit", "tasks.train.tune", "tasks.train.outputs",
               "tasks.data.base_model", "tasks.train.unsloth_backend", "tasks.data.sft", "tasks.config"),
     "dpo": ("alpha_gate", "tasks.train.dpo", "tasks.train.fit", "tasks.train.outputs", "tasks.data.base_model",
-            "tasks.data.sft", "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks.bench:samples"),
+            "tasks.data.sft", "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks:../configs/suites"),
     "export": ("alpha_gate", "tasks.export.gguf", "tasks.export.converter", "tasks.export.verify",
                "tasks.data.base_model", "tasks.train.outputs", "tasks.llama_load"),
     # generation records (completions, log-likelihoods): the code that makes them, never the scorers' (a scorer
@@ -184,11 +184,12 @@ def code_version(stage: str) -> str:
 
 def check_expected_key(stage: str, key: str, expected: str | None) -> None:
     """A stage process refuses to write under another key than the one its caller addressed (the folder it was
-    given): the code or config changed between the two, or a worker runs another version."""
+    given): both key the same settings (handed over, never re-read), so the code changed between the two, or a
+    worker runs another version."""
     if expected is not None and key != expected:
         raise RuntimeError(f"This {stage} process computes the key {key[:12]}… but the flow addressed "
-                           f"{expected[:12]}…: the project's code or config changed while the run was going, or "
-                           "this machine runs another version. Rerun the flow (with the same code on every machine).")
+                           f"{expected[:12]}…: the project's code changed while the run was going, or this machine "
+                           "runs another version. Rerun the flow (with the same code on every machine).")
 
 
 def stage_key(stage: str, inputs: dict[str, Any]) -> str:

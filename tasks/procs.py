@@ -71,7 +71,7 @@ def _target(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _sink():
+def output_sink():
     """Where the child's output lines go: the running Prefect task's logger (UI and console) when there is one."""
     try:
         from prefect import get_run_logger
@@ -136,66 +136,90 @@ def run_in_process(target: str, kwargs: dict[str, Any], *, label: str, threads: 
     (JSON) result; ``threads`` caps its torch/OpenMP threads (None: the library defaults); ``keep_fds``: descriptors
     the child inherits (a model slot's lock: held until the child is gone too). Raises StageProcessError with the
     child's error and last output lines when it raises or dies."""
-    from tasks.native_log import current
-    from tasks.progress import RELAY_ENV, Progress, parse_relay
-
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1 or None, got {threads!r}")
-    native = current()
-    sink = _sink()
+    sink = output_sink()
     _sweep_exchanges()
     with tempfile.TemporaryDirectory(prefix=f"{EXCHANGE_PREFIX}{os.getpid()}-") as tmp:
-        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec_path.write_text(json.dumps({"target": target, "kwargs": kwargs, "threads": threads,
-                                         "native_log": str(native) if native else None, "parent": os.getpid()}))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", RELAY_ENV: "1"}
-        if threads is not None:
-            env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        tail: collections.deque[str] = collections.deque(maxlen=20)
-        # bytes, not text: text mode would turn each \r of a progress bar into a line
-        proc = subprocess.Popen([sys.executable, "-P", "-c", _CHILD, str(spec_path), str(result_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, pass_fds=keep_fds)
+        result_path = Path(tmp) / "result.json"
+        proc = _start_child(Path(tmp), target, kwargs, threads, keep_fds)
         sink.info("%s: started in its own process (pid %d)", label, proc.pid)
-
-        def forward() -> None:
-            progress: dict[int, Progress] = {}  # the child's progress, reported in this (the task's) context
-            try:
-                for line in proc.stdout:  # progress bars redraw with \r: keep what the line finally showed
-                    text = line.decode("utf-8", errors="replace").rstrip("\n").split("\r")[-1].rstrip()
-                    if (record := parse_relay(text)) is not None:
-                        mine = progress.setdefault(record["id"], Progress(record["total"], record["description"],
-                                                                          console=False))
-                        mine.update(record["done"] - mine.done)
-                    elif text:
-                        tail.append(text)
-                        sink.info("[%s] %s", label, text)
-            finally:
-                for mine in progress.values():
-                    mine.close()
-
-        # the reader runs in a copy of this thread's context: the Prefect task run its progress artifacts belong to
-        context = contextvars.copy_context()
-        reader = threading.Thread(target=context.run, args=(forward,), name=f"output-of-{label}", daemon=True)
-        reader.start()
-        try:
-            returncode = proc.wait()
-        except BaseException:  # the task was cancelled or the caller interrupted: the child must not outlive it
-            _stop(proc)
-            raise
-        finally:
-            reader.join(timeout=10)
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        returncode = _wait(proc, label, tail, sink)
         result = json.loads(result_path.read_text()) if result_path.is_file() else None
+    return _outcome(label, proc.pid, returncode, result, tail, sink)
+
+
+def _start_child(exchange: Path, target: str, kwargs: dict[str, Any], threads: int | None,
+                 keep_fds: tuple[int, ...]) -> subprocess.Popen:
+    """The child process, its spec written to ``exchange``/spec.json, its result to come in result.json; stdout and
+    stderr in one pipe, in a session (process group) of its own."""
+    from tasks.native_log import current
+    from tasks.progress import RELAY_ENV
+
+    native = current()
+    spec_path, result_path = exchange / "spec.json", exchange / "result.json"
+    spec_path.write_text(json.dumps({"target": target, "kwargs": kwargs, "threads": threads,
+                                     "native_log": str(native) if native else None, "parent": os.getpid()}))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", RELAY_ENV: "1"}
+    if threads is not None:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    # bytes, not text: text mode would turn each \r of a progress bar into a line
+    return subprocess.Popen([sys.executable, "-P", "-c", _CHILD, str(spec_path), str(result_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True, pass_fds=keep_fds)
+
+
+def _forward(proc: subprocess.Popen, label: str, tail: collections.deque, sink) -> None:
+    """The child's output lines to ``sink`` (the last ones kept in ``tail``), its progress records to progress bars
+    of this context."""
+    from tasks.progress import Progress, parse_relay
+
+    progress: dict[int, Progress] = {}  # the child's progress, reported in this (the task's) context
+    try:
+        for line in proc.stdout:  # progress bars redraw with \r: keep what the line finally showed
+            text = line.decode("utf-8", errors="replace").rstrip("\n").split("\r")[-1].rstrip()
+            if (record := parse_relay(text)) is not None:
+                mine = progress.setdefault(record["id"], Progress(record["total"], record["description"],
+                                                                  console=False))
+                mine.update(record["done"] - mine.done)
+            elif text:
+                tail.append(text)
+                sink.info("[%s] %s", label, text)
+    finally:
+        for mine in progress.values():
+            mine.close()
+
+
+def _wait(proc: subprocess.Popen, label: str, tail: collections.deque, sink) -> int:
+    """The child's exit status, its output forwarded meanwhile; a caller interrupted or cancelled stops the child
+    first (it must not outlive the caller)."""
+    # the reader runs in a copy of this thread's context: the Prefect task run its progress artifacts belong to
+    context = contextvars.copy_context()
+    reader = threading.Thread(target=context.run, args=(_forward, proc, label, tail, sink), name=f"output-of-{label}",
+                              daemon=True)
+    reader.start()
+    try:
+        return proc.wait()
+    except BaseException:  # the task was cancelled or the caller interrupted: the child must not outlive it
+        _stop(proc)
+        raise
+    finally:
+        reader.join(timeout=10)
+
+
+def _outcome(label: str, pid: int, returncode: int, result: dict | None, tail: collections.deque, sink) -> Any:
+    """The child's value, or StageProcessError with its error and traceback, or how it died and its last output."""
     if returncode == 0 and result and result.get("ok"):
         sink.info("%s: done in %.0f s, peak RSS %.0f MiB (pid %d)", label, result["ended"] - result["started"],
                   result["peak_rss_mib"], result["pid"])
         return result.get("value")
     last = "\n".join(tail) or "(no output)"
     if result is not None:
-        raise StageProcessError(f"{label} failed in its process (pid {proc.pid}): {result['error']}\n"
-                                 f"{result['traceback'].rstrip()}")
-    raise StageProcessError(f"{label}: its process (pid {proc.pid}) {_describe_exit(returncode)}. Its last output:"
-                             f"\n{last}")
+        raise StageProcessError(f"{label} failed in its process (pid {pid}): {result['error']}\n"
+                                f"{result['traceback'].rstrip()}")
+    raise StageProcessError(f"{label}: its process (pid {pid}) {_describe_exit(returncode)}. Its last output:"
+                            f"\n{last}")
 
 
 def _watch_parent(parent: int, exchange: Path) -> None:

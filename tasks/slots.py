@@ -1,7 +1,7 @@
 """A machine's model slots: how many model-loading stages (trainings, exports, DPO) hold memory at once.
 
-A slot is an exclusive ``fcntl.flock`` on one file, ``<slots dir>/slot-<i>.lock`` (tasks.config.slots_root: a folder
-on this machine, shared by every run of this user on it). The kernel releases a flock the instant its holder's
+A slot is an exclusive ``fcntl.flock`` on one file, ``<slots dir>/slot-<i>.lock`` (tasks.environment.slots_root: a
+folder on this machine, shared by every run of this user on it). The kernel releases a flock the instant its holder's
 process dies, however it dies (SIGKILL, the out-of-memory killer): a killed run never keeps a slot, and nothing has
 to notice it, renew it or reclaim it. A waiter sleeps in the kernel on the lock and is woken by the release itself:
 no polling interval between one stage's end and the next one's start.

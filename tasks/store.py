@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from alpha_gate._io import atomic_write_json, atomic_write_text
+from alpha_gate.atomic import atomic_write_json, atomic_write_text
 
 __all__ = ["atomic_write_json", "atomic_write_text", "sha256_file", "sha256_bytes", "staging_dir",
            "read_json", "Ref", "STAMP", "seal", "verified", "keyed_dir", "folder_ref", "ref_of",

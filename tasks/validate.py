@@ -6,8 +6,7 @@ import difflib
 from pathlib import Path
 
 from tasks.config import PipelineConfig, load_config
-
-FORMATS = ("bf16", "q8_0", "q4_k_m")
+from tasks.export.formats import FORMATS
 
 
 def _did_you_mean(value: str, known: list[str]) -> str:
@@ -17,9 +16,10 @@ def _did_you_mean(value: str, known: list[str]) -> str:
 
 def validate_run(config_path: str | Path, suites: list[str], formats: list[str], data: str | None,
                  limit: int | None, judge: str | None, *, out: str | Path | None = None,
-                 cache: str | Path | None = None) -> PipelineConfig:
+                 cache: str | Path | None = None, config: PipelineConfig | None = None) -> PipelineConfig:
     """The validated config; a ValueError/FileNotFoundError naming the flag or file otherwise. ``out``/``cache``:
-    the run's artifact root and cache, which must be (or become) folders it can write."""
+    the run's artifact root and cache, which must be (or become) folders it can write. ``config``: the config at
+    ``config_path`` when the caller has already read it (it is read once)."""
     from tasks.bench.suites import load_docs, load_suite, resolve_data, suite_names
     from tasks.store import check_writable_dir
 
@@ -27,7 +27,7 @@ def validate_run(config_path: str | Path, suites: list[str], formats: list[str],
         if folder is not None:
             check_writable_dir(folder, flag)  # an existing file there failed 20 s into the run
 
-    config = load_config(config_path)
+    config = config or load_config(config_path)
     known = suite_names()
     for suite in suites:
         if suite not in known:

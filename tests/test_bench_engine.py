@@ -76,8 +76,8 @@ def test_isolated_speed_benchmark_interleaves_and_records_samples(tiny_gguf, tmp
 
 
 def test_an_evaluations_thread_share_changes_no_result(smollm2_gguf):
-    """Evaluations side by side run at a share of the cores (flows.stages.eval_threads) and no key records the count:
-    that is sound only while llama.cpp gives the same numbers at any thread count, which this checks bit for bit
+    """Evaluations side by side run at a share of the cores (tasks.model_slots.eval_threads) and no key records the
+    count: that is sound only while llama.cpp gives the same numbers at any thread count, which this checks bit for bit
     (log-likelihoods and greedy text, on the quantized model whose activations are rounded to 8 bits)."""
     import threading
 
@@ -107,8 +107,8 @@ def test_an_evaluations_thread_share_changes_no_result(smollm2_gguf):
 def test_each_evaluation_gets_its_share_of_the_cores(monkeypatch):
     """cores // eval_workers, never 0 (3 workers on 2 cores: 1 each, not 0, which llama.cpp would read as its own
     default); a remote Dask cluster's workers keep their own count."""
-    from flows.stages import eval_threads
     from tasks.config import OrchestrationSpec
+    from tasks.model_slots import eval_threads
 
     monkeypatch.setenv("ALPHAGATE_THREADS", "2")
     assert eval_threads(OrchestrationSpec(eval_workers=2)) == 1

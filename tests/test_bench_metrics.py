@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.bench.judge import parse_grade
-from tasks.bench.metrics import char_f1, gsm8k_extract, reasoning_audit, split_thinking, summarize
+from tasks.bench.metrics import char_f1, number_filters, reasoning_audit, split_thinking, summarize
 
 TAGS = (("<think>", "</think>"), ("<final>", "</final>"))
 
@@ -16,7 +16,7 @@ TAGS = (("<think>", "</think>"), ("<final>", "</final>"))
     ("It costs $3.50 in total.", None, "3.50"),
 ])
 def test_gsm8k_filters(text, strict, flexible):
-    assert gsm8k_extract(text) == (strict, flexible)
+    assert number_filters(text) == (strict, flexible)
 
 
 def test_char_f1():

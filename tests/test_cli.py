@@ -162,3 +162,36 @@ def test_cli_turns_off_the_temporary_servers_analytics(monkeypatch):
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "true")  # a user's own setting wins
     assert main(["schedule", "linear", "--points", "2"]) == 0
     assert Settings().server.analytics_enabled is True
+
+
+def _subparsers():
+    import argparse
+
+    from flows.cli import build_parser
+
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _option(command: str, dest: str):
+    return next(a for a in _subparsers()[command]._actions if a.dest == dest)
+
+
+def test_choices_come_from_their_single_declarations():
+    from tasks.bench.suites import suite_names
+    from tasks.export.formats import FORMATS
+    from tasks.train.variant import VARIANTS
+
+    assert tuple(_option("train", "variant").choices) == VARIANTS
+    assert _option("export", "formats").default.split(",") == list(FORMATS)
+    assert all(name in _option("eval", "suite").help for name in suite_names())
+
+
+def test_the_command_line_and_the_flows_share_one_set_up(tmp_path):
+    from flows.setup import checked_params
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    fields = {"config": str(config), "out": str(tmp_path / "run"), "cache": str(tmp_path / "cache")}
+    params, validated = checked_params(fields)  # no formats: the config's export.formats
+    assert params.formats == list(validated.export.formats) and params.out == fields["out"]
+    with pytest.raises(ValueError, match="--formats: unknown format 'q4_k'"):  # the flag, not a pydantic field
+        checked_params({**fields, "formats": ["bf16", "q4_k"]})

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_prefect_yaml_is_valid_and_points_at_the_flow():
     from prefect.schedules import Cron
 
-    from flows.compare import CompareParams, NightlyParams, compare, nightly
+    from flows.compare import CompareParams, NightlyParams, compare
+    from flows.nightly import nightly
     from tasks.config import load_config
 
     spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())
@@ -53,7 +54,7 @@ def test_serve_script_builds_both_deployments():
 def test_the_nightly_run_form_names_the_study_and_its_folder():
     from prefect.utilities.callables import parameter_schema
 
-    from flows.compare import nightly
+    from flows.nightly import nightly
 
     schema = parameter_schema(nightly).model_dump()
     fields = schema["definitions"]["NightlyParams"]["properties"]
@@ -83,7 +84,7 @@ def test_every_pool_a_deployment_file_names_is_created_by_the_readme_commands_th
         pools = {d["work_pool"]["name"] for d in _yaml(name)}
         assert pools <= created, (name, pools, created)
     assert {d["name"] for d in _yaml("prefect.yaml")} == {"nightly-study", "on-demand"}  # no GPU pool with --all
-    # trainings take slots of a limit the flow creates itself (flows/slots.py): no manual `gcl create` step
+    # trainings take slots of a limit the flow creates itself (tasks/model_slots.py): no manual `gcl create` step
     assert not [c for c in _readme_block("### Beyond one machine") if " gcl " in c]
 
 
@@ -159,7 +160,7 @@ def test_tasks_with_retries_have_a_delay_the_ui_can_show():
 def test_figures_are_embedded_so_the_ui_shows_them(tmp_path):
     import base64
 
-    from flows.run_results import embed_figures
+    from tasks.publish.run_view import embed_figures
 
     png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5E"
                            "rkJggg==")
@@ -191,8 +192,9 @@ def test_a_cache_key_that_cannot_be_computed_is_quietly_none(caplog):
     import logging
 
     from flows.stages import keyed_cache
+    from tasks.stages.evaluation import eval_plan
 
     with caplog.at_level(logging.DEBUG):
-        assert keyed_cache("eval")(None, {"gguf": "/nowhere/x.gguf", "suite": "mmlu", "root": "/tmp", "data": None,
+        assert keyed_cache(eval_plan)(None, {"gguf": "/nowhere/x.gguf", "suite": "mmlu", "root": "/tmp", "data": None,
                                           "limit": None, "judge": None}) is None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -241,6 +241,7 @@ def test_a_decision_that_uploads_nothing_still_stages_its_details_in_the_flow(de
     import shutil
 
     from flows.stages import details_task
+    from tasks.config import load_config
     from tasks.store import seal, staging_dir, verified
 
     def decision_ref(record: Path, where: Path):
@@ -253,13 +254,15 @@ def test_a_decision_that_uploads_nothing_still_stages_its_details_in_the_flow(de
     decided.write_text(json.dumps({**record, "upload": False}))
     config = tmp_path / "c.yaml"
     config.write_text("name: smoke\nbase_model: {name: tiny, local_dir: /nonexistent}\n")
-    ref = details_task.fn(str(config), decision_ref(decided, tmp_path / "decision"), str(tmp_path / "root"))
+    spec = load_config(config)
+    ref = details_task.fn(spec.upload, spec.name, decision_ref(decided, tmp_path / "decision"), str(tmp_path / "root"))
     folder = Path(ref.path) / "alphagate__smoke-details"
     assert (folder / "data" / "linear__bf16__mmlu.parquet").is_file() and (folder / "decision.json").is_file()
-    assert details_task.fn(str(config), decision_ref(decided, tmp_path / "decision"), str(tmp_path / "root")) == ref
+    root = str(tmp_path / "root")
+    assert details_task.fn(spec.upload, spec.name, decision_ref(decided, tmp_path / "decision"), root) == ref
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({**record, "upload": False, "suites": []}))
-    assert details_task.fn(str(config), decision_ref(empty, tmp_path / "d2"), str(tmp_path / "root")) is None
+    assert details_task.fn(spec.upload, spec.name, decision_ref(empty, tmp_path / "d2"), str(tmp_path / "root")) is None
 
 
 @pytest.mark.slow

@@ -108,7 +108,7 @@ def test_opens_reasoning(prompt, opened):
 def test_evaluation_dpo_and_serve_agree():
     """The counterexample: a <final> inside the reasoning is scored by none of them."""
     from tasks.bench.metrics import split_thinking
-    from tasks.train.dpo import _final, is_correct
+    from tasks.train.preferences import final_answer, is_correct
 
     text = "<think>try 41 <final>41</final> no wait</think><final>42</final>"
     served, _ = final_section(text)
@@ -120,10 +120,11 @@ def test_evaluation_dpo_and_serve_agree():
     class Config:
         data = Data
 
-    assert _final(text, Config) == "42"
-    assert is_correct("number", "42", _final(text, Config)) and not is_correct("number", "41", _final(text, Config))
-    assert _final("secret 41</think> 42", Config, opened=True) == "42"
-    assert _final("still thinking 41", Config, opened=True) == ""  # never the reasoning's number
+    assert final_answer(text, Config) == "42"
+    answer = final_answer(text, Config)
+    assert is_correct("number", "42", answer) and not is_correct("number", "41", answer)
+    assert final_answer("secret 41</think> 42", Config, opened=True) == "42"
+    assert final_answer("still thinking 41", Config, opened=True) == ""  # never the reasoning's number
 
 
 def test_dpo_reads_answers_as_their_prompt_opened_them():

@@ -144,7 +144,7 @@ def runs():
 
 @pytest.mark.slow
 def test_a_run_stopped_at_any_stage_by_any_signal_ends_at_once_and_resumes(smoke_config, tmp_path, runs):
-    from tasks.config import slots_root
+    from tasks.environment import slots_root
     from tasks.slots import idle_gaps
     from tests.test_slots import _holder
 

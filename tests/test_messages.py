@@ -297,9 +297,9 @@ def test_no_note_when_nothing_is_skipped():
 # -- main(): the user's errors get a message, bugs one line and a log of their traceback -------------------------
 
 def _command_raising(monkeypatch, failing):
-    import flows.cli as cli
+    import flows.cli.train
 
-    monkeypatch.setattr(cli, "_cmd_schedule", lambda args: failing())
+    monkeypatch.setattr(flows.cli.train, "schedule_command", lambda args: failing())
 
 
 def _raise(exc):

@@ -1,4 +1,4 @@
-"""The nightly study: replicates accumulate night by night (tasks/decide/study.py, flows/compare.py:nightly)."""
+"""The nightly study: replicates accumulate night by night (tasks/decide/study.py, flows/nightly.py)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_nights_tuned_another_way_are_not_pooled(tmp_path, tiny_base_dir):
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/benchmarks (real items) beside the repository")
 def test_two_nights_accumulate_replicates_and_then_the_study_is_closed(harness, tiny_base_dir, tmp_path, monkeypatch):
-    from flows.compare import NightlyParams, nightly
+    from flows.nightly import NightlyParams, nightly
 
     config = _config(tmp_path, tiny_base_dir, max_looks=2)  # night 2 pools night 1; its look is the last
     out = tmp_path / "nightly"
@@ -158,17 +158,17 @@ def test_a_night_whose_evaluations_failed_is_not_recorded_and_spends_no_look(har
                                                                              monkeypatch):
     """A naive study would record the night with a replicate missing a suite (dropping that suite for the rest of
     the study) and count the look; the night must fail instead, so the next run retries the same seed."""
-    import flows.compare
-    from flows.compare import NightlyParams, nightly
+    import flows.nightly
+    from flows.nightly import NightlyParams, nightly
     from tasks.decide.study import study_path
 
     seen = []
 
-    def failing_pipeline(params, orch, storage, dpo, seeds, *rest):
+    def failing_pipeline(params, config, seeds, *rest):
         seen.append(seeds)
         return {"failed_evaluations": ["linear-s1001/bf16/mmlu"], "decision_record": str(tmp_path / "d.json")}
 
-    monkeypatch.setattr(flows.compare, "_configured_pipeline", lambda orch, storage: failing_pipeline)
+    monkeypatch.setattr(flows.nightly, "configured_pipeline", lambda config: failing_pipeline)
     config = _config(tmp_path, tiny_base_dir)
     out = tmp_path / "study"
     for _ in range(2):

@@ -170,7 +170,8 @@ def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
     from prefect.states import Completed, Failed
 
     from flows.compare import train
-    from flows.stages import _train_plan
+    from tasks.config import PipelineConfig
+    from tasks.stages.models import train_plan
     from tasks.store import Ref, seal, staging_dir
 
     calls = []
@@ -178,13 +179,16 @@ def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
     def run_deployment(name, parameters, timeout=None):
         calls.append((name, parameters))
         assert set(parameters) == set(inspect.signature(train.fn).parameters)  # exactly what the flow takes
-        assert Path(parameters["config_path"]).is_absolute() and Path(parameters["root"]).is_absolute()
+        assert Path(parameters["root"]).is_absolute()
+        json.dumps(parameters)  # a deployment's parameters travel as JSON: the validated config goes dumped
         if write and outcome == "ok":  # the worker's training writes its keyed output on the shared filesystem
             refs = {k: Ref(**parameters[k]) for k in ("data", "base")}
-            key, out = _train_plan(parameters["config_path"], parameters["variant"], root=parameters["root"], **refs)
-            with staging_dir(out) as tmp:
+            config = PipelineConfig.model_validate(parameters["config"])  # what the worker's flow validates
+            planned = train_plan(config, parameters["variant"], root=parameters["root"], **refs)
+            assert planned.key == parameters["expected_key"]
+            with staging_dir(planned.out) as tmp:
                 (tmp / "run.json").write_text(json.dumps({"variant": parameters["variant"]}))
-                seal(tmp, "train", key, {})
+                seal(tmp, "train", planned.key, {})
         return SimpleNamespace(id="run-1", state=Completed() if outcome == "ok" else Failed(message="boom"))
 
     monkeypatch.setattr(prefect.deployments, "run_deployment", run_deployment)
@@ -193,34 +197,38 @@ def _fake_deployment(monkeypatch, outcome: str, write: bool = True):
 
 def test_remote_training_goes_to_the_deployment_and_checks_its_outcome(monkeypatch, tmp_path, tiny_base_dir):
     from flows.stages import remote_train_task
+    from tasks.config import load_config
     from tasks.store import Ref
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.yaml").write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
+    config = load_config(tmp_path / "c.yaml")
     data, base = Ref(kind="data", key="d", path="/x/d", sha256="d" * 64), Ref(kind="base", key="b", path="/x/b",
                                                                              sha256="b" * 64)
     calls = _fake_deployment(monkeypatch, "ok")
-    ref = remote_train_task.fn("alphagate-train/gpu", "c.yaml", "linear", data, base, "run")
+    ref = remote_train_task.fn("alphagate-train/gpu", config, "linear", data, base, "run")
     assert calls[0][0] == "alphagate-train/gpu" and calls[0][1]["variant"] == "linear"
     assert Path(ref.path).parent == (tmp_path / "run" / "store" / "train").resolve() and len(ref.sha256) == 64
     _fake_deployment(monkeypatch, "failed")
     with pytest.raises(RuntimeError, match="alphagate-train/gpu ended Failed"):
-        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "sigmoid-bayes", data, base, "run")
+        remote_train_task.fn("alphagate-train/gpu", config, "sigmoid-bayes", data, base, "run")
     _fake_deployment(monkeypatch, "ok", write=False)
     with pytest.raises(FileNotFoundError, match="shared mount"):
-        remote_train_task.fn("alphagate-train/gpu", "c.yaml", "sigmoid-bayes", data, base, "run")
+        remote_train_task.fn("alphagate-train/gpu", config, "sigmoid-bayes", data, base, "run")
 
 
 def test_a_worker_whose_key_differs_refuses_to_train(tmp_path, tiny_base_dir):
     from flows.stages import train_task
+    from tasks.config import load_config
     from tasks.store import Ref
 
     config = tmp_path / "c.yaml"
     config.write_text(f"name: smoke\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}}}\n")
+    config = load_config(config)
     data, base = Ref(kind="data", key="d", path="/x/d", sha256="d" * 64), Ref(kind="base", key="b", path="/x/b",
                                                                              sha256="b" * 64)
     with pytest.raises(RuntimeError, match="computes the training key .* expects 000000000000"):
-        train_task.fn(str(config), "linear", data, base, str(tmp_path / "run"), expected_key="0" * 64)
+        train_task.fn(config, "linear", data, base, str(tmp_path / "run"), expected_key="0" * 64)
     assert not (tmp_path / "run").exists()
 
 

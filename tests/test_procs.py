@@ -1,4 +1,4 @@
-"""Stages in child processes (tasks/procs.py) and the machine's training slots (flows/slots.py; the slots
+"""Stages in child processes (tasks/procs.py) and the machine's training slots (tasks/model_slots.py; the slots
 themselves: test_slots.py)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def test_the_child_returns_its_value_and_its_output_reaches_the_log(monkeypatch)
     collector = logging.getLogger("test-procs-collector")
     collector.addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: records.append(r)})())
     collector.setLevel(logging.INFO)
-    monkeypatch.setattr(tasks.procs, "_sink", lambda: collector)
+    monkeypatch.setattr(tasks.procs, "output_sink", lambda: collector)
     value = run_in_process("tests.proc_targets:echo", {"value": [1, "a"], "lines": 3}, label="echo")
     assert value["value"] == [1, "a"] and value["pid"] != os.getpid()
     logged = [r.getMessage() for r in records]
@@ -125,7 +125,7 @@ def test_a_child_whose_caller_is_killed_exits_instead_of_holding_memory(tmp_path
 # --- slots -----------------------------------------------------------------------------------------------------
 
 def test_the_machine_default_is_one_slot_on_small_cpus_and_on_gpus():
-    from flows.slots import machine_train_slots, threads_per_slot
+    from tasks.model_slots import machine_train_slots, threads_per_slot
 
     # cores // 8 alone would give 0 slots on this 2-core machine: every training would wait forever
     assert machine_train_slots(cores=2, cuda=False) == 1
@@ -172,7 +172,7 @@ def test_two_trainings_run_side_by_side_with_two_slots_and_give_the_serial_resul
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=4))
     def both():
-        futures = [train_task.submit(str(config), v, data, base, str(root)) for v in ("linear", "sigmoid-bayes")]
+        futures = [train_task.submit(spec, v, data, base, str(root)) for v in ("linear", "sigmoid-bayes")]
         return [f.result() for f in futures]
 
     def journal(folder: Path) -> list[dict]:

@@ -100,7 +100,7 @@ def _report_over_user_file(t: Path) -> list[str]:
 
 
 def _suite_typo(t: Path, monkeypatch) -> list[str]:
-    import tasks.bench.suites as suites
+    import tasks.bench.catalog as suites
 
     shutil.copytree(suites.SUITES_DIR, t / "suites")
     text = (t / "suites" / "mmlu.yaml").read_text().replace("primary: acc", "primay: acc")

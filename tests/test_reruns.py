@@ -59,7 +59,7 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
                                                             monkeypatch):
     import importlib.machinery
 
-    import tasks.bench.suites as suites
+    import tasks.bench.catalog as suites  # the folder of the suite declarations and their samples
     from flows.compare import CompareParams, compare
     from tasks import keys
     from tasks.data.sft import BUILTIN
@@ -68,11 +68,9 @@ def test_one_changed_input_reruns_exactly_what_depends_on_it(harness, tiny_base_
     root = tmp_path / "run"
     data = tmp_path / "sft.jsonl"
     shutil.copy(BUILTIN / "thinking-mini.jsonl", data)
-    suite_dir, sample_dir = tmp_path / "suites", tmp_path / "samples"
+    suite_dir = sample_dir = tmp_path / "suites"  # each suite's YAML beside its bundled samples
     shutil.copytree(suites.SUITES_DIR, suite_dir)
-    shutil.copytree(suites.SAMPLES_DIR, sample_dir)
     monkeypatch.setattr(suites, "SUITES_DIR", suite_dir)
-    monkeypatch.setattr(suites, "SAMPLES_DIR", sample_dir)
     code_copy = tmp_path / "code" / "alpha_gate"
     shutil.copytree(Path(keys._locate("alpha_gate").origin).parent, code_copy)
     real_locate = keys._locate

@@ -60,7 +60,8 @@ def test_optional_numbers_and_text_are_plain_inputs_that_may_stay_empty():
 
 
 def test_only_fields_that_may_stay_empty_are_labelled_optional():
-    from flows.compare import compare, nightly
+    from flows.compare import compare
+    from flows.nightly import nightly
 
     compare_form = _schema(compare)["definitions"]["CompareParams"]
     assert set(compare_form["required"]) == {"config", "out", "cache", "suites", "formats", "data", "upload"}
@@ -78,7 +79,8 @@ def test_data_offers_its_known_choices_beside_a_file_path():
 
 
 def test_descriptions_read_as_text():
-    from flows.compare import compare, nightly
+    from flows.compare import compare
+    from flows.nightly import nightly
 
     for flow_, model in ((compare, "CompareParams"), (nightly, "NightlyParams")):
         definition = _schema(flow_)["definitions"][model]
@@ -88,7 +90,8 @@ def test_descriptions_read_as_text():
 
 def test_every_deployment_starts_runs_its_form_accepts():
     """A deployment's parameters are what its scheduled and quick runs are validated with at creation."""
-    from flows.compare import compare, nightly
+    from flows.compare import compare
+    from flows.nightly import nightly
 
     flows_ = {"compare": compare, "nightly": nightly}
     spec = yaml.safe_load((ROOT / "deployments/prefect.yaml").read_text())

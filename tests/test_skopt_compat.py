@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 CHECK = """
-from alpha_gate import _skopt_compat as c
+from alpha_gate import skopt_compat as c
 print(int(c.needs_in1d_shim()), int(c.needs_tags_shim()))
 """
 
@@ -14,18 +14,18 @@ print(int(c.needs_in1d_shim()), int(c.needs_tags_shim()))
 def test_each_shim_is_still_needed():
     # A fresh interpreter, shims not applied: the upstream problems must still exist.
     out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0] == "1", "numpy has np.in1d again: remove the in1d shim from alpha_gate/_skopt_compat.py"
+    assert out[0] == "1", "numpy has np.in1d again: remove the in1d shim from alpha_gate/skopt_compat.py"
     assert out[1] == "1", ("skopt's GradientBoostingQuantileRegressor is a regressor by sklearn's tags again: "
-                           "remove the tags shim from alpha_gate/_skopt_compat.py")
+                           "remove the tags shim from alpha_gate/skopt_compat.py")
 
 
 def test_shims_make_the_broken_paths_work():
     import numpy as np
 
-    from alpha_gate import _skopt_compat
+    from alpha_gate import skopt_compat
 
-    _skopt_compat.apply()
-    _skopt_compat.apply()  # idempotent
+    skopt_compat.apply()
+    skopt_compat.apply()  # idempotent
     from sklearn.base import is_regressor
     from skopt import Optimizer
     from skopt.learning import GradientBoostingQuantileRegressor

@@ -195,7 +195,7 @@ def test_the_cores_a_process_may_use_come_from_its_cap_then_its_affinity(monkeyp
     with what to do."""
     import os
 
-    from tasks.config import cpu_cores
+    from tasks.environment import cpu_cores
 
     monkeypatch.delenv("ALPHAGATE_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})

@@ -220,6 +220,7 @@ def test_the_flow_upload_stage_is_keyed_by_the_current_upload_section(exported, 
     import shutil
 
     from flows.stages import upload_task
+    from tasks.config import load_config
     from tasks.store import folder_ref, seal, staging_dir, verified
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -230,10 +231,10 @@ def test_the_flow_upload_stage_is_keyed_by_the_current_upload_section(exported, 
     decision = verified(tmp_path / "decision")
     config = tmp_path / "c.yaml"
     config.write_text(f"name: tiny\nbase_model: {{name: tiny, local_dir: {tiny_base_dir}, hub_repo_id: {HUB_BASE}}}\n")
-    first = upload_task.fn(str(config), decision, exports, runs, str(tmp_path / "root"), True)
+    first = upload_task.fn(load_config(config), decision, exports, runs, str(tmp_path / "root"), True)
     assert first["repos"][0].startswith("alphagate/")
     config.write_text(config.read_text() + "upload: {org: edited-org}\n")  # edited after training
-    second = upload_task.fn(str(config), decision, exports, runs, str(tmp_path / "root"), True)
+    second = upload_task.fn(load_config(config), decision, exports, runs, str(tmp_path / "root"), True)
     assert second["ref"].key != first["ref"].key and second["repos"][0].startswith("edited-org/")
     plan = json.loads((Path(second["ref"].path) / "plan.json").read_text())
     assert {r["repo_id"] for r in plan["repos"]} == {"edited-org/tiny-bf16", "edited-org/tiny-q8_0",

@@ -94,10 +94,11 @@ def test_the_flow_reads_the_projector_from_the_config():
     import inspect
 
     from flows import compare, stages
+    from tasks.stages import evaluation
 
-    assert "vision.mmproj, vision.image_root" in inspect.getsource(compare.pipeline)
+    assert "vision.mmproj, vision.image_root" in inspect.getsource(compare._evaluate_all)
     assert {"mmproj", "image_root"} <= set(inspect.signature(stages.eval_task.fn).parameters)
-    options = stages._eval_options(None, None, None, "/x/mmproj.gguf", "/x/images")
+    options = evaluation._options(None, None, None, "/x/mmproj.gguf", "/x/images")
     assert (options.mmproj, options.image_root) == (Path("/x/mmproj.gguf"), Path("/x/images"))
 
 

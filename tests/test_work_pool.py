@@ -87,7 +87,10 @@ def test_a_comparison_sends_its_trainings_to_a_real_worker_of_the_gpu_pool(gpu_p
     index = json.loads((run / "index.json").read_text())["outputs"]
     for r in runs:  # the outputs are where the comparison looks for them, intact, of the key it computed
         params = r["parameters"]
-        assert Path(params["root"]) == run.resolve() and Path(params["config_path"]) == config.resolve()  # absolute
+        assert Path(params["root"]) == run.resolve()  # absolute
+        from tasks.config import load_config  # the worker is handed the validated config, never a path to re-read
+
+        assert params["config"] == load_config(config).model_dump(mode="json")
         out = keyed_dir(run, "train", params["expected_key"])
         ref = verified(out, params["expected_key"])
         assert ref is not None and ref.kind == "train", out

@@ -58,6 +58,36 @@ class _Slot:
     multibyte_fix: int = 0
 
 
+def check_parallel(parallel) -> int:
+    """``parallel`` (sequences decoded together), checked before any model loads; returned as it was given."""
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= MAX_SEQUENCES:
+        raise ValueError(f"parallel must be a whole number from 1 to {MAX_SEQUENCES} (sequences decoded together), "
+                         f"got {parallel!r}.")
+    return parallel
+
+
+def per_prompt(items: list, max_tokens, stop) -> tuple[list, list]:
+    """max_tokens and stop lists, one entry per item, from one shared value or one value per item."""
+    n = len(items)
+    max_list = list(max_tokens) if isinstance(max_tokens, list | tuple) else [max_tokens] * n
+    shared = stop is None or not stop or all(isinstance(s, str) for s in stop)
+    stop_list = [list(stop or [])] * n if shared else [list(s or []) for s in stop]
+    for name, values in (("max_tokens", max_list), ("stop", stop_list)):
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} prompts; give one value, or one per prompt.")
+    return max_list, stop_list
+
+
+def one_at_a_time(one, n: int, on_done) -> list[str]:
+    """``one(i)`` for i in 0..n-1, in order (the ``parallel=1`` path); ``on_done(i)`` after each."""
+    out = []
+    for i in range(n):
+        out.append(one(i))
+        if on_done is not None:
+            on_done(i)
+    return out
+
+
 def completion_request(llm, prompt: str, max_tokens: int | None, stop: list[str] | None) -> Request:
     """``llm.create_completion(prompt, ...)``'s prompt tokens and limits (llama-cpp-python 0.3.x)."""
     if not prompt:
@@ -160,14 +190,10 @@ class BatchedDecoder:
     # -- many sequences --------------------------------------------------------------------------
     def run(self, requests: list[Request], on_done=None) -> list[str]:
         """Greedy completions of ``requests``, in their order; ``on_done(index)`` as each one finishes."""
-        import llama_cpp
-        import numpy as np
-
         results: list[str | None] = [None] * len(requests)
         waiting = deque(range(len(requests)))
         free = set(range(self.n_seq))  # the lowest free seq_id is taken first: live seq_ids stay consecutive
         live: list[_Slot] = []
-        b = self._batch.batch
 
         def finish(index: int, text: bytes) -> None:
             results[index] = text.decode("utf-8", errors="ignore")
@@ -175,60 +201,82 @@ class BatchedDecoder:
                 on_done(index)
 
         while waiting or live:
-            while waiting and free:
-                i = waiting.popleft()
-                if requests[i].stop_token_ids and requests[i].tokens[-1] in requests[i].stop_token_ids:
-                    finish(i, b"")
-                    continue
-                seq = min(free)
-                free.remove(seq)
-                live.append(self._admit(i, requests[i], seq))
+            self._admit_waiting(requests, waiting, free, live, finish)
             if not live:
                 continue
-            # in seq_id order (llama.cpp puts only consecutive seq_ids of a split KV cache in one micro-batch): every
-            # generated token (they always fit), prompt tokens as far as the batch holds them
-            live.sort(key=lambda s: s.seq)
-            room = self.n_batch - sum(1 for s in live if len(s.pending) == 1)
-            n, outputs, prompt_tokens = 0, [], 0
-            for slot in live:
-                take = len(slot.pending) if len(slot.pending) == 1 else min(len(slot.pending), room)
-                if take <= 0:
-                    continue
-                if len(slot.pending) > 1:
-                    room -= take
-                last = take == len(slot.pending)
-                for j in range(take):
-                    b.token[n], b.pos[n], b.n_seq_id[n] = slot.pending[j], slot.pos + j, 1
-                    b.seq_id[n][0] = slot.seq
-                    b.logits[n] = last and j == take - 1
-                    n += 1
-                if last:
-                    outputs.append((slot, n - 1))
-                if not slot.completion:
-                    prompt_tokens += take
-                slot.pos += take
-                slot.pending = slot.pending[take:]
-            b.n_tokens = n
-            t0 = time.perf_counter()
-            self._ctx.decode(self._batch)
-            ms = (time.perf_counter() - t0) * 1e3
-            self.stats["steps"] += 1
-            self.stats["prompt_tokens"] += prompt_tokens
-            self.stats["sampled_tokens"] += len(outputs)
-            if prompt_tokens:
-                self.stats["prompt_ms"] += ms
-            else:
-                self.stats["generated_tokens"] += len(outputs)
-                self.stats["generation_ms"] += ms
+            outputs, prompt_tokens = self._fill_batch(live)
+            self._decode_step(len(outputs), prompt_tokens)
             for slot, row in outputs:
-                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, row),
-                                               shape=(self.n_vocab,))
-                text = self._accept(slot, int(logits.argmax()))
+                text = self._accept(slot, self._greedy(row))
                 if text is not None:
                     live.remove(slot)
                     free.add(slot.seq)
                     finish(slot.index, text)
         return results  # type: ignore[return-value]
+
+    def _admit_waiting(self, requests: list[Request], waiting: deque, free: set[int], live: list[_Slot],
+                       finish) -> None:
+        """Waiting requests take the free seq_ids, the lowest first; one whose prompt ends in a stop token finishes
+        at once with ""."""
+        while waiting and free:
+            i = waiting.popleft()
+            if requests[i].stop_token_ids and requests[i].tokens[-1] in requests[i].stop_token_ids:
+                finish(i, b"")
+                continue
+            seq = min(free)
+            free.remove(seq)
+            live.append(self._admit(i, requests[i], seq))
+
+    def _fill_batch(self, live: list[_Slot]) -> tuple[list[tuple[_Slot, int]], int]:
+        """One step's batch: (slot, batch row) of each sequence whose logits are read, and the prompt tokens in it."""
+        b = self._batch.batch
+        # in seq_id order (llama.cpp puts only consecutive seq_ids of a split KV cache in one micro-batch): every
+        # generated token (they always fit), prompt tokens as far as the batch holds them
+        live.sort(key=lambda s: s.seq)
+        room = self.n_batch - sum(1 for s in live if len(s.pending) == 1)
+        n, outputs, prompt_tokens = 0, [], 0
+        for slot in live:
+            take = len(slot.pending) if len(slot.pending) == 1 else min(len(slot.pending), room)
+            if take <= 0:
+                continue
+            if len(slot.pending) > 1:
+                room -= take
+            last = take == len(slot.pending)
+            for j in range(take):
+                b.token[n], b.pos[n], b.n_seq_id[n] = slot.pending[j], slot.pos + j, 1
+                b.seq_id[n][0] = slot.seq
+                b.logits[n] = last and j == take - 1
+                n += 1
+            if last:
+                outputs.append((slot, n - 1))
+            if not slot.completion:
+                prompt_tokens += take
+            slot.pos += take
+            slot.pending = slot.pending[take:]
+        b.n_tokens = n
+        return outputs, prompt_tokens
+
+    def _decode_step(self, n_outputs: int, prompt_tokens: int) -> None:
+        """Decode the filled batch; a step that carried any prompt token counts as prompt time."""
+        t0 = time.perf_counter()
+        self._ctx.decode(self._batch)
+        ms = (time.perf_counter() - t0) * 1e3
+        self.stats["steps"] += 1
+        self.stats["prompt_tokens"] += prompt_tokens
+        self.stats["sampled_tokens"] += n_outputs
+        if prompt_tokens:
+            self.stats["prompt_ms"] += ms
+        else:
+            self.stats["generated_tokens"] += n_outputs
+            self.stats["generation_ms"] += ms
+
+    def _greedy(self, row: int) -> int:
+        """The argmax of the logits at batch row ``row`` of the last decode (the first maximum on ties)."""
+        import llama_cpp
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, row), shape=(self.n_vocab,))
+        return int(logits.argmax())
 
     def _admit(self, index: int, req: Request, seq: int) -> _Slot:
         """A slot for ``req`` in ``seq``, its KV stream cleared (see the module's note on prefix reuse)."""

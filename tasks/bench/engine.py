@@ -16,18 +16,14 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tasks.bench.batched import check_parallel, one_at_a_time, per_prompt
+from tasks.bench.scored import Scored, check_pair, common_prefix
 
-@dataclass(frozen=True)
-class Scored:
-    loglikelihood: float
-    is_greedy: bool
-    n_tokens: int
-
+__all__ = ["Engine", "Scored", "engine_threads"]
 
 _THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar("alphagate_engine_threads", default=None)
 
@@ -47,47 +43,6 @@ def engine_threads(threads: int | None) -> Iterator[None]:
         _THREADS.reset(token)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _check_parallel(parallel) -> int:
-    from tasks.bench.batched import MAX_SEQUENCES
-
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= MAX_SEQUENCES:
-        raise ValueError(f"parallel must be a whole number from 1 to {MAX_SEQUENCES} (sequences decoded together), "
-                         f"got {parallel!r}.")
-    return parallel
-
-
-check_parallel = _check_parallel  # public: callers check --parallel before any model loads
-
-
-def _per_item(items: list, max_tokens, stop) -> tuple[list, list]:
-    """max_tokens and stop lists, one entry per item, from one shared value or one value per item."""
-    n = len(items)
-    max_list = list(max_tokens) if isinstance(max_tokens, list | tuple) else [max_tokens] * n
-    shared = stop is None or not stop or all(isinstance(s, str) for s in stop)
-    stop_list = [list(stop or [])] * n if shared else [list(s or []) for s in stop]
-    for name, values in (("max_tokens", max_list), ("stop", stop_list)):
-        if len(values) != n:
-            raise ValueError(f"{name} has {len(values)} entries for {n} prompts; give one value, or one per prompt.")
-    return max_list, stop_list
-
-
-def _sequential(one, n: int, on_done) -> list[str]:
-    out = []
-    for i in range(n):
-        out.append(one(i))
-        if on_done is not None:
-            on_done(i)
-    return out
-
-
 class Engine:
     """One GGUF loaded once; ``loglikelihood`` for multiple choice, ``generate``/``chat`` for generation."""
 
@@ -101,7 +56,7 @@ class Engine:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"GGUF {self.path} does not exist.")
-        from tasks.config import cpu_cores
+        from tasks.environment import cpu_cores
 
         threads = n_threads or _THREADS.get() or cpu_cores()  # llama-cpp-python defaults to half the cores
         self.llm = open_llama(self.path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=n_batch,
@@ -157,15 +112,13 @@ class Engine:
 
     def loglikelihood(self, context_tokens: list[int], continuation_tokens: list[int]) -> Scored:
         """log p(continuation | context), reusing whatever prefix of it the KV cache already holds."""
-        if not context_tokens or not continuation_tokens:
-            raise ValueError("loglikelihood needs a non-empty context and continuation (got "
-                             f"{len(context_tokens)} and {len(continuation_tokens)} tokens).")
+        check_pair(context_tokens, continuation_tokens)
         tokens = context_tokens + continuation_tokens
         if len(tokens) > self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens exceed the engine's n_ctx={self.n_ctx}; raise n_ctx.")
         first = len(context_tokens) - 1  # logits at this position predict the first continuation token
         last = len(tokens) - 2  # the last token predicts nothing we score: it need not be decoded at all
-        lcp = _common_prefix(self._kv, tokens)
+        lcp = common_prefix(self._kv, tokens)
         missing = [p for p in range(first, last + 1) if p >= lcp or p not in self._rows]
         if missing:  # decode from the first position whose KV or logits we lack
             self._decode(tokens[: last + 1], min(lcp, missing[0]), first)
@@ -185,9 +138,7 @@ class Engine:
         ``on_done(i)`` is called as item i is scored."""
         for item in items:
             for ctx, cont in item:
-                if not ctx or not cont:
-                    raise ValueError("loglikelihood needs a non-empty context and continuation (got "
-                                     f"{len(ctx)} and {len(cont)} tokens).")
+                check_pair(ctx, cont)
                 if len(ctx) + len(cont) > self.n_ctx:
                     raise ValueError(f"{len(ctx) + len(cont)} tokens exceed the engine's n_ctx={self.n_ctx}; "
                                      "raise n_ctx.")
@@ -250,9 +201,9 @@ class Engine:
         ``stop`` are one value for all prompts or one per prompt; ``on_done(i)`` is called as prompt i finishes."""
         from tasks.bench.batched import completion_request
 
-        max_list, stop_list = _per_item(prompts, max_tokens, stop)
-        if _check_parallel(parallel) == 1:
-            return _sequential(lambda i: self.generate(prompts[i], max_list[i], stop_list[i]), len(prompts), on_done)
+        max_list, stop_list = per_prompt(prompts, max_tokens, stop)
+        if check_parallel(parallel) == 1:
+            return one_at_a_time(lambda i: self.generate(prompts[i], max_list[i], stop_list[i]), len(prompts), on_done)
         requests = [completion_request(self.llm, p, m, s) for p, m, s in zip(prompts, max_list, stop_list,
                                                                             strict=True)]
         return self._decoder(parallel).run(requests, on_done)
@@ -263,13 +214,13 @@ class Engine:
         from tasks.bench.batched import chat_request
         from tasks.llama_load import chat_formatter
 
-        max_list, stop_list = _per_item(conversations, max_tokens, stop)
+        max_list, stop_list = per_prompt(conversations, max_tokens, stop)
         # the batched path renders the GGUF's own template, as the "chat_template.default" handler does; a model that
         # llama-cpp-python serves with another chat format stays on the one-at-a-time path
         default = self.llm.chat_handler is None and self.llm.chat_format == "chat_template.default"
-        if _check_parallel(parallel) == 1 or not default:
-            return _sequential(lambda i: self.chat(conversations[i], max_list[i], stop_list[i]) or "",
-                               len(conversations), on_done)
+        if check_parallel(parallel) == 1 or not default:
+            return one_at_a_time(lambda i: self.chat(conversations[i], max_list[i], stop_list[i]) or "",
+                                 len(conversations), on_done)
         if self._formatter is False:
             self._formatter = chat_formatter(self.llm)
         requests = [chat_request(self.llm, self._formatter, m, n, s)

@@ -56,7 +56,7 @@ def generation_inputs(gguf: Path, suite: SuiteSpec, opts: RunOptions) -> dict[st
     if opts.mmproj is not None and not Path(opts.mmproj).is_file():
         raise FileNotFoundError(f"--mmproj file {opts.mmproj} does not exist.")
     mmproj = None
-    if opts.mmproj is not None and suite.process_docs == "scienceqa":
+    if opts.mmproj is not None and suite.image_field is not None:
         mmproj = {"sha256": sha256_file(opts.mmproj), "image_root": str(opts.image_root)}
     return {"model_sha256": sha256_file(gguf), "suite": suite.name, "prompt_sha256": suite.prompt_hash(),
             "num_fewshot": suite.num_fewshot if opts.num_fewshot is None else opts.num_fewshot,
@@ -100,9 +100,9 @@ def read_generations(folder: Path, key: str | None = None) -> tuple[dict[str, An
     return read_json(folder / META), read_jsonl(folder / GENERATIONS)
 
 
-def _stored(doc: dict) -> dict:
+def _stored(doc: dict, image_field: str | None) -> dict:
     """The document as JSON (a Hub image object becomes ``True``: the scorer needs only whether there was one)."""
-    return {k: (v if k != "image" or v is None or isinstance(v, str) else True) for k, v in doc.items()}
+    return {k: (v if k != image_field or v is None or isinstance(v, str) else True) for k, v in doc.items()}
 
 
 def generate_all(engine, suite: SuiteSpec, contexts: list[str], parallel: int, on_done=None) -> list[str]:
@@ -140,7 +140,7 @@ def choose_one(engine, suite: SuiteSpec, doc: dict, context: str, scored=None) -
 
 
 def _image_item(suite: SuiteSpec, doc: dict) -> bool:
-    return suite.process_docs == "scienceqa" and bool(doc.get("image"))
+    return suite.has_image(doc)
 
 
 def _batched(engine, suite, docs, contexts, opts, progress) -> tuple[dict[int, str], dict[int, list]]:
@@ -166,7 +166,7 @@ def _records(engine, suite, docs, opts, num_fewshot, gguf, progress) -> list[dic
     vision, records = None, []
     try:
         for doc, context in zip(docs if texts or packed else progress.iterate(docs), contexts, strict=True):
-            record = {"index": doc["index"], "doc": _stored(doc), "prompt_sha256": sha(context)}
+            record = {"index": doc["index"], "doc": _stored(doc, suite.image_field), "prompt_sha256": sha(context)}
             if _image_item(suite, doc):
                 if packed:
                     progress.update()
@@ -174,7 +174,8 @@ def _records(engine, suite, docs, opts, num_fewshot, gguf, progress) -> list[dic
                     record.update({"skipped": True, "skip_reason": NO_MMPROJ})
                 else:
                     vision = vision or VisionScorer(gguf, opts.mmproj)
-                    record["vision_text"] = vision.answer(doc, context, image_path(doc, opts.image_root))
+                    image = image_path(doc, suite.image_field, opts.image_root)
+                    record["vision_text"] = vision.answer(doc, context, image)
             elif suite.kind == "multiple_choice":
                 record.update(choose_one(engine, suite, doc, context, packed.get(doc["index"])))
             else:

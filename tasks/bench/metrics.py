@@ -11,7 +11,7 @@ from typing import Any
 from tasks.bench.metric_table import METRICS, Metric
 from tasks.final_section import final_section
 
-__all__ = ["METRICS", "Metric", "STRICT", "FLEXIBLE", "normalize_number", "extract_answer", "gsm8k_extract",
+__all__ = ["METRICS", "Metric", "STRICT", "FLEXIBLE", "normalize_number", "extract_answer", "number_filters",
            "char_f1", "split_thinking", "reasoning_audit", "summarize"]
 
 
@@ -36,8 +36,9 @@ def extract_answer(text: str, pattern: str | re.Pattern, take: str) -> str | Non
     return normalize_number(found[0] if take == "first" else found[-1])
 
 
-def gsm8k_extract(text: str) -> tuple[str | None, str | None]:
-    """(strict, flexible) with lm-eval's two gsm8k filters (the ones configs/suites/gsm8k.yaml declares)."""
+def number_filters(text: str) -> tuple[str | None, str | None]:
+    """(strict, flexible) with lm-eval's two filters of a number answer (the ones configs/suites/gsm8k.yaml
+    declares, which scoring reads from there)."""
     return extract_answer(text, STRICT, "first"), extract_answer(text, FLEXIBLE, "last")
 
 

@@ -7,7 +7,7 @@ import hashlib
 
 import jinja2
 
-from tasks.bench.suites import SuiteSpec
+from tasks.bench.suite_spec import SuiteSpec
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 

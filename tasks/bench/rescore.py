@@ -115,3 +115,30 @@ def write_record(root: Path, rows: list[dict[str, Any]], results: dict[str, Ref]
         "result_sets": {name: ref.path for name, ref in sorted(results.items())},
         "next": f"the decision and report still read the earlier scores: {RERUN}; it generates and scores nothing "
                 "again (every generation and these scores are found by key) and decides on these scores"})
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def rescore_run(root: Path, judge=None, say=print) -> tuple[int, int, Path]:
+    """Rescore every suite of every result set in the run folder ``root`` (the judge spec ``judge``, when the run was
+    judged), saying one line per suite; the result sets are made by the flow's own results stage (tasks/stages), so
+    a rerun of the flow finds them by key. Returns (suites rescored, suites in all, the rescore record's path)."""
+    from tasks.stages.evaluation import result_set
+
+    jobs = plan(root)  # every generation found and verified before anything is scored
+    check_judge(jobs, judge)
+    opts = RunOptions(judge=judge)
+    rows, refs = [], {}
+    for job in jobs:
+        ref, after, computed = rescore(root, job, opts)
+        metric, old = primary(job.before)
+        new = primary(after)[1]
+        refs.setdefault(job.name, {})[job.suite] = ref
+        rows.append({"result_set": job.name, "suite": job.suite, "metric": metric, "before": old, "after": new,
+                     "rescored": computed, "eval": ref.path})
+        say(f"{job.name.removeprefix('eval/')} {job.suite}: {metric} {_shown(old)} -> {_shown(new)}"
+            + ("" if computed else "  (already scored so)"))
+    results = {name: result_set(suites, str(root)) for name, suites in refs.items()}
+    return sum(bool(r["rescored"]) for r in rows), len(rows), write_record(root, rows, results)

@@ -33,7 +33,7 @@ from tasks.bench.score import (
     summarize_records,
     write_scores,
 )
-from tasks.bench.suites import SuiteSpec
+from tasks.bench.suite_spec import SuiteSpec
 from tasks.store import (
     STAMP,
     ResultsConflictError,
@@ -109,7 +109,7 @@ def run_suite(gguf: Path, suite_name: str, out_dir: Path, opts: RunOptions | Non
     key is reused; a result of other inputs is refused unless ``replace``. ``stage_folder``: ``out_dir`` belongs to
     this one result (the flow's keyed store): it is written as a whole and sealed with its key. ``store``: the root
     whose store/generate/<key>/ keeps the generations (default: the run root above a stage folder, else OUT)."""
-    from tasks.bench.engine import check_parallel
+    from tasks.bench.batched import check_parallel
 
     opts = opts or RunOptions()
     check_parallel(opts.parallel)

@@ -97,8 +97,8 @@ def score_row(suite: SuiteSpec, row: dict[str, Any], opts: RunOptions) -> dict[s
     record: dict[str, Any] = {"index": row["index"], "prompt_sha256": row["prompt_sha256"]}
     if suite.category_field:
         record["category"] = doc.get(suite.category_field, "")
-    if suite.process_docs == "scienceqa":
-        record["modality"] = "image" if doc.get("image") else "text"
+    if suite.image_field is not None:
+        record["modality"] = "image" if suite.has_image(doc) else "text"
     if row.get("skipped"):
         return {**record, "skipped": True, "skip_reason": row["skip_reason"]}
     if "vision_text" in row:

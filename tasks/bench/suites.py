@@ -1,137 +1,45 @@
-"""Declared benchmark suites (configs/suites/*.yaml) and their documents.
+"""Declared benchmark suites (configs/suites/<name>.yaml, each beside its bundled <name>.sample.jsonl) and their
+documents.
 
-A suite YAML says where its data lives, how a document becomes a prompt (Jinja templates with lm-eval's
-names: description, doc_to_text, doc_to_choice / choices_field, target_field, target_delimiter,
-fewshot_delimiter), its metrics and version. ``process_docs`` names a small hook (below) that maps the
-original release's layout *and* the Hub dataset's layout to one canonical document, checking fields.
+A suite YAML says where its data lives, how a document becomes a prompt (Jinja templates with lm-eval's names:
+description, doc_to_text, doc_to_choice / choices_field, target_field, target_delimiter, fewshot_delimiter), its
+metrics, answer filters and version, and its whole role (tasks/bench/suite_spec.py). ``process_docs`` names a small
+hook (tasks/bench/doc_hooks.py) that maps the original release's layout *and* the Hub dataset's layout to one
+canonical document, checking fields. Which suites exist, their folder and their groups: tasks/bench/catalog.py.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
-import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.bench import items
+from tasks.bench.catalog import ROOT, default_suites, groups, suite_names, suite_path, suites_dir
+from tasks.bench.doc_hooks import HOOKS
 from tasks.bench.items import MissingFieldError
+from tasks.bench.suite_spec import AnswerFilter, DatasetSpec, GenerationSpec, SuiteSpec
 
-ROOT = Path(__file__).resolve().parents[2]
-SUITES_DIR = ROOT / "configs" / "suites"
-# what a comparison evaluates unless told otherwise (the run form's default, `alphagate plan`)
-DEFAULT_SUITES = ("mmlu", "arc_challenge", "hellaswag", "gsm8k", "elyza_tasks_100", "scienceqa")
-SAMPLES_DIR = Path(__file__).parent / "samples"
+__all__ = ["AnswerFilter", "DatasetSpec", "GenerationSpec", "MissingFieldError", "SHARED_DIR", "SuiteSpec",
+           "default_suites", "groups", "hub_commit", "hub_hints", "load_docs", "load_suite", "resolve_data",
+           "suite_names", "suite_path", "suites_dir"]
+
 SHARED_DIR = ROOT.parent / "shared" / "benchmarks"
 
 
-class DatasetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    hub_id: str
-    hub_config: str | None = None
-    split: str
-    revision: str | None = None  # a branch, tag or commit of hub_id; resolved to a commit for cache keys
-    sample: str
-    shared: str | None = None
-
-
-class GenerationSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    max_tokens: int = Field(256, ge=1)
-    until: list[str] = Field(default_factory=list)
-    chat: bool = False
-
-
-class AnswerFilter(BaseModel):
-    """lm-eval's regex filter: the ``take`` match of ``regex`` in the final answer, as its first non-empty group."""
-    model_config = ConfigDict(extra="forbid")
-    regex: str
-    take: Literal["first", "last"] = "first"
-
-    @model_validator(mode="after")
-    def _compiles(self):
-        try:
-            re.compile(self.regex)
-        except re.error as exc:
-            raise ValueError(f"filters: regex {self.regex!r} does not compile ({exc}); write a Python regular "
-                             "expression (its first non-empty group is the answer)") from None
-        return self
-
-
-class SuiteSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    version: int
-    kind: Literal["multiple_choice", "generation"]
-    dataset: DatasetSpec
-    process_docs: str
-    description: str = ""
-    doc_to_text: str
-    doc_to_choice: list[str] | None = None
-    choices_field: str | None = None
-    target_field: str = "answer"
-    fewshot_target: str | None = None
-    target_delimiter: str = " "
-    fewshot_delimiter: str = "\n\n"
-    num_fewshot: int = Field(0, ge=0)
-    generation: GenerationSpec | None = None
-    metrics: list[str]
-    # how a generation suite's answer is read: exact_match_<name> compares the gold answer with filters.<name>'s
-    # extraction (scoring settings: a change rescores the saved answers, it regenerates nothing)
-    filters: dict[str, AnswerFilter] = Field(default_factory=dict)
-    category_field: str | None = None  # per-category breakdowns in the report (e.g. MMLU subjects)
-    # the suite's role, read by the runner, decision, degradation gates, report and model cards:
-    title: str  # its display name (cards, report)
-    group: Literal["core", "elyza", "scienceqa"]  # the composite group whose weight it shares (decision.weights)
-    primary: str  # the one metric the decision compares, the same for both sides
-    primary_without_judge: str | None = None  # for judged suites: the metric used when no side was judged
-    lm_eval_tasks: list[str] = Field(default_factory=list)  # lm-eval task names (fnmatch) whose samples map here
-
-    @model_validator(mode="after")
-    def _known_metrics(self):
-        from tasks.bench.metric_table import EXACT_MATCH, METRICS
-
-        for name in [*self.metrics, self.primary, *([self.primary_without_judge] if self.primary_without_judge
-                                                      else [])]:
-            if name not in METRICS:
-                raise ValueError(f"suite {self.name}: unknown metric {name!r}; known: {sorted(METRICS)}")
-        if self.primary not in self.metrics or (self.primary_without_judge
-                                                and self.primary_without_judge not in self.metrics):
-            raise ValueError(f"suite {self.name}: primary metric {self.primary!r} (and primary_without_judge) must be "
-                             f"one of its metrics {self.metrics}")
-        missing = [m for m in self.metrics if m.startswith(EXACT_MATCH) and m[len(EXACT_MATCH):] not in self.filters]
-        if missing:
-            raise ValueError(f"suite {self.name}: metric(s) {missing} read the answer filter(s) "
-                             f"{[m[len(EXACT_MATCH):] for m in missing]}, which 'filters' does not declare (found: "
-                             f"{sorted(self.filters)}); add e.g. filters: {{strict: {{regex: '#### (-?[0-9.,]+)', "
-                             "take: first}}")
-        return self
-
-    @property
-    def judged(self) -> bool:
-        return "judge_grade" in self.metrics
-
-    def prompt_hash(self) -> str:
-        """Hash of everything that shapes a prompt: bump ``version`` when it changes."""
-        keys = ("description", "doc_to_text", "doc_to_choice", "choices_field", "target_delimiter",
-                "fewshot_delimiter", "fewshot_target", "num_fewshot", "process_docs", "generation")
-        return hashlib.sha256(json.dumps(self.model_dump(include=set(keys)), sort_keys=True).encode()).hexdigest()
-
-
-def suite_path(name: str) -> Path:
-    return SUITES_DIR / f"{name}.yaml"
-
-
-def suite_names() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+def __getattr__(name: str):
+    """``DEFAULT_SUITES``: what a comparison evaluates unless told otherwise (the run form's default, `alphagate
+    plan`), read from the suites' YAML (``default: [compare, ...]``) when asked for, so a suite added or a folder
+    pointed elsewhere is seen. ``SAMPLES_DIR``: where the bundled samples are (beside the YAMLs)."""
+    if name == "DEFAULT_SUITES":
+        return tuple(default_suites("compare"))
+    if name == "SAMPLES_DIR":
+        return suites_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_suite(name: str) -> SuiteSpec:
-    path = SUITES_DIR / f"{name}.yaml"
+    path = suite_path(name)
     if not path.is_file():
         close = difflib.get_close_matches(name, suite_names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -141,88 +49,21 @@ def load_suite(name: str) -> SuiteSpec:
     from tasks.yamlfile import field_errors, read_yaml_mapping
 
     try:
-        return SuiteSpec.model_validate(read_yaml_mapping(path, "Suite YAML"))
+        spec = SuiteSpec.model_validate(read_yaml_mapping(path, "Suite YAML"))
     except ValidationError as exc:
         raise ValueError(f"Suite YAML {path} is not a valid suite declaration (fix these fields):\n"
                          f"{field_errors(exc)}") from None
+    if spec.name != name:
+        raise ValueError(f"Suite YAML {path} declares name {spec.name!r}; a suite's name is its file's name. Rename "
+                         f"the file to {spec.name}.yaml or set name: {name}.")
+    if spec.process_docs is not None and spec.process_docs not in HOOKS:
+        raise ValueError(f"Suite YAML {path}: process_docs {spec.process_docs!r} is not a document hook; known: "
+                         f"{sorted(HOOKS)} (tasks/bench/doc_hooks.py). Name one of them, or leave process_docs out "
+                         "when the items already are the documents.")
+    return spec
 
 
 # -- documents -------------------------------------------------------------------------------------
-
-def _mmlu(doc: dict, origin: str) -> dict:
-    choices = items.texts(doc, "choices", origin)
-    return {"question": items.text(doc, "question", origin), "choices": choices,
-            "subject": items.optional_text(doc, "subject", origin),
-            "answer": items.index(items.need(doc, "answer", origin), len(choices), origin, "answer", letters=True)}
-
-
-def _arc(doc: dict, origin: str) -> dict:
-    question = items.need(doc, "question", origin)
-    if isinstance(question, dict):  # original release: question.stem, question.choices[{text, label}]
-        stem = items.text(question, "stem", origin + " question")
-        listed = items.need(question, "choices", origin + " question")
-        if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
-            raise items.refuse(origin, "question.choices", "a list of {text, label} objects", items.kind_of(listed))
-        texts = items.texts(None, "question.choices[].text", origin, [c.get("text") for c in listed])
-        labels = items.texts(None, "question.choices[].label", origin, [c.get("label") for c in listed])
-    else:  # Hub: question, choices{text, label}
-        stem, choices = items.text(doc, "question", origin), items.need(doc, "choices", origin)
-        if not isinstance(choices, dict):
-            raise items.refuse(origin, "choices", "an object {text: [...], label: [...]}", items.kind_of(choices))
-        texts = items.texts(choices, "text", origin + " choices")
-        labels = items.texts(choices, "label", origin + " choices")
-    if len(texts) != len(labels) or len(set(labels)) != len(labels):
-        raise items.refuse(origin, "choices", "one distinct label per choice text", f"<labels {labels}>")
-    key = items.need(doc, "answerKey", origin)
-    if not isinstance(key, str) or key not in labels:
-        raise MissingFieldError(f"{origin}: answerKey {key!r} is not one of the labels {labels}.")
-    return {"question": stem, "choices": texts, "answer": labels.index(key)}
-
-
-def _hellaswag_preprocess(text: str) -> str:
-    # lm-eval's hellaswag/utils.py preprocess, verbatim in effect.
-    text = text.strip().replace(" [title]", ". ")
-    text = re.sub("\\[.*?\\]", "", text)
-    return text.replace("  ", " ")
-
-
-def _hellaswag(doc: dict, origin: str) -> dict:
-    ctx = items.text(doc, "ctx_a", origin) + " " + items.text(doc, "ctx_b", origin, empty=True).capitalize()
-    label = items.text(doc, "activity_label", origin)
-    endings = items.texts(doc, "endings", origin)
-    return {"query": _hellaswag_preprocess(label + ": " + ctx), "activity_label": label,
-            "choices": [_hellaswag_preprocess(e) for e in endings],
-            "answer": items.index(items.need(doc, "label", origin), len(endings), origin, "label")}
-
-
-def _gsm8k(doc: dict, origin: str) -> dict:
-    answer = items.text(doc, "answer", origin)
-    if "####" not in answer:
-        raise MissingFieldError(f"{origin}: field 'answer' has no '#### <number>' line.")
-    gold = answer.split("####")[-1].strip().replace(",", "")
-    if not re.fullmatch(r"-?[0-9]+(?:\.[0-9]+)?", gold):
-        raise items.refuse(origin, "answer", "a number after '####' (the gold answer)", repr(gold))
-    return {"question": items.text(doc, "question", origin), "answer": answer, "gold": gold}
-
-
-def _elyza(doc: dict, origin: str) -> dict:
-    return {"input": items.text(doc, "input", origin), "output": items.text(doc, "output", origin),
-            "eval_aspect": items.optional_text(doc, "eval_aspect", origin)}
-
-
-def _scienceqa(doc: dict, origin: str) -> dict:
-    choices = items.texts(doc, "choices", origin)
-    image = doc.get("image")  # a file name (original release) or the Hub's image object
-    return {"question": items.text(doc, "question", origin), "choices": choices,
-            "hint": items.optional_text(doc, "hint", origin),
-            "answer": items.index(items.need(doc, "answer", origin), len(choices), origin, "answer", letters=True),
-            "letters": list("ABCDE"[: len(choices)]), "image": image, "pid": str(doc.get("pid", "")),
-            "subject": items.optional_text(doc, "subject", origin)}
-
-
-HOOKS: dict[str, Callable[[dict, str], dict]] = {
-    "mmlu": _mmlu, "arc": _arc, "hellaswag": _hellaswag, "gsm8k": _gsm8k, "elyza": _elyza, "scienceqa": _scienceqa}
-
 
 def _raw_rows(path: Path):
     """(origin, row) from a JSONL file, or a JSON list / dict of records (ScienceQA's problems.json)."""
@@ -255,7 +96,7 @@ def _raw_rows(path: Path):
 def resolve_data(suite: SuiteSpec, data: str | Path | None) -> Path | str:
     """None/'sample' -> the bundled sample; 'shared' -> ../shared/benchmarks; 'hub'; or a file path."""
     if data is None or data == "sample":
-        return SAMPLES_DIR / suite.dataset.sample
+        return suites_dir() / suite.dataset.sample
     if data == "shared":
         if suite.dataset.shared is None or not (SHARED_DIR / suite.dataset.shared).is_file():
             raise FileNotFoundError(f"No shared dev items for {suite.name} under {SHARED_DIR}.")
@@ -281,12 +122,19 @@ def hub_commit(suite: SuiteSpec) -> str:
     return hub_revision(suite.dataset.hub_id, suite.dataset.revision, "dataset", **hub_hints(suite))
 
 
+def _as_is(row: dict, origin: str) -> dict:
+    """A suite without a hook: the item is the document (check_docs checks what the templates read)."""
+    if not isinstance(row, dict):
+        raise items.refuse(origin, "(item)", "an object of fields", items.kind_of(row))
+    return dict(row)
+
+
 def load_docs(suite: SuiteSpec, data: str | Path | None = None, limit: int | None = None,
               commit: str | None = None) -> list[dict]:
     """Canonical documents in source order, each with its 0-based ``index`` and ``origin``. ``commit``: the Hub
     commit already resolved for a result's key, so the items read are the ones the key names."""
     source = resolve_data(suite, data)
-    hook = HOOKS[suite.process_docs]
+    hook = HOOKS[suite.process_docs] if suite.process_docs else _as_is
     if source == "hub":
         from tasks.keys import load_hub_dataset
 

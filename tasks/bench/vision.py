@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 
-def image_path(doc: dict, image_root: Path | None) -> Path | Any:
-    """Original release: <image_root>/<pid>/<image file>. Hub rows carry the image object itself."""
-    image = doc["image"]
+def image_path(doc: dict, field: str, image_root: Path | None) -> Path | Any:
+    """The image of an item (``field``: its suite's image_field). Original release: <image_root>/<pid>/<image
+    file>. Hub rows carry the image object itself."""
+    image = doc[field]
     if not isinstance(image, str):
         return image
     if image_root is None:

@@ -28,7 +28,7 @@ import numpy as np
 from tasks.bench.metrics import summarize
 from tasks.config import DecisionSpec
 from tasks.decide import comparable
-from tasks.decide.decision import compare
+from tasks.decide.compare import compare
 from tasks.decide.scores import item_scores, load_results
 from tasks.store import atomic_write_json
 

@@ -13,7 +13,7 @@ detectable difference is the noncentral-t figure rules.mdd(sqrt(Var(D)), df). Th
 one-seed row is about two trained models, not schedules: Var(D) = sum_s c_s^2 var_s(d_i) / N'_s, normal.
 
 Suite sizes come from the items the run would read (bundled samples, ../shared, a file), or for the Hub from the
-size of the split each suite's YAML names (the Hub is not contacted: these are the published split sizes).
+size of the split each suite's YAML names (its dataset.split_size: the Hub is not contacted).
 Variances come from the latest decision found (``--history``: a decision.json, a run folder holding
 ``decision/decision.json``, or a nightly study folder), as measured, else from the priors in
 tasks/decide/replicates.py (labelled as such). No prior pulls a measured variance down.
@@ -27,14 +27,6 @@ from typing import Any
 from tasks.config import PipelineConfig
 from tasks.store import read_json_object
 
-# items in the split each suite's YAML evaluates (configs/suites/*.yaml dataset.split), as published
-SPLIT_SIZES = {"mmlu": 14042,  # cais/mmlu all/test
-               "arc_challenge": 1172,  # allenai/ai2_arc ARC-Challenge/test
-               "hellaswag": 10042,  # Rowan/hellaswag validation
-               "gsm8k": 1319,  # openai/gsm8k main/test
-               "elyza_tasks_100": 100,  # elyza/ELYZA-tasks-100 test
-               "scienceqa": 4241}  # derek-thomas/ScienceQA test
-
 
 def suite_sizes(suites: list[str], data: str | None) -> dict[str, int]:
     """Items each suite would be evaluated on: counted from the local source, or the Hub split's size."""
@@ -44,10 +36,11 @@ def suite_sizes(suites: list[str], data: str | None) -> dict[str, int]:
     for suite in suites:
         spec = load_suite(suite)  # a clear error for an unknown suite
         if data == "hub":
-            if suite not in SPLIT_SIZES:
-                raise ValueError(f"No published split size is known for {suite}; plan it on local items "
-                                 "(--data shared or a file).")
-            sizes[suite] = SPLIT_SIZES[suite]
+            if spec.dataset.split_size is None:
+                raise ValueError(f"No published split size is known for {suite} (its YAML declares no "
+                                 "dataset.split_size); plan it on local items (--data shared or a file), or declare "
+                                 "the size of the split it names.")
+            sizes[suite] = spec.dataset.split_size
         else:
             sizes[suite] = len(load_docs(spec, data))
     return sizes

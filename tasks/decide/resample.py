@@ -47,7 +47,7 @@ def paired_diff_ci(paired: dict[str, tuple[np.ndarray, np.ndarray]], suites: lis
     all from one set of resamples. When speed is in the composite its difference is drawn from its sampling
     distribution (a t on the timing's degrees of freedom around the measured difference, scaled by its standard
     error), so the timing noise widens the interval instead of shifting it."""
-    from tasks.decide.decision import composite
+    from tasks.decide.stats import composite
 
     rng = np.random.default_rng(spec.seed)
     dist = suite_distributions({s: paired[s][0] - paired[s][1] for s in suites}, spec.bootstrap, rng)

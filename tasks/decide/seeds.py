@@ -93,9 +93,10 @@ def _to_detect(comp: dict[str, Any], spec: DecisionSpec) -> dict[str, Any]:
     """With the variances measured here (shrunk toward the priors; priors for what is unmeasured), the seeds per
     arm and items per suite that would detect decision.target_effect, drawing items from the full published splits
     (tasks/decide/planning.py)."""
-    from tasks.decide.planning import SPLIT_SIZES, plan
+    from tasks.decide.planning import plan
+    from tasks.decide.scores import suite_role
 
-    sizes = {s: max(SPLIT_SIZES.get(s, n), n) for s, n in comp["n_items"].items()}
+    sizes = {s: max(suite_role(s).dataset.split_size or n, n) for s, n in comp["n_items"].items()}
     shrunk = shrunk_variances(comp)
     measured = shrunk["seed_var"] is not None
     result = plan(sizes, spec, measured={"total": shrunk["total"], "seed_var": shrunk["seed_var"],
@@ -108,26 +109,25 @@ def _to_detect(comp: dict[str, Any], spec: DecisionSpec) -> dict[str, Any]:
                                         "largest_variance_at_all_items")} for r in result["rows"]]}
 
 
-def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]], spec: DecisionSpec,
-                       alpha: float, speed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The comparison of two arms with one or more seed replicates each (tasks/decide/replicates.py): per-seed
-    composites, seed-level t-tests per suite (Holm at ``alpha``) and for the composite, variance components and
-    power. Items are those scored in every replicate of both arms."""
-    from tasks.decide.replicates import analyse, interval
-    from tasks.decide.speed import speed_info as speed_record
-
-    (name_a, reps_a), (name_b, reps_b) = arms.items()
-    suites = sorted(set.intersection(*(set(r) for r in reps_a + reps_b)))
-    matrices, rows, failed, meta = {}, [], {}, {}
-    for suite in suites:
-        failure, metric = None, None
-        for ra in reps_a:
-            for rb in reps_b:
-                metric, failure = paired_metric(suite, ra[suite], rb[suite], spec)
-                if failure:
-                    break
+def _first_failure(suite: str, reps_a: list[dict], reps_b: list[dict], spec: DecisionSpec
+                   ) -> tuple[str | None, str | None]:
+    """(the suite's metric, the first reason a pair of replicates cannot be compared on it, or None)."""
+    metric, failure = None, None
+    for ra in reps_a:
+        for rb in reps_b:
+            metric, failure = paired_metric(suite, ra[suite], rb[suite], spec)
             if failure:
-                break
+                return metric, failure
+    return metric, None
+
+
+def _matrices(reps_a: list[dict], reps_b: list[dict], spec: DecisionSpec):
+    """(suite -> (A's, B's seeds x items score grids), suite -> (metric, items, dropped), failed suite -> why) over
+    the items scored in every replicate of both arms."""
+    suites = sorted(set.intersection(*(set(r) for r in reps_a + reps_b)))
+    matrices, failed, meta = {}, {}, {}
+    for suite in suites:
+        metric, failure = _first_failure(suite, reps_a, reps_b, spec)
         if failure:
             failed[suite] = failure
             continue
@@ -139,28 +139,48 @@ def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]]
         grid = np.array([[sc[i] for i in common] for sc, _ in scored])
         matrices[suite] = (grid[: len(reps_a)], grid[len(reps_a):])
         meta[suite] = (metric, len(common), len(set.union(*(set(sc) for sc, _ in scored))) - len(common))
+    return matrices, meta, failed
+
+
+def _replicate_row(suite: str, r: dict[str, Any], grids: tuple[np.ndarray, np.ndarray], meta: tuple[str, int, int],
+                   spec: DecisionSpec) -> dict[str, Any]:
+    """One suite's row of a replicate comparison: means, per-seed means, the seed-level test and its CI."""
+    from tasks.decide.replicates import interval
+
+    metric, n, dropped = meta
+    mean_a, mean_b = float(np.mean(grids[0])), float(np.mean(grids[1]))
+    direction = "a" if r["diff"] > 0 else "b" if r["diff"] < 0 else "tie"
+    return {"suite": suite, "metric": metric, "metric_label": METRICS[metric].label(metric),
+            "n_paired": n, "n_seeds": r["n_seeds"], "dropped": dropped, "a": mean_a, "b": mean_b,
+            "per_seed_a": r["per_seed_a"], "per_seed_b": r["per_seed_b"], "direction": direction,
+            "test_direction": direction,
+            "test": (f"seed-level {'Welch ' if r['seed_test'] == 'welch' else ''}t (df={r['df']:.3g}, "
+                     "seeds and items)"
+                     if r["df"] > 0 else "item-level z (one seed per arm)"),
+            "p_value": r["p_value"], "se": r["se"], "mde": r["mde"], "seed_var": r["seed_var"],
+            # the paired difference a - b and its 95% CI (the report's forest plot reads them)
+            "diff": r["diff"], "diff_ci95": interval(r["diff"], r["seed_var_term"], r["item_var_term"],
+                                                     r["df"], spec.alpha, spec.power)["ci"],
+            "min_attainable_p": None, "can_reach_significance": bool(r["df"] > 0 and r["testable"])}
+
+
+def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]], spec: DecisionSpec,
+                       alpha: float, speed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The comparison of two arms with one or more seed replicates each (tasks/decide/replicates.py): per-seed
+    composites, seed-level t-tests per suite (Holm at ``alpha``) and for the composite, variance components and
+    power. Items are those scored in every replicate of both arms."""
+    from tasks.decide.replicates import analyse, interval
+    from tasks.decide.speed import speed_info as speed_record
+
+    (name_a, reps_a), (name_b, reps_b) = arms.items()
+    matrices, meta, failed = _matrices(reps_a, reps_b, spec)
     speed_info = speed_record(speed, spec)
     speed_a, speed_b = (speed_info["score_a"], speed_info["score_b"]) if speed_info["in_composite"] else (None, None)
     if not matrices:
         return {"suites": [], "failed_suites": failed, "composite_a": None, "composite_b": None, "diff": 0.0,
                 "diff_ci95": [0.0, 0.0], "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info}
     result = analyse(matrices, spec, alpha, None if speed_a is None else (speed_a, speed_b, speed_info["var"]))
-    for suite, r in result["suites"].items():
-        metric, n, dropped = meta[suite]
-        mean_a, mean_b = float(np.mean(matrices[suite][0])), float(np.mean(matrices[suite][1]))
-        direction = "a" if r["diff"] > 0 else "b" if r["diff"] < 0 else "tie"
-        rows.append({"suite": suite, "metric": metric, "metric_label": METRICS[metric].label(metric),
-                     "n_paired": n, "n_seeds": r["n_seeds"], "dropped": dropped, "a": mean_a, "b": mean_b,
-                     "per_seed_a": r["per_seed_a"], "per_seed_b": r["per_seed_b"], "direction": direction,
-                     "test_direction": direction,
-                     "test": (f"seed-level {'Welch ' if r['seed_test'] == 'welch' else ''}t (df={r['df']:.3g}, "
-                              "seeds and items)"
-                              if r["df"] > 0 else "item-level z (one seed per arm)"),
-                     "p_value": r["p_value"], "se": r["se"], "mde": r["mde"], "seed_var": r["seed_var"],
-                     # the paired difference a - b and its 95% CI (the report's forest plot reads them)
-                     "diff": r["diff"], "diff_ci95": interval(r["diff"], r["seed_var_term"], r["item_var_term"],
-                                                              r["df"], spec.alpha, spec.power)["ci"],
-                     "min_attainable_p": None, "can_reach_significance": bool(r["df"] > 0 and r["testable"])})
+    rows = [_replicate_row(suite, r, matrices[suite], meta[suite], spec) for suite, r in result["suites"].items()]
     adjusted = rules.holm([r["p_value"] for r in rows])
     for row, p_adj in zip(rows, adjusted, strict=True):
         row["p_holm"] = float(p_adj)
@@ -174,48 +194,3 @@ def compare_replicates(arms: dict[str, list[dict]], labels: dict[str, list[str]]
             "composite_b": float(np.mean(comp["per_seed_b"])), "diff": comp["diff"], "diff_ci95": ci95,
             "decision_ci": comp["ci"], "composite_p_value": comp["p_value"], "per_seed_composites": per_seed,
             "speed_a": speed_a, "speed_b": speed_b, "speed": speed_info, **power_and_variance(comp, spec, alpha)}
-
-
-def replicate_lines(record: dict[str, Any]) -> list[str]:
-    """Seeds, variance components, power, repeated looks and compute, for people."""
-    lines: list[str] = []
-    if record.get("seeds"):
-        lines += ["", f"Seeds: {record['seeds']['a']} vs {record['seeds']['b']} per arm; {record['seeds']['note']}."]
-    for arm, rows in (record.get("per_seed_composites") or {}).items():
-        lines.append(f"- {arm}: per-seed composites " + ", ".join(f"{r['label']} {r['composite']:.4f}" for r in rows))
-    var = record.get("variance")
-    if var:
-        seed = "unmeasured" if var["between_seed_var"] is None else f"{var['between_seed_var']:.3g}"
-        lines += ["", f"Variance of the composite difference: seeds {var['seed_var_term']:.3g} + items "
-                      f"{var['item_var_term']:.3g} (between-seed variance of a composite: {seed}, df "
-                      f"{var['between_seed_df']})."]
-    power = record.get("power")
-    if power and power["alpha"] <= 0:
-        lines += ["", "This look spends no alpha (one seed per arm cannot decide about the schedules): no power "
-                      "figure for it."]
-    elif power:
-        lines += ["", f"Minimum detectable composite difference (alpha {power['alpha']:.3g}, power "
-                      f"{power['power']:.0%}): {power['mde']:.4f}; the target effect {power['target_effect']:.4g} is "
-                      + ("detectable with these items and seeds." if power["target_detectable"] else
-                         "NOT detectable with these items and seeds (see `alphagate plan`).")]
-        need = power.get("to_detect_target") or {}
-        if need:
-            fewest = need["fewest_seeds_per_arm"]
-            row = next((r for r in need["rows"] if r["seeds_per_arm"] == fewest), None)
-            lines.append(f"To detect {power['target_effect']:.4g} (variances measured here, never lowered toward "
-                         f"the priors; seed variance {need['seed_var_source']}): " + (
-                             f"{fewest} seeds per arm with up to {row['items_per_suite_for_target']} items per suite "
-                             "(full splits)." if row else
-                             f"not with {need['rows'][-1]['seeds_per_arm']} seeds per arm and every item; the largest "
-                             f"variance is then {need['rows'][-1]['largest_variance_at_all_items']}."))
-    look = record.get("sequential")
-    if look:
-        lines += ["", f"Repeated looks: look {look['look']} of {look['max_looks']} ({look['spending']} alpha "
-                      f"spending): this look tests at alpha {look['alpha_this_look']:.3g}; spent so far "
-                      f"{look['alpha_spent']:.3g} of {look['alpha_total']:.3g}."]
-    compute = record.get("compute")
-    if compute:
-        lines += ["", "| arm | optimizer steps (incl. tuner proxies) | of which tuner | wall s |", "|---|---|---|---|"]
-        lines += [f"| {arm} | {c['total_steps']} | {c['tuner_proxy_steps']} | {c['total_seconds']:.1f} |"
-                  for arm, c in compute.items()]
-    return lines

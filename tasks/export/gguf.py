@@ -15,11 +15,12 @@ from typing import Any
 
 from tasks.config import ExportSpec, PipelineConfig
 from tasks.export.converter import convert
+from tasks.export.formats import FORMAT_NAMES, FORMATS, QUANTIZED, SOURCE_FORMAT
 from tasks.store import Ref, atomic_write_json, read_json, seal, sha256_file, staging_dir, verified
 
 logger = logging.getLogger(__name__)
 MARKER = "manifest.json"
-SUFFIX = {"bf16": "BF16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
+SUFFIX = FORMAT_NAMES  # <name>-<SUFFIX>.gguf
 
 
 def merge_and_fold(run_dir: Path, out: Path) -> tuple[PipelineConfig, str]:
@@ -55,7 +56,7 @@ def _check_formats(formats: list[str]) -> list[str]:
     unknown = [f for f in formats if f not in SUFFIX]
     if unknown:
         raise ValueError(f"Unknown export format(s) {unknown}; choose from {sorted(SUFFIX)}.")
-    return ["bf16"] + [f for f in ("q8_0", "q4_k_m") if f in formats]  # BF16 is the quantizations' source
+    return [SOURCE_FORMAT] + [f for f in QUANTIZED if f in formats]  # BF16 is the quantizations' source
 
 
 def export_key(model: Ref, formats: list[str], spec: ExportSpec, name: str) -> tuple[str, dict[str, Any]]:
@@ -89,7 +90,7 @@ def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = Non
     if not is_run and not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is neither a training run (run.json) nor a transformers model "
                                 "folder (config.json).")
-    wanted = _check_formats(formats or ["bf16", "q8_0", "q4_k_m"])
+    wanted = _check_formats(formats or list(FORMATS))
     spec = spec or ExportSpec()
     name = name or default_name(model_dir)
     key, inputs = export_key(model or folder_ref(model_dir), wanted, spec, name)
@@ -116,14 +117,14 @@ def export_model(model_dir: Path, out_dir: Path, formats: list[str] | None = Non
     return manifest
 
 
-def export_in_process(config_path: str, model_dir: str, out_dir: str, formats: list[str], name: str,
+def export_in_process(spec: dict, model_dir: str, out_dir: str, formats: list[str], name: str,
                       model: dict, expected_key: str | None = None) -> dict[str, Any]:
     """The child-process entry of a flow export (tasks.procs.run_in_process; JSON arguments): ``export_model`` with
-    the config's export section, under the key ``expected_key``; returns the manifest."""
-    from tasks.config import load_config
+    the export settings its caller was handed (``spec``, dumped), under the key ``expected_key``; returns the
+    manifest."""
     from tasks.keys import check_expected_key
 
-    spec, ref = load_config(config_path).export, Ref.model_validate(model)
+    spec, ref = ExportSpec.model_validate(spec), Ref.model_validate(model)
     check_expected_key("export", export_key(ref, _check_formats(formats), spec, name)[0], expected_key)
     return export_model(Path(model_dir), Path(out_dir), formats, name=name, spec=spec, model=ref)
 

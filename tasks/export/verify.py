@@ -12,15 +12,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-# general.file_type values of llama.cpp's llama_ftype enum
-FILE_TYPES = {"bf16": 32, "q8_0": 7, "q4_k_m": 15}
+from tasks.export.formats import FILE_TYPES  # each format's general.file_type (llama.cpp's llama_ftype enum)
+
 REQUIRED_METADATA = ("general.architecture", "tokenizer.ggml.model", "tokenizer.chat_template")
 
 
 def open_gguf(path: Path, n_ctx: int = 512, logits_all: bool = False):
     import llama_cpp._logger
 
-    from tasks.config import cpu_cores
+    from tasks.environment import cpu_cores
     from tasks.llama_load import open_llama
 
     llama_cpp._logger.logger.setLevel(logging.ERROR)

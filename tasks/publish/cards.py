@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from tasks.bench.metrics import METRICS
 from tasks.config import hub_repo_id_problem
+from tasks.export.formats import FORMAT_NAMES
 from tasks.numbers import human
 
 # the relations the Hub documents for base_model (https://huggingface.co/docs/hub/model-cards#specifying-a-base-model)
@@ -25,7 +26,7 @@ RELATIONS = ("adapter", "merge", "quantized", "finetune")
 DOCUMENTED_FIELDS = {"language", "license", "license_name", "license_link", "library_name", "tags", "datasets",
                      "metrics", "base_model", "base_model_relation", "model-index", "pipeline_tag", "thumbnail",
                      "new_version", "inference", "widget", "co2_eq_emissions", "model_name"}
-FORMAT_NAME = {"bf16": "BF16", "q8_0": "Q8_0", "q4_k_m": "Q4_K_M"}
+FORMAT_NAME = FORMAT_NAMES
 
 
 class Measured(NamedTuple):

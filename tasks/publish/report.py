@@ -7,66 +7,17 @@ nightly folders in order gives a trend.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 from tasks.bench.metrics import METRICS, summarize
 from tasks.decide.scores import item_scores, load_results, suite_role
 from tasks.numbers import human, interval
-from tasks.store import atomic_write_text, read_json_object, read_jsonl
+from tasks.publish.figures import figures, study_figure
+from tasks.publish.lm_eval_import import import_lm_eval, load_any
+from tasks.store import atomic_write_text, read_json_object
 
-LM_EVAL_GSM8K_FILTERS = {"strict-match": "exact_match_strict", "flexible-extract": "exact_match_flexible"}
-
-
-def _lm_eval_suite(task: str) -> str | None:
-    """Our suite for an lm-eval task name, as the suites declare it (configs/suites/*.yaml: lm_eval_tasks)."""
-    from fnmatch import fnmatchcase
-
-    from tasks.bench.suites import suite_names
-
-    return next((s for s in suite_names() for pattern in suite_role(s).lm_eval_tasks if fnmatchcase(task, pattern)),
-                None)
-
-
-def import_lm_eval(folder: Path) -> dict[str, dict[str, Any]]:
-    """lm-eval output (samples_<task>_*.jsonl) -> our suite -> {"records", "summary"} shape."""
-    out: dict[str, dict[str, Any]] = {}
-    for path in sorted(Path(folder).rglob("samples_*.jsonl")):
-        task = path.name[len("samples_"):].rsplit("_", 1)[0]
-        suite = _lm_eval_suite(task)
-        if suite is None:
-            continue
-        entry = out.setdefault(suite, {"records": [], "summary": {"timings": {}, "source": "lm-eval"}})
-        by_doc: dict[int, dict[str, Any]] = {}  # gsm8k: one line per doc and filter, merged into one record
-        for s in read_jsonl(path, hint="Re-run lm-eval with --log_samples, or leave this folder out."):
-            if suite == "gsm8k":
-                record = by_doc.get(s["doc_id"])
-                if record is None:
-                    record = by_doc[s["doc_id"]] = {"index": s["doc_id"], "category": ""}
-                    entry["records"].append(record)
-                # the same metric names as our records: lm-eval's strict-match / flexible-extract filters
-                record[LM_EVAL_GSM8K_FILTERS.get(s.get("filter"), "exact_match_flexible")] = \
-                    bool(s.get("exact_match", 0.0))
-                continue
-            entry["records"].append({"index": len(entry["records"]) if suite == "mmlu" else s["doc_id"],
-                                     "category": task[len("mmlu_"):] if suite == "mmlu" else "",
-                                     "acc": bool(s.get("acc", 0.0)),
-                                     "acc_norm": bool(s.get("acc_norm", s.get("acc", 0.0)))})
-    if not out:
-        raise ValueError(f"{folder}: no lm-evaluation-harness samples_*.jsonl of mmlu/arc/hellaswag/gsm8k found "
-                         "(run lm-eval with --log_samples).")
-    return out
-
-
-def load_any(folder: Path) -> dict[str, dict[str, Any]]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Results folder {folder} does not exist.")
-    if list(folder.glob("*.summary.json")):
-        return load_results(folder)
-    return import_lm_eval(folder)
-
+# the report's parts, importable from here as they always were
+__all__ = ["figures", "import_lm_eval", "load_any", "score_table", "write_report"]
 
 def score_table(results: dict[str, Path]):
     """One row per (label, suite): primary metric mean, 95% CI, n; plus per-category rows."""
@@ -91,136 +42,11 @@ def score_table(results: dict[str, Path]):
     return pd.DataFrame(rows), pd.DataFrame(cats)
 
 
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path.name
-
-
-def figures(scores, cats, out: Path, degradation: dict | None, runs: dict[str, Path], tuner: Path | None,
-            results: dict[str, Path], trend: bool = False) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="notebook")
-    made = []
-    labels = list(dict.fromkeys(scores["label"]))
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * scores["suite"].nunique() + 2), 4.5))
-    suites = list(dict.fromkeys(scores["suite"]))
-    width = 0.8 / max(len(labels), 1)
-    for i, label in enumerate(labels):
-        sub = scores[scores["label"] == label].set_index("suite").reindex(suites)
-        xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(suites))]
-        ax.bar(xs, sub["mean"], width, label=label,
-               yerr=[sub["mean"] - sub["lo"], sub["hi"] - sub["mean"]], capsize=3)
-    ax.set_xticks(range(len(suites)), suites, rotation=15)
-    ax.set_ylabel("score (primary metric)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Per-suite scores with 95% CI")
-    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
-    made.append(_save(fig, out / "scores.png"))
-
-    pivot = scores.pivot_table(index="suite", columns="label", values="mean")[labels]
-    fig, ax = plt.subplots(figsize=(1.4 * len(labels) + 3, 0.6 * len(pivot) + 2))
-    sns.heatmap(pivot, annot=True, fmt=".3f", cmap="viridis", vmin=0, vmax=1, ax=ax)
-    ax.set_title("Scores: suite x model/format")
-    made.append(_save(fig, out / "heatmap_scores.png"))
-
-    if degradation and degradation.get("vs_base"):
-        rows = [{"label": lab, "suite": r["suite"], "pct": r["degradation_pct"]}
-                for lab, d in degradation["vs_base"].items() for r in d["suites"] if r["degradation_pct"] is not None]
-        if rows:
-            import pandas as pd
-
-            deg = pd.DataFrame(rows).pivot_table(index="suite", columns="label", values="pct")
-            fig, ax = plt.subplots(figsize=(1.4 * deg.shape[1] + 3, 0.6 * len(deg) + 2))
-            sns.heatmap(deg, annot=True, fmt=".1f", cmap="RdYlGn_r", center=0, ax=ax)
-            ax.set_title("Degradation vs the base model, % ((base - model) / base)")
-            made.append(_save(fig, out / "heatmap_degradation.png"))
-
-    made += _judge_figure(results, out, plt, sns)
-    for suite in sorted(set(cats["suite"])) if len(cats) else []:
-        pc = cats[cats["suite"] == suite].pivot_table(index="category", columns="label", values="mean")
-        fig, ax = plt.subplots(figsize=(1.4 * pc.shape[1] + 4, 0.45 * len(pc) + 2))
-        sns.heatmap(pc, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax)
-        ax.set_title(f"{suite}: per category")
-        made.append(_save(fig, out / f"categories_{suite}.png"))
-    made += _training_figures(runs, tuner, out, plt)
-    if trend and len(labels) > 1:  # result folders of successive runs, in the order given: a trend per suite
-        fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(labels) + 3), 4.5))
-        for suite in suites:
-            sub = scores[scores["suite"] == suite].set_index("label").reindex(labels)
-            ax.plot(range(len(labels)), sub["mean"], marker="o", label=suite)
-        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
-        ax.set(ylim=(0, 1), ylabel="score (primary metric)", title="Trend across the given results, in order")
-        ax.legend(fontsize=8)
-        made.append(_save(fig, out / "trend.png"))
-    return made
-
-
-def _judge_figure(results, out, plt, sns) -> list[str]:
-    import pandas as pd
-
-    rows = [{"label": label, "grade": r["judge_grade"]} for label, folder in results.items()
-            for r in load_any(folder).get("elyza_tasks_100", {}).get("records", []) if r.get("judge_grade")]
-    if not rows:
-        return []
-    data = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(1.5 * data["label"].nunique() + 3, 4))
-    sns.boxplot(data=data, x="label", y="grade", ax=ax, color="lightgray")
-    sns.stripplot(data=data, x="label", y="grade", ax=ax, alpha=0.6, jitter=0.2)
-    ax.set_ylim(0.5, 5.5)
-    ax.set_title("ELYZA-tasks-100 judge grades per item")
-    return [_save(fig, out / "judge_grades.png")]
-
-
-def _training_figures(runs: dict[str, Path], tuner: Path | None, out: Path, plt) -> list[str]:
-    made = []
-    if runs:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-        for label, run in runs.items():
-            traj = read_json_object(run / "alpha_trajectory.json", "training run's alpha trajectory",
-                                    ("trajectory",), f"Is --runs {label}={run} a training run folder?")["trajectory"]
-            a1.plot([t["step"] for t in traj], [t["blend_alpha"] for t in traj], label=label)
-            val = read_json_object(run / "loss_curves.json", "training run's loss curves", ("validation",),
-                                   f"Is --runs {label}={run} a training run folder?")["validation"]
-            a2.plot([v["step"] for v in val], [v["eval_loss"] for v in val], marker="o", label=label)
-        a1.set(title="blend_alpha trajectory", xlabel="optimizer step", ylabel="blend_alpha")
-        a2.set(title="validation loss", xlabel="optimizer step", ylabel="loss")
-        a1.legend()
-        a2.legend()
-        made.append(_save(fig, out / "training.png"))
-    if tuner is not None and Path(tuner).is_file():
-        trials = read_json_object(tuner, "tuner history", ("trials",), "Pass the --history file of "
-                                  "`alphagate tune`, or leave --tuner out.")["trials"]
-        if trials:
-            fig, ax = plt.subplots(figsize=(6, 4.5))
-            points = ax.scatter([t["k"] for t in trials], [t["midpoint"] for t in trials],
-                                c=[t["value"] for t in trials], cmap="viridis_r", s=60)
-            best = min(trials, key=lambda t: t["value"])
-            ax.scatter([best["k"]], [best["midpoint"]], marker="*", s=250, c="red", label="best")
-            fig.colorbar(points, label="proxy validation loss")
-            ax.set(xscale="log", xlabel="k (steepness, log scale)", ylabel="midpoint", title="Sigmoid tuner trials")
-            from matplotlib.ticker import ScalarFormatter
-
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            ax.xaxis.set_minor_formatter(ScalarFormatter())
-            ax.legend()
-            made.append(_save(fig, out / "tuner_trials.png"))
-    return made
-
-
 def _dpo_section(results: dict[str, Path], record: dict | None) -> list[str]:
     """Each "<variant>+dpo" model beside its SFT parent: paired per-suite differences and tests, with the decision
     settings the decision record was made with (the configured ones; defaults only without a record)."""
     from tasks.config import DecisionSpec
-    from tasks.decide.decision import compare
+    from tasks.decide.compare import compare
 
     spec = DecisionSpec(**(record or {}).get("settings", {}))
 
@@ -270,39 +96,13 @@ def _skipped_section(results: dict[str, Path]) -> list[str]:
 
 def _study_section(study: dict, out: Path, made: list[str]) -> list[str]:
     """The nightly study's trend: the composite difference and its CIs night by night (figure + table)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from tasks.decide.study import closed, trend_rows
 
     rows = trend_rows(study)
     if not rows:
         return []
     a, b = rows[-1]["models"] or ("A", "B")
-    nights = [r["night"] for r in rows]
-    diffs = [r["diff"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) + 3), 4.5))
-    ax.axhline(0, color="gray", lw=1)
-    finite = [x for r in rows for x in (r.get("ci95") or []) if x is not None and math.isfinite(x)]
-    span = max([abs(x) for x in finite] + [abs(d) for d in diffs] + [1e-6])
-    # early looks of an O'Brien-Fleming study test at a tiny alpha: their intervals are huge; keep the scale of
-    # the 95% CIs (the wide bars run off the plot, which is what they mean); an untestable look (no variance at
-    # all) has an unbounded interval, drawn to the edge
-    bound = lambda x: x if x is not None and math.isfinite(x) else math.copysign(10 * span, x or 1)  # noqa: E731
-    for key, style, label in (("ci", dict(lw=7, color="lightsteelblue", capsize=0),
-                               "CI at this look's alpha (what the decision uses)"),
-                              ("ci95", dict(lw=1.5, color="navy", capsize=4), "95% CI (no correction for looks)")):
-        lo = [r["diff"] - bound(r[key][0]) if r.get(key) else 0 for r in rows]
-        hi = [bound(r[key][1]) - r["diff"] if r.get(key) else 0 for r in rows]
-        ax.errorbar(nights, diffs, yerr=[lo, hi], fmt="none", label=label, **style)
-    ax.plot(nights, diffs, "o-", color="black", label=f"composite {a} - {b}")
-    ax.set_ylim(-1.4 * span, 1.4 * span)
-    ax.set(xlabel="night (look)", ylabel="composite difference", xticks=nights,
-           title="Nightly study: the margin and its CI, night by night")
-    ax.legend(fontsize=8)
-    made.append(_save(fig, out / "study_trend.png"))
+    made.append(study_figure(rows, (a, b), out))
     lines = ["## Nightly study", "", closed(study) or f"Open: {len(study['nights'])} of {study['max_looks']} looks "
              f"({study['spending']} alpha spending).", "",
              f"| night | date | seeds per arm | {a} - {b} | CI (look alpha) | look alpha | outcome |",
@@ -342,7 +142,7 @@ def write_report(results: dict[str, Path], out: Path, *, decision: Path | None =
     study_lines = _study_section(nights, out, made) if nights else []
     lines = ["# alpha-gate comparison report", ""]
     if record is not None:
-        from tasks.decide.seeds import replicate_lines
+        from tasks.decide.markdown import replicate_lines
 
         # the first paragraph is the claim, with its scope (ARCHITECTURE rule 14)
         lines += [record["reason"], ""] + ([f"Scope: {record['scope_note']}.", ""] if record.get("scope_note") else [])

@@ -17,56 +17,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tasks.config import PipelineConfig, UploadSpec, hf_token_from_env
+from tasks.config import PipelineConfig
 from tasks.publish import details
+from tasks.publish.access import UploadRefusedError, check_access, preflight, resolve_token
 from tasks.publish.cards import Measured, card, card_problems, lineage
 from tasks.store import atomic_write_json, atomic_write_text, read_json, read_json_object, sha256_file, staging_dir
 
 logger = logging.getLogger(__name__)
+# re-exported: callers import the access checks and the refusal from here
+__all__ = ["SUFFIX", "UploadRefusedError", "check_access", "plan", "preflight", "resolve_token", "stage", "upload",
+           "verify_locally"]
 SUFFIX = {"bf16": "bf16", "q8_0": "q8_0", "q4_k_m": "q4_k_m"}
-
-
-class UploadRefusedError(RuntimeError):
-    """The decision, a gate or a check says this must not be uploaded."""
-
-
-def resolve_token(spec: UploadSpec) -> str | None:
-    token = hf_token_from_env()
-    if token or not spec.token_secret_block:
-        return token
-    try:
-        from prefect.blocks.system import Secret
-    except ImportError:
-        raise RuntimeError(f"upload.token_secret_block={spec.token_secret_block!r} needs Prefect installed "
-                           "(or set HF_TOKEN).") from None
-    return Secret.load(spec.token_secret_block).get()
-
-
-def check_access(api, namespace: str) -> str:
-    """whoami + write role + the namespace is the user or one of its orgs; returns the user name."""
-    me = api.whoami()
-    role = me.get("auth", {}).get("accessToken", {}).get("role")
-    owners = {me["name"]} | {o["name"] for o in me.get("orgs", [])}
-    if role not in ("write", "fineGrained"):
-        raise UploadRefusedError(f"The Hub token for {me['name']} has role {role!r}; uploading needs a write token.")
-    if namespace not in owners:
-        raise UploadRefusedError(f"{me['name']} cannot write to {namespace!r} (can write to {sorted(owners)}); "
-                            "fix upload.org.")
-    return me["name"]
-
-
-def preflight(spec: UploadSpec) -> str | None:
-    """At the start of a run with upload enabled: token present, valid, and allowed to write to upload.org.
-    Returns the Hub user name (None when upload is disabled)."""
-    if not spec.enabled:
-        return None
-    token = resolve_token(spec)
-    if not token:
-        raise UploadRefusedError("upload.enabled is true but no Hub token was found: set HF_TOKEN or "
-                                 "upload.token_secret_block, or disable upload for a dry run.")
-    from huggingface_hub import HfApi
-
-    return check_access(HfApi(endpoint=spec.endpoint, token=token), spec.org)
 
 
 def _arm_folder(label: str, decision: dict) -> Path | None:
@@ -137,22 +98,12 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
     winner = decision["winner"]
     # with seed replicates, the winning arm's best replicate (decision "upload_label") is what is published
     label = decision.get("upload_label") or winner
-    export_dir = Path((exports or {}).get(label) or decision["exports"].get(label, ""))
-    run_dir = Path((runs or {}).get(label) or decision["runs"].get(label, ""))
-    if not (export_dir / "manifest.json").is_file() or not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"The decision does not locate {winner}'s export (manifest.json) and training run "
-                                "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
+    export_dir, run_dir = _locate(decision, winner, label, exports, runs)
     manifest, run = read_json(export_dir / "manifest.json"), read_json(run_dir / "run.json")
     spec = config.upload
-    gates = read_json_object(decision["degradation"], "degradation.json of `alphagate degrade`", ("gates",),
-                             f"{decision_path} records it as its upload gates; rerun `alphagate degrade`, then "
-                             "`alphagate decide --degradation`.")["gates"] if decision.get("degradation") else {}
+    gates = _gates(decision, decision_path)
     files_by_fmt = {f["format"]: f for f in manifest["files"]}
-    upstream = config.base_model.card_id
-    if not upstream:
-        raise UploadRefusedError(f"The model cards need the base model's Hub repo id (owner/name) as base_model; "
-                                 f"{config.base_model.name!r} is a local name the Hub refuses. Set "
-                                 "base_model.hub_repo_id in the config (e.g. HuggingFaceTB/SmolLM2-135M-Instruct).")
+    upstream = _upstream(config)
     formats = _passing(spec.formats, gates, label)
     # a quantization points at the BF16 repo when that one is published in this same upload
     bf16_repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX['bf16']}" if "bf16" in formats else None
@@ -167,25 +118,65 @@ def plan(decision_path: Path, config: PipelineConfig, *, exports: dict[str, Path
             raise UploadRefusedError(f"upload.formats lists {fmt}, but {winner}'s export has only "
                                      f"{sorted(files_by_fmt)}; export that format too, or drop it from upload.formats.")
         files = _files(fmt, files_by_fmt[fmt], export_dir, manifest)
-        repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
-        base_model, relation = lineage(fmt, upstream, bf16_repo)
-        body = card(repo=repo, fmt=fmt, base_model=base_model, relation=relation, upstream=upstream,
-                    license=config.base_model.license, schedule=run["schedule"], decision=decision,
-                    scores=scores[fmt], files=[f["path"] for f in files],
-                    think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags),
-                    project_git_url=spec.project_git_url, details=details.viewer_url(details_repo, None, spec.endpoint),
-                    details_urls={s: details.viewer_url(details_repo, splits[(label, fmt, s)], spec.endpoint)
-                                  for s in scores[fmt] if (label, fmt, s) in splits})
-        problems = card_problems(body)
-        if problems:
-            raise UploadRefusedError(f"The model card of {repo} would not be accepted by the Hub: "
-                                     + "; ".join(problems) + ". Fix the config's base_model / upload section.")
-        repos.append({"repo_id": repo, "format": fmt, "files": files, "card": body})
+        details_urls = {s: details.viewer_url(details_repo, splits[(label, fmt, s)], spec.endpoint)
+                        for s in scores[fmt] if (label, fmt, s) in splits}
+        repos.append(_repo(fmt, files, config, upstream, bf16_repo, run, decision, scores[fmt], details_repo,
+                           details_urls))
     if not repos:
         raise UploadRefusedError("Every format was held back by the upload gates; nothing to upload.")
     return {"winner": winner, "spec": spec, "private": spec.private, "repos": repos,
             "prompt": config.export.answer_prompt, "decision_path": Path(decision_path),
             "details": {"repo_id": details_repo, "published": published, "results": results}}
+
+
+def _locate(decision: dict, winner: str, label: str, exports: dict[str, Path] | None,
+            runs: dict[str, Path] | None) -> tuple[Path, Path]:
+    """The export and training-run folders of ``label``: those handed over, else the ones the decision records."""
+    export_dir = Path((exports or {}).get(label) or decision["exports"].get(label, ""))
+    run_dir = Path((runs or {}).get(label) or decision["runs"].get(label, ""))
+    if not (export_dir / "manifest.json").is_file() or not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"The decision does not locate {winner}'s export (manifest.json) and training run "
+                                "(run.json); record them with `alphagate decide --exports ... --runs ...`.")
+    return export_dir, run_dir
+
+
+def _gates(decision: dict, decision_path: Path) -> dict[str, Any]:
+    """The upload gates of the degradation the decision records ({} when it records none)."""
+    if not decision.get("degradation"):
+        return {}
+    return read_json_object(decision["degradation"], "degradation.json of `alphagate degrade`", ("gates",),
+                            f"{decision_path} records it as its upload gates; rerun `alphagate degrade`, then "
+                            "`alphagate decide --degradation`.")["gates"]
+
+
+def _upstream(config: PipelineConfig) -> str:
+    """The base model's Hub repo id the cards name (a local name is refused before anything is built)."""
+    upstream = config.base_model.card_id
+    if not upstream:
+        raise UploadRefusedError(f"The model cards need the base model's Hub repo id (owner/name) as base_model; "
+                                 f"{config.base_model.name!r} is a local name the Hub refuses. Set "
+                                 "base_model.hub_repo_id in the config (e.g. HuggingFaceTB/SmolLM2-135M-Instruct).")
+    return upstream
+
+
+def _repo(fmt: str, files: list[dict[str, Any]], config: PipelineConfig, upstream: str, bf16_repo: str | None,
+          run: dict, decision: dict, scores: dict[str, Measured], details_repo: str,
+          details_urls: dict[str, str]) -> dict[str, Any]:
+    """One repo of the upload: its files and its model card (refused when the Hub would not accept the card)."""
+    spec = config.upload
+    repo = f"{spec.org}/{spec.name or config.name}-{SUFFIX[fmt]}"
+    base_model, relation = lineage(fmt, upstream, bf16_repo)
+    body = card(repo=repo, fmt=fmt, base_model=base_model, relation=relation, upstream=upstream,
+                license=config.base_model.license, schedule=run["schedule"], decision=decision,
+                scores=scores, files=[f["path"] for f in files],
+                think_tags=tuple(config.data.think_tags), final_tags=tuple(config.data.final_tags),
+                project_git_url=spec.project_git_url, details=details.viewer_url(details_repo, None, spec.endpoint),
+                details_urls=details_urls)
+    problems = card_problems(body)
+    if problems:
+        raise UploadRefusedError(f"The model card of {repo} would not be accepted by the Hub: "
+                                 + "; ".join(problems) + ". Fix the config's base_model / upload section.")
+    return {"repo_id": repo, "format": fmt, "files": files, "card": body}
 
 
 def verify_locally(the_plan: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """What `alphagate serve` accepts: its settings (checked before the model loads: the model file, the bind address
-and its API key, the port), the audit log it appends to, and the parsing of a request body into messages and
-sampling settings, each refusal a 4xx that says what was expected."""
+and its API key, the port), the audit log it appends to, and the reading of a request body (a bounded JSON object
+naming the served model, if any) into messages and sampling settings, each refusal a 4xx that says what was
+expected."""
 
 from __future__ import annotations
 
@@ -91,6 +92,31 @@ class AuditLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+async def read_body(request, max_bytes: int) -> dict:
+    """The request's JSON object, read up to ``max_bytes`` (a body without a content-length is bounded too)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise RequestError(413, f"The request body is larger than {max_bytes} bytes.")
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"The body is not valid JSON ({exc.__class__.__name__} at byte "
+                                f"{getattr(exc, 'pos', '?')}); send a JSON object.") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, f"The body must be a JSON object; found {type(body).__name__}.")
+    return body
+
+
+def check_model(body: dict, model_name: str, file_name: str) -> None:
+    """A request may name the served model by its name or its GGUF's file name, or not at all."""
+    model = body.get("model")
+    if model is not None and model not in (model_name, file_name):
+        raise RequestError(404, f"The model {model!r} does not exist on this server; it serves "
+                                f"{model_name!r} (see /v1/models).", "model", "model_not_found")
 
 
 def _text_content(content: Any, index: int) -> str:

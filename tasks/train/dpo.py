@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -24,113 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import DPOSpec, PipelineConfig
-from tasks.final_section import opens_reasoning
 from tasks.store import atomic_write_json, atomic_write_text, read_json, seal, staging_dir, verified
+from tasks.train.preferences import benchmark_texts, build_pairs, checkable, is_correct
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-CHOICE = re.compile(r"^\(?([A-E])\)?[.):]?$")
-
-
-def _final(text: str, config: PipelineConfig, opened: bool = False) -> str:
-    """The final answer exactly as evaluation and `alphagate serve` read it (tasks/final_section.py); ``opened``:
-    the prompt ended inside an open reasoning section, so ``text`` starts inside it."""
-    from tasks.bench.metrics import split_thinking
-
-    return split_thinking(text, config.data.think_tags, config.data.final_tags, opened=opened)[0]
-
-
-def _number(text: str) -> str | None:
-    found = NUMBER.findall(text.replace("，", ","))
-    if not found:
-        return None
-    value = found[-1].replace(",", "")
-    return value.rstrip("0").rstrip(".") if "." in value else value
-
-
-def checkable(reference_final: str) -> tuple[str, str] | None:
-    """('choice', 'B') or ('number', '105'), or None when the answer cannot be checked automatically."""
-    text = reference_final.strip()
-    if m := CHOICE.match(text):
-        return "choice", m.group(1)
-    numbers = NUMBER.findall(text)
-    if len(numbers) == 1 and not re.search(r"\d\s*[:/]\s*\d", text):  # a time or ratio is not one number
-        return "number", _number(text)
-    return None
-
-
-def is_correct(kind: str, expected: str, answer_final: str) -> bool:
-    if kind == "choice":
-        m = re.search(r"\b([A-E])\b", answer_final)
-        return bool(m) and m.group(1) == expected
-    return _number(answer_final) == expected
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def benchmark_texts(extra_dirs: list[Path] | None = None) -> set[str]:
-    """Normalised question-like strings (20+ characters) of every benchmark item we ship or were given."""
-    files = sorted((ROOT / "tasks/bench/samples").glob("*.jsonl"))
-    for d in extra_dirs or []:
-        files += sorted(Path(d).glob("*.jsonl"))
-    texts: set[str] = set()
-
-    def walk(value):
-        if isinstance(value, str) and len(value) >= 20:
-            texts.add(_norm(value))
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for f in files:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                walk(json.loads(line))
-    return texts
-
-
-def build_pairs(records: list[dict], sample: Callable[[list[dict], int], list[str]], n: int,
-                config: PipelineConfig, exclude: set[str], seed: int = 0) -> tuple[list[dict], dict[str, int]]:
-    """records: the training split's chat records. ``sample(prompt_messages, n)`` returns n completions; an
-    optional ``sample.prompt_text(prompt_messages)`` gives the prompt text it sends (when that ends inside an open
-    reasoning section, the completions start inside it)."""
-    rng = random.Random(seed)
-    counts = {"questions": len(records), "pairs": 0, "not_checkable": 0, "benchmark_overlap": 0,
-              "all_correct": 0, "none_correct": 0}
-    pairs = []
-    from tasks.progress import Progress
-
-    progress = Progress(len(records), "DPO: sampling answers")
-    for record in progress.iterate(records):
-        question = " ".join(m["content"] for m in record["prompt"] if m["role"] == "user")
-        if _norm(question) in exclude:
-            counts["benchmark_overlap"] += 1
-            continue
-        target = checkable(_final(record["completion"][0]["content"], config))
-        if target is None:
-            counts["not_checkable"] += 1
-            continue
-        answers = sample(record["prompt"], n)
-        prompt_text = getattr(sample, "prompt_text", None)
-        opened = prompt_text is not None and opens_reasoning(prompt_text(record["prompt"]), config.data.think_tags)
-        graded = [(a, is_correct(*target, _final(a, config, opened))) for a in answers]
-        good = [a for a, ok in graded if ok]
-        bad = [a for a, ok in graded if not ok]
-        if not good or not bad:
-            counts["all_correct" if good else "none_correct"] += 1
-            continue
-        pairs.append({"prompt": record["prompt"], "chosen": [{"role": "assistant", "content": rng.choice(good)}],
-                      "rejected": [{"role": "assistant", "content": rng.choice(bad)}],
-                      "expected": target[1], "n_correct": len(good), "n_sampled": len(answers)})
-        counts["pairs"] += 1
-    progress.close()
-    return pairs, counts
+# re-exported: the pair-building names are imported from here (tests/test_dpo.py, tests/test_final_section.py)
+__all__ = ["benchmark_texts", "build_pairs", "checkable", "dpo_key", "is_correct", "load_sft_model", "make_sampler",
+           "make_gguf_sampler", "train_dpo"]
 
 
 def load_sft_model(run_dir: Path, trainable: bool):
@@ -201,14 +99,10 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
     ``spec``: a DPOSpec (default: the run config's ``dpo`` section). Answers are sampled from ``gguf`` (the
     parent's exported BF16 GGUF) when given, else with transformers from the SFT model itself; ``sampler``
     replaces both (tests)."""
-    import torch
-    from datasets import Dataset
     from transformers import set_seed
-    from trl import DPOConfig, DPOTrainer
 
-    from alpha_gate.so8 import get_so8_gates
     from tasks.data.sft import load_split
-    from tasks.train.outputs import loss_curves, save_adapter_and_gates
+    from tasks.train.outputs import loss_curves
 
     parent_dir, out_dir = Path(parent_dir), Path(out_dir)
     if not (parent_dir / "run.json").is_file():
@@ -223,53 +117,14 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
     set_seed(config.train.seed)
     data_dir = Path(parent["data"]["dir"])
     records = [dict(r) for r in load_split(data_dir, "train")]  # the training split only
-    if sampler is not None:
-        sample, sampled_with = sampler, "test double"
-    elif gguf is not None:
-        sample = make_gguf_sampler(Path(gguf), spec.max_new_tokens, spec.temperature, spec.top_p, config.train.seed)
-        sampled_with = f"llama.cpp: {Path(gguf).name}"
-    else:
-        sample = make_sampler(model, tokenizer, spec.max_new_tokens, spec.temperature, spec.top_p,
-                              config.train.seed)
-        sampled_with = "transformers generate"
-    start = time.perf_counter()
-    model.eval()
-    try:
-        pairs, counts = build_pairs(records, sample, spec.samples_per_question, config,
-                                    exclude, seed=config.train.seed)
-    finally:
-        getattr(sample, "close", lambda: None)()
-    sampling_seconds = time.perf_counter() - start
+    sample, sampled_with = _choose_sampler(sampler, gguf, model, tokenizer, spec, config.train.seed)
+    pairs, counts, sampling_seconds = _sample_pairs(model, records, sample, spec, config, exclude)
     logger.info("DPO pairs for %s: %s", parent["variant"], counts)
-    if len(pairs) < spec.min_pairs:
-        raise ValueError(f"Only {len(pairs)} preference pair(s) from {counts['questions']} training questions "
-                         f"(needed dpo.min_pairs = {spec.min_pairs}; {counts}). Sample more answers "
-                         "(dpo.samples_per_question), raise dpo.temperature, or train the SFT model longer.")
+    _check_enough(pairs, counts, spec)
     model.train()
-    cuda = torch.cuda.is_available()
     with staging_dir(out_dir) as tmp:
-        args = DPOConfig(output_dir=str(tmp / "scratch"), max_steps=spec.max_steps, beta=spec.beta,
-                         per_device_train_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
-                         lr_scheduler_type="linear", logging_steps=1, save_strategy="no", report_to=[],
-                         seed=config.train.seed, data_seed=config.train.seed, use_cpu=not cuda,
-                         bf16=cuda and config.train.bf16_on_gpu, max_length=config.train.max_length,
-                         disable_tqdm=True, dataloader_num_workers=0)
-        dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
-        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        t0 = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - t0
-        if "ref" in model.peft_config:
-            model.delete_adapter("ref")  # trl's frozen reference copy: not part of the result
-        shutil.rmtree(tmp / "scratch", ignore_errors=True)
-        save_adapter_and_gates(tmp, model, parent["final_blend_alpha"])
-        assert all(not g.requires_grad for gate in get_so8_gates(model) for g in gate.parameters())
-        history = trainer.state.log_history
-        atomic_write_json(tmp / "dpo_log.json", history)
-        atomic_write_text(tmp / "pairs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
-        for name in ("alpha_trajectory.json", "alpha_trajectory.csv"):  # the gates did not move: same trajectory
-            if (parent_dir / name).is_file():
-                shutil.copy2(parent_dir / name, tmp / name)
+        history, train_seconds = _train(model, tokenizer, pairs, spec, config, tmp / "scratch")
+        _save(tmp, model, parent, parent_dir, history, pairs)
         last = [row for row in history if "loss" in row]
         summary = {**parent, "variant": f"{parent['variant']}+dpo", "key": key,
                    "parent": {"dir": str(parent_dir.resolve()), "variant": parent["variant"]},
@@ -281,6 +136,78 @@ def train_dpo(parent_dir: Path, out_dir: Path, *, spec=None, sampler: Callable |
         atomic_write_json(tmp / "run.json", summary)
         seal(tmp, "dpo", key, inputs)
     return read_json(out_dir / "run.json")
+
+
+def _choose_sampler(sampler, gguf: Path | None, model, tokenizer, spec: DPOSpec, seed: int) -> tuple[Callable, str]:
+    """The sampler of answers and what it samples with: the test double, llama.cpp on the GGUF, or transformers."""
+    if sampler is not None:
+        return sampler, "test double"
+    if gguf is not None:
+        return (make_gguf_sampler(Path(gguf), spec.max_new_tokens, spec.temperature, spec.top_p, seed),
+                f"llama.cpp: {Path(gguf).name}")
+    sample = make_sampler(model, tokenizer, spec.max_new_tokens, spec.temperature, spec.top_p, seed)
+    return sample, "transformers generate"
+
+
+def _sample_pairs(model, records: list[dict], sample, spec: DPOSpec, config: PipelineConfig,
+                  exclude: set[str]) -> tuple[list[dict], dict[str, int], float]:
+    """The preference pairs, their counts and the seconds sampling took (the model in eval mode; the sampler closed
+    however it ends)."""
+    start = time.perf_counter()
+    model.eval()
+    try:
+        pairs, counts = build_pairs(records, sample, spec.samples_per_question, config,
+                                    exclude, seed=config.train.seed)
+    finally:
+        getattr(sample, "close", lambda: None)()
+    return pairs, counts, time.perf_counter() - start
+
+
+def _check_enough(pairs: list[dict], counts: dict[str, int], spec: DPOSpec) -> None:
+    if len(pairs) < spec.min_pairs:
+        raise ValueError(f"Only {len(pairs)} preference pair(s) from {counts['questions']} training questions "
+                         f"(needed dpo.min_pairs = {spec.min_pairs}; {counts}). Sample more answers "
+                         "(dpo.samples_per_question), raise dpo.temperature, or train the SFT model longer.")
+
+
+def _train(model, tokenizer, pairs: list[dict], spec: DPOSpec, config: PipelineConfig,
+           scratch: Path) -> tuple[list[dict], float]:
+    """trl's DPOTrainer on ``pairs`` (its checkpoints in ``scratch``, removed after); returns its log history and
+    the seconds it trained. trl's frozen reference copy (the "ref" adapter) is dropped: not part of the result."""
+    import torch
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    cuda = torch.cuda.is_available()
+    args = DPOConfig(output_dir=str(scratch), max_steps=spec.max_steps, beta=spec.beta,
+                     per_device_train_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                     lr_scheduler_type="linear", logging_steps=1, save_strategy="no", report_to=[],
+                     seed=config.train.seed, data_seed=config.train.seed, use_cpu=not cuda,
+                     bf16=cuda and config.train.bf16_on_gpu, max_length=config.train.max_length,
+                     disable_tqdm=True, dataloader_num_workers=0)
+    dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    t0 = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - t0
+    if "ref" in model.peft_config:
+        model.delete_adapter("ref")  # trl's frozen reference copy: not part of the result
+    shutil.rmtree(scratch, ignore_errors=True)
+    return trainer.state.log_history, train_seconds
+
+
+def _save(tmp: Path, model, parent: dict, parent_dir: Path, history: list[dict], pairs: list[dict]) -> None:
+    """The adapter and the (unmoved) gates, the DPO log, the pairs, and the parent's alpha trajectory."""
+    from alpha_gate.so8 import get_so8_gates
+    from tasks.train.outputs import save_adapter_and_gates
+
+    save_adapter_and_gates(tmp, model, parent["final_blend_alpha"])
+    assert all(not g.requires_grad for gate in get_so8_gates(model) for g in gate.parameters())
+    atomic_write_json(tmp / "dpo_log.json", history)
+    atomic_write_text(tmp / "pairs.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+    for name in ("alpha_trajectory.json", "alpha_trajectory.csv"):  # the gates did not move: same trajectory
+        if (parent_dir / name).is_file():
+            shutil.copy2(parent_dir / name, tmp / name)
 
 
 def dpo_key(parent_dir: Path, spec: DPOSpec, gguf: Path | None, exclude: set[str],

@@ -24,6 +24,14 @@ COMMON_SECTIONS = ("lora", "gates", "pet", "train")  # the base model is its ref
 VARIANT_SECTIONS = {"linear": ("linear",), "sigmoid-bayes": ("tuner",)}
 
 
+def tuned(variant: str) -> bool:
+    """Whether ``variant``'s schedule comes from the tuner (its later seeds reuse the first seed's trials)."""
+    return "tuner" in VARIANT_SECTIONS[variant]
+
+
+TUNER_HISTORY = "tuner_history.json"  # a tuned training's copy of its tuner's trials (the report plots them)
+
+
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; expected one of {VARIANTS}.")
@@ -137,9 +145,9 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
                            "run it on a GPU machine or use configs/demo.yaml on CPU.")
     out_dir = Path(out_dir)
     if base is None or data is None:
-        from tasks.config import cache_root
         from tasks.data.base_model import base_ref
         from tasks.data.sft import data_ref
+        from tasks.environment import cache_root
 
         base = base or base_ref(config.base_model, Path(cache_dir) if cache_dir else cache_root())
         data = data or data_ref(config.data, Path(data_dir) if data_dir else out_dir.parent / "data")
@@ -164,6 +172,8 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
         summary = fit(config, base_dir, data_dir, schedule, config.train.max_steps, tmp / "scratch", out=tmp,
                       label=variant)
         shutil.rmtree(tmp / "scratch", ignore_errors=True)
+        if tuned(variant) and Path(history).is_file():  # the trials this schedule came from travel with it
+            shutil.copy2(history, tmp / TUNER_HISTORY)
         extra["compute"] = compute_record(summary, extra.get("tuner"))
         extra["process"] = process_record(started)
         write_run_record(tmp, config, variant, summary, extra)
@@ -174,15 +184,15 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
     return read_json(out_dir / "run.json")
 
 
-def train_in_process(config_path: str, variant: str, out_dir: str, base: dict, data: dict, history: str,
+def train_in_process(config: dict, variant: str, out_dir: str, base: dict, data: dict, history: str,
                      seed: int | None = None, tuner_trials: int | None = None, journal: str | None = None,
                      expected_key: str | None = None) -> None:
     """The child-process entry of a flow training (tasks.procs.run_in_process; JSON arguments): one replicate of
-    ``variant`` from the config at ``config_path`` into ``out_dir``, whose key must be ``expected_key``."""
-    from tasks.config import load_config
+    ``variant`` with the validated ``config`` its caller was handed (dumped) into ``out_dir``, whose key must be
+    ``expected_key``."""
     from tasks.keys import check_expected_key
 
-    config = replicate_config(load_config(config_path), seed, tuner_trials)
+    config = replicate_config(PipelineConfig.model_validate(config), seed, tuner_trials)
     base_ref, data_ref = Ref.model_validate(base), Ref.model_validate(data)
     check_expected_key("training", train_key(config, variant, base_ref, data_ref)[0], expected_key)
     train_variant(config, variant, Path(out_dir), base=base_ref, data=data_ref, history=Path(history),

@@ -22,13 +22,13 @@ MAX_AUTO_SLOTS = 4
 
 
 def _cores() -> int:
-    from tasks.config import cpu_cores
+    from tasks.environment import cpu_cores
 
     return cpu_cores()
 
 
 def _cuda() -> bool:
-    from tasks.procs import cuda_available  # flows/ is glue: torch is imported under tasks/
+    from tasks.procs import cuda_available
 
     return cuda_available()
 
@@ -73,11 +73,19 @@ def model_slot(configured: int | None, stage: str, *, export: bool = False,
     """Hold one of this machine's model slots for the block (tasks.slots: a flock the kernel frees when its holder
     dies; while all are taken the task's log names their holders). ``export``: an export goes before the trainings
     waiting in this process (it unblocks evaluations)."""
-    from tasks.config import slots_root
-    from tasks.procs import _sink
+    from tasks.environment import slots_root
+    from tasks.procs import output_sink
     from tasks.slots import EXPORT, TRAIN, hold
 
     slots = train_slots(configured)
     with hold(slots_root(), slots, stage, priority=EXPORT if export else TRAIN, journal=journal,
-              log=_sink().info) as slot:
+              log=output_sink().info) as slot:
         yield Grant(threads_per_slot(slots), slot.fd)
+
+
+def eval_threads(orchestration) -> int | None:
+    """Each evaluation's llama.cpp threads: this machine's cores shared by the ``eval_workers`` that run side by side
+    (threads or a local Dask cluster); None for a remote Dask cluster, whose workers know their own cores."""
+    if orchestration.eval_runner != "threads" and orchestration.dask_address:
+        return None
+    return max(1, _cores() // orchestration.eval_workers)
