@@ -26,7 +26,7 @@ CODE: dict[str, tuple[str, ...]] = {
     "train": ("alpha_gate", "tasks.train.variant", "tasks.train.fit", "tasks.train.tune", "tasks.train.outputs",
               "tasks.data.base_model", "tasks.train.unsloth_backend", "tasks.data.sft", "tasks.config"),
     "dpo": ("alpha_gate", "tasks.train.dpo", "tasks.train.fit", "tasks.train.outputs", "tasks.data.base_model",
-            "tasks.data.sft", "tasks.config", "tasks.bench.metrics", "tasks.llama_load", "tasks:../configs/suites"),
+            "tasks.data.sft", "tasks.config", "tasks.bench.metrics", "tasks.llama_load"),
     "export": ("alpha_gate", "tasks.export.gguf", "tasks.export.converter", "tasks.export.verify",
                "tasks.data.base_model", "tasks.train.outputs", "tasks.llama_load"),
     # generation records (completions, log-likelihoods): the code that makes them, never the scorers' (a scorer

@@ -176,3 +176,36 @@ def test_a_night_whose_evaluations_failed_is_not_recorded_and_spends_no_look(har
             nightly(NightlyParams(config=str(config), out=str(out), cache=str(tmp_path / "cache")))
     assert seen == [[1001], [1001]]  # the retry is the same night, same seed
     assert not study_path(out).exists()
+
+
+def test_earlier_nights_evaluated_on_a_suite_since_changed_are_refused_before_tonight_trains(tmp_path):
+    """A naive study pools every earlier night's results and finds out at the decision, after tonight's training, that
+    a suite was evaluated another way then (its YAML or prompt changed since): the study refuses up front, naming the
+    suite and what changed; the same results with the suite as declared now pool."""
+    from tasks.bench.suites import load_suite, suite_path
+    from tasks.decide.study import earlier_replicates
+    from tasks.store import sha256_file, verified
+
+    def sealed(name: str, files: dict[str, dict]) -> dict:
+        from tasks.store import seal, staging_dir
+
+        with staging_dir(tmp_path / name) as tmp:
+            for file, content in files.items():
+                (tmp / file).write_text(json.dumps(content))
+            seal(tmp, name, name, {})
+        return verified(tmp_path / name).model_dump()
+
+    suite = load_suite("mmlu")
+    now = {"suite": "mmlu", "suite_version": suite.version, "prompt_sha256": suite.prompt_hash(),
+           "inputs": {"suite_yaml_sha256": sha256_file(suite_path("mmlu"))}}
+
+    def study(summary: dict, name: str) -> dict:
+        rep = {"label": "linear-s1", "results": sealed(name, {"mmlu.summary.json": summary}),
+               "export": sealed(f"{name}-export", {"m.json": {}}), "run": sealed(f"{name}-run", {"run.json": {}})}
+        return {"nights": [{"night": 1, "replicates": {"linear": [rep]}}]}
+
+    assert [r["label"] for r in earlier_replicates(study(now, "same"))["linear"]] == ["linear-s1"]
+    stale = {**now, "prompt_sha256": "0" * 64, "inputs": {"suite_yaml_sha256": "1" * 64}}
+    with pytest.raises(ValueError, match=r"Night 1's linear-s1 .* mmlu .*changed since \(prompt_sha256, "
+                                         r"suite_yaml_sha256\).*new study"):
+        earlier_replicates(study(stale, "stale"))

@@ -121,8 +121,31 @@ def earlier_replicates(study: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
                             f"Night {night['night']}'s {what} of {rep['label']} ({ref.path}) is gone or changed: "
                             "the study cannot pool it. Restore the store folder, or start a new study in another "
                             "--out folder.")
+                _check_suites_unchanged(night["night"], rep["label"], Path(Ref.model_validate(rep["results"]).path))
                 out.setdefault(arm, []).append(rep)
     return out
+
+
+def _check_suites_unchanged(night: int, label: str, results: Path) -> None:
+    """An earlier night's results pool with tonight's only when each suite is still declared as it was evaluated
+    (version, prompt, the suite YAML's bytes): checked before tonight trains anything, not at the decision."""
+    from tasks.bench.suites import load_suite, suite_path
+    from tasks.store import read_json, sha256_file
+
+    for summary_path in sorted(results.glob("*.summary.json")):
+        summary = read_json(summary_path)
+        suite = load_suite(summary["suite"])
+        now = {"suite_version": suite.version, "prompt_sha256": suite.prompt_hash(),
+               "suite_yaml_sha256": sha256_file(suite_path(suite.name))}
+        then = {"suite_version": summary.get("suite_version"), "prompt_sha256": summary.get("prompt_sha256"),
+                "suite_yaml_sha256": summary.get("inputs", {}).get("suite_yaml_sha256")}
+        changed = [k for k in now if now[k] != then[k]]
+        if changed:
+            raise ValueError(f"Night {night}'s {label} was evaluated on {suite.name} as declared then, and the "
+                             f"suite has changed since ({', '.join(changed)}): tonight's results could not be pooled "
+                             "with it. "
+                             "Start a new study in another --out folder, or restore the suite's YAML "
+                             f"({suite_path(suite.name)}) as it was.")
 
 
 def record_night(out: str | Path, study: dict[str, Any], tonight: dict[str, Any], date: str,
