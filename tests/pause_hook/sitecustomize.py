@@ -23,10 +23,15 @@ class _Patch(importlib.abc.MetaPathFinder):
         self.module, self.name = module, name
 
     def find_spec(self, fullname, path, target=None):
+        # every spec of the module is patched, not only the first: the stage keys look modules up
+        # (importlib.util.find_spec) without executing them, before the real import asks again
         if fullname != self.module:
             return None
         sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
         loader = spec.loader
         original = loader.exec_module
 
