@@ -98,3 +98,10 @@ def schedule_from_dict(data: dict[str, Any]) -> Schedule:
     if kind == "sigmoid":
         return SigmoidSchedule(**fields)
     raise ValueError(f"Unknown schedule kind {kind!r}; expected 'linear' or 'sigmoid'.")
+
+
+def sampled(schedule: Schedule, points: int) -> list[dict[str, float]]:
+    """``points`` (>= 2) evenly spaced progress values from 0 to 1 and the schedule's blend_alpha at each."""
+    if points < 2:
+        raise ValueError(f"points must be >= 2 (both ends of training); got {points}")
+    return [{"progress": i / (points - 1), "blend_alpha": schedule(i / (points - 1))} for i in range(points)]

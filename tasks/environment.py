@@ -22,6 +22,16 @@ def api_key(variable: str | None = None) -> str | None:
     return os.environ.get(variable or API_KEY) or None
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face Hub the client talks to (HF_ENDPOINT, as huggingface_hub reads it)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set (huggingface_hub then makes no request)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
 def prefect_child_defaults() -> None:
     """Settings for the temporary server Prefect starts for a run (a child process, which reads its settings from
     this environment); a user's own value in the environment wins.

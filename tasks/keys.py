@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import threading
 from functools import cache
@@ -213,11 +212,12 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _hub_failure(what: str, exc: BaseException, pin: str, local: str) -> str:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    from tasks.environment import hub_endpoint, hub_offline
+
+    endpoint = hub_endpoint()
     cause = f"{exc.__class__.__name__}: {str(exc)[:200]}"
     if _unreachable(exc):
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") \
-            else ""
+        offline = " (HF_HUB_OFFLINE is set)" if hub_offline() else ""
         return (f"{what}: the Hugging Face Hub at {endpoint} could not be reached{offline} ({cause}). Without the "
                 f"Hub: {pin}, or {local}. Otherwise check the network, HF_ENDPOINT and HF_HUB_OFFLINE.")
     return (f"{what}: the Hub at {endpoint} refused it ({cause}). Check the id and revision, and the token "

@@ -75,3 +75,13 @@ def test_round_trip_through_dict():
         assert schedule_from_dict(s.to_dict()) == s
     with pytest.raises(ValueError, match="Unknown schedule kind"):
         schedule_from_dict({"kind": "cosine"})
+
+
+def test_a_sampled_schedule_covers_both_ends_and_refuses_a_single_point():
+    from alpha_gate.schedules import LinearSchedule, sampled
+
+    rows = sampled(LinearSchedule(0.0), 3)
+    assert [r["progress"] for r in rows] == [0.0, 0.5, 1.0]  # both ends, evenly spaced (not 0, 1/3, 2/3)
+    assert rows[-1]["blend_alpha"] == LinearSchedule(0.0)(1.0)
+    with pytest.raises(ValueError, match="points must be >= 2"):
+        sampled(LinearSchedule(0.0), 1)  # one point would divide by zero

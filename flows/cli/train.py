@@ -35,14 +35,13 @@ def _check_schedule(args: argparse.Namespace) -> str | None:
 
 
 def schedule_command(args: argparse.Namespace) -> int:
-    from alpha_gate.schedules import LinearSchedule, SigmoidSchedule
+    from alpha_gate.schedules import LinearSchedule, SigmoidSchedule, sampled
 
     if args.kind == "linear":
         schedule = LinearSchedule(args.start)
     else:
         schedule = SigmoidSchedule(args.k, args.midpoint, args.base)
-    n = args.points
-    rows = [{"progress": i / (n - 1), "blend_alpha": schedule(i / (n - 1))} for i in range(n)]
+    rows = sampled(schedule, args.points)
     if args.json:
         print(json.dumps({"schedule": schedule.to_dict(), "points": rows}, indent=2))
     else:

@@ -8,7 +8,6 @@ after the retries, so the benchmark task fails loudly and the orchestrator can r
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.request
 from dataclasses import dataclass
@@ -152,7 +151,9 @@ class Judge:
         body = json.dumps({"model": self.spec.model, "messages": messages, "temperature": 0.0,
                            "max_tokens": self.spec.max_tokens}).encode()
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.spec.api_key_env) if self.spec.api_key_env else None
+        from tasks.environment import api_key
+
+        key = api_key(self.spec.api_key_env) if self.spec.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.spec.base_url.rstrip("/") + "/chat/completions", body, headers)
