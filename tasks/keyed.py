@@ -40,9 +40,9 @@ def plan(stage: str, root: str | Path, inputs: dict[str, Any]) -> Plan:
     return Plan(stage, key, keyed_dir(root, stage, key), inputs)
 
 
-def at(stage: str, root: str | Path, key: str, inputs: dict[str, Any] | None = None) -> Plan:
-    """The plan of a stage whose key its own package computes (data, train, dpo, export, eval)."""
-    return Plan(stage, key, keyed_dir(root, stage, key), inputs)
+def at(stage: str, root: str | Path, key: str) -> Plan:
+    """The plan of a stage whose key (and stamp) its own package computes (data, train, dpo, export, eval)."""
+    return Plan(stage, key, keyed_dir(root, stage, key))
 
 
 def found(planned: Plan) -> Ref | None:
@@ -50,17 +50,17 @@ def found(planned: Plan) -> Ref | None:
     return verified(planned.out, planned.key)
 
 
-def produce(planned: Plan, build: Callable[[Path], None], **files: str) -> Ref:
+def produce(planned: Plan, build: Callable[[Path], None]) -> Ref:
     """The output of ``planned``: found by key and verified, or built into a staging folder, sealed and renamed
-    into place. ``files``: named files of the ref (e.g. format -> GGUF)."""
+    into place."""
     if (ref := found(planned)) is not None:
-        return ref_of(planned.out, **files) if files else ref
+        return ref
     if planned.inputs is None:
         raise ValueError(f"Stage {planned.stage}: a plan without inputs cannot be sealed here; its own build seals it.")
     with staging_dir(planned.out) as tmp:
         build(tmp)
         seal(tmp, planned.stage, planned.key, planned.inputs)
-    return ref_of(planned.out, **files)
+    return ref_of(planned.out)
 
 
 def cache_token(planned: Plan) -> str | None:
