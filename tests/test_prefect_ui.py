@@ -11,6 +11,7 @@ import json
 import sys
 import time
 import urllib.parse
+import warnings
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,28 @@ def _settle(browser, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while browser.evaluate("document.querySelectorAll('.animate-pulse').length") and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+def _submit(browser, api, deployment_id: str, logs, tries: int = 2) -> dict:
+    """Press the form's Submit as a person does: when no run appears within a minute and the form is still on
+    screen (Prefect's form stays put and shows a toast when its create call fails, e.g. a busy SQLite server in a
+    loaded CI), press it once more. The page's text and a screenshot of each failed press are kept (a warning when
+    the second press works; the failure's message when it does not)."""
+    def first_run():
+        return api.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}).json()[0]
+
+    for attempt in range(1, tries + 1):
+        browser.wait_for(lambda _: browser.click_text("button", "Submit"), "the Submit button", 30)
+        try:
+            return wait(first_run, "the submitted run", 60)
+        except AssertionError:
+            page, where = browser.text(), browser.evaluate("location.pathname")
+            browser.screenshot(SHOTS / f"submit-{attempt}.png")
+            seen = f"after Submit press {attempt}, no run; the page ({where}) shows:\n{page[:3000]}"
+            if attempt == tries or not where.endswith("/run"):
+                raise AssertionError(f"{seen}\nthe server and worker logged:\n{logs()}") from None
+            warnings.warn(seen, stacklevel=2)
+    raise AssertionError("unreachable")
 
 
 def _smoke_config(tmp_path: Path, base_dir: Path) -> Path:
@@ -91,9 +114,7 @@ def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_
         browser.screenshot(SHOTS / "form.png")
         browser.send("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape",
                      windowsVirtualKeyCode=27)
-        browser.wait_for(lambda _: browser.click_text("button", "Submit"), "the Submit button", 30)
-        run = wait(lambda: api.post("/flow_runs/filter", json={
-            "flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}}).json()[0], "the submitted run", 60)
+        run = _submit(browser, api, deployment["id"], background.logs)
         sent = run["parameters"]["params"]
         assert {k: sent.get(k) for k in params["params"]} == params["params"], sent  # what the form sent
         run = wait(lambda: (r := api.get(f"/flow_runs/{run['id']}").json())["state"]["type"] in (
