@@ -145,6 +145,23 @@ def test_readme_prefect_path_run_form_and_results_in_the_ui(prefect_stack, tiny_
         browser.screenshot(SHOTS / "nightly.png", full_page=False)
 
 
+def _table_edges(browser, settle: float = 15.0) -> list:
+    """[the table's right edge, its panel's right edge] once the page's fonts have loaded and the layout stands
+    (the same for two reads half a second apart; at most ``settle`` seconds): a table measured while a web font
+    is still swapping in has widths no person sees."""
+    browser.evaluate("document.fonts.ready.then(() => true)")
+    measure = ("(() => { const t = document.querySelector('table'); return [t.getBoundingClientRect().right,"
+               " t.parentElement.clientWidth + t.parentElement.getBoundingClientRect().left]; })()")
+    deadline, edges = time.monotonic() + settle, browser.evaluate(measure)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = browser.evaluate(measure)
+        if now == edges:
+            break
+        edges = now
+    return edges
+
+
 def _publish_decision(tmp_path: Path) -> tuple[Path, Path]:
     """A decision and report made from per-item records of two models on the bundled MMLU sample."""
     from tasks.bench.suites import SAMPLES_DIR
@@ -228,9 +245,7 @@ def test_run_form_labels_and_decision_table_as_a_person_sees_them(tmp_path):
             ids = {a["key"]: a["id"] for a in artifacts if a["key"]}
             browser.goto(f"{ui}/artifacts/artifact/{ids['alphagate-decision']}")
             browser.wait_for(lambda t: "p (Holm)" in t, "the decision's table", 60)
-            edges = browser.evaluate("(() => { const t = document.querySelector('table');"
-                                     " return [t.getBoundingClientRect().right, t.parentElement.clientWidth +"
-                                     " t.parentElement.getBoundingClientRect().left]; })()")
+            edges = _table_edges(browser)
             assert edges[0] <= edges[1] + 1, edges  # the last column stays inside the Markdown panel
             browser.screenshot(SHOTS / "decision.png")
             browser.goto(f"{ui}/artifacts/artifact/{ids['alphagate-report']}")
