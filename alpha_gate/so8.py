@@ -63,6 +63,14 @@ class SO8Gate(nn.Module):
         self._hook = None
         self._target = None  # weakref to the module whose input is gated
 
+    def unhook(self) -> None:
+        """Stop gating through the forward pre-hook on o_proj, for a caller that applies the gate to the
+        projection's input itself (Unsloth's fused LoRA ``apply_o`` never calls o_proj, so the hook would be
+        skipped there and doubled wherever o_proj is called too). Detaching and folding work as before."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
     def extra_repr(self) -> str:
         return f"width={self.width}, blocks={self.n_blocks}, blend_alpha={self.blend_alpha:.6g}"
 
@@ -198,7 +206,7 @@ def _owned_gates(model: nn.Module) -> list[tuple[nn.Module, SO8Gate]]:
 
 
 def _remove(attn: nn.Module, gate: SO8Gate) -> None:
-    gate._hook.remove()
+    gate.unhook()
     delattr(attn, GATE_ATTR)
 
 

@@ -238,3 +238,46 @@ def test_attaching_before_peft_is_detected_at_fold():
     wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["o_proj"]))
     with pytest.raises(RuntimeError, match="Attach gates after wrapping"):
         fold_so8_gates(wrapped)
+
+
+# -- the Unsloth path's rerouting (its logic runs here without a GPU) --------------------------------
+
+def test_gates_routed_through_a_fused_apply_o_gate_once_and_still_fold():
+    """Unsloth's fused LoRA ``apply_o`` computes o_proj without calling the module, so the pre-hook would be
+    skipped: the gate is moved into ``apply_o`` and the hook dropped. A module whose ``apply_o`` calls o_proj
+    (Unsloth's ``original_apply_o``) keeps its hook, so no path gates twice or not at all; fold still works."""
+    import torch.nn.functional as F
+
+    from tasks.train.unsloth_backend import _route_gates_through_apply_o
+
+    model = tiny_model("llama")
+    attention = so8._attention_modules(model)
+
+    def fused_apply_o(self, x):  # like Unsloth's LoRA path: the weight, never the module
+        return F.linear(x, self.o_proj.weight)
+
+    def original_apply_o(self, x):
+        return self.o_proj(x)
+
+    attention[0].apply_o, attention[1].apply_o = fused_apply_o, original_apply_o  # layer 2: no apply_o at all
+    gates = attach_so8_gates(model)
+    _randomise(gates)
+    set_blend_alpha(model, 0.8)
+    assert _route_gates_through_apply_o(model) == 1
+    x = torch.randn(2, 5, gates[0].width)
+    with torch.no_grad():
+        for index, attn in attention.items():
+            once = F.linear(gates[index](x), attn.o_proj.weight)
+            if index == 0:
+                assert torch.allclose(attn.apply_o(attn, x), once, atol=1e-6)  # gated in apply_o ...
+                assert torch.allclose(attn.o_proj(x), F.linear(x, attn.o_proj.weight), atol=1e-6)  # ... only there
+            else:
+                call = attn.apply_o(attn, x) if index == 1 else attn.o_proj(x)
+                assert torch.allclose(call, once, atol=1e-6)  # the hook still gates, once
+                assert not torch.allclose(call, F.linear(x, attn.o_proj.weight), atol=1e-3)
+    gated = {i: attn.apply_o(attn, x) if i < 2 else attn.o_proj(x) for i, attn in attention.items()}
+    fold_so8_gates(model)  # the unhooked gate folds like the others
+    assert not get_so8_gates(model)
+    with torch.no_grad():
+        for index, attn in attention.items():
+            assert torch.allclose(original_apply_o(attn, x), gated[index].detach(), atol=1e-5)

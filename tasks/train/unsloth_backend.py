@@ -30,15 +30,9 @@ def _route_gates_through_apply_o(model) -> int:
             return _inner(self, _gate(x))
 
         module.apply_o = gated_apply_o
-        gate._hook.remove()  # o_proj's own forward is not called on this path; never gate twice
-        gate._hook = _NoHook()
+        gate.unhook()  # o_proj's own forward is not called on this path; never gate twice
         routed += 1
     return routed
-
-
-class _NoHook:
-    def remove(self) -> None:
-        pass
 
 
 def load_unsloth(config: PipelineConfig, base_dir: Path, resolve_targets):
