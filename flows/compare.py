@@ -188,11 +188,7 @@ def pipeline(params: CompareParams, config: PipelineConfig, seeds: list[int] | N
     exports = {m: future.result() for m, future in exporting.items()}
     run_progress(80.0, f"{sum(r is not None for r in done.values())} of {len(done)} evaluations done; deciding")
     results = _result_sets(params, files, done)
-    for arm, reps in earlier.items():  # earlier nights' replicates join the pooled decision (not retrained)
-        for rep in reps:
-            labels[arm].insert(len(labels[arm]) - len(seeds), rep["label"])
-            results[f"{rep['label']}/{SOURCE_FORMAT}"], exports[rep["label"]], runs[rep["label"]] = (
-                rep["results"], rep["export"], rep["run"])
+    _join_earlier(earlier, len(seeds), labels, results, exports, runs)
     degradation = degrade_task(config.decision, results, root)  # reads the suites that completed
     members = [m for v in VARIANTS for m in labels[v]]
     # every replicate is timed (earlier nights' too): an arm's speed is not one replicate's
@@ -211,13 +207,29 @@ def pipeline(params: CompareParams, config: PipelineConfig, seeds: list[int] | N
         names["report"] = report_task(*report_inputs)
         report_md = Path(names["report"].path) / "report.md"
     publish_names_task(root, params.config, names)
+    new = {v: [{"label": m, "results": results[f"{m}/{SOURCE_FORMAT}"], "export": exports[m], "run": runs[m]}
+               for m in labels[v][len(labels[v]) - len(seeds):]] for v in VARIANTS}
+    return _outcome(decision, report_md, upload, done, new, names, report_inputs)
+
+
+def _join_earlier(earlier: dict, tonight: int, labels: dict, results: dict, exports: dict, runs: dict) -> None:
+    """Earlier nights' replicates join the pooled decision (not retrained): their labels go before tonight's
+    ``tonight`` ones, their result sets, exports and trainings beside tonight's."""
+    for arm, reps in earlier.items():
+        for rep in reps:
+            labels[arm].insert(len(labels[arm]) - tonight, rep["label"])
+            results[f"{rep['label']}/{SOURCE_FORMAT}"], exports[rep["label"]], runs[rep["label"]] = (
+                rep["results"], rep["export"], rep["run"])
+
+
+def _outcome(decision: dict, report_md: Path | None, upload, done: dict, new: dict, names: dict,
+             report_inputs: tuple) -> dict:
+    """Print where the answer is (and which evaluations failed for good), and return the pipeline's result."""
     failed = sorted(k for k, ref in done.items() if ref is None)
     decision_json = Path(decision["ref"].path) / "decision.json"
     print(f"decision: {decision['reason']}\nreport: {report_md or '(written by the calling flow)'}\n"
           f"decision record: {decision_json}"
           + (f"\nfailed evaluations (rerun the flow to retry only these): {', '.join(failed)}" if failed else ""))
-    new = {v: [{"label": m, "results": results[f"{m}/{SOURCE_FORMAT}"], "export": exports[m], "run": runs[m]}
-               for m in labels[v][len(labels[v]) - len(seeds):]] for v in VARIANTS}
     return {"decision": decision["reason"], "report": str(report_md) if report_md else None,
             "decision_record": str(decision_json), "upload": upload, "evaluations": len(done),
             "failed_evaluations": failed, "replicates": new, "names": names, "report_inputs": report_inputs,
