@@ -129,3 +129,19 @@ def test_the_toy_suite_is_scored_and_enters_the_composite_through_its_group(toy,
     # the toy shares the core group's weight with the other core suites: their mean enters the composite
     assert composite({"toy": 1.0, "mmlu": 0.0, "elyza_tasks_100": 0.0}, None, settings) == pytest.approx(
         core * 0.5 / (core + elyza))
+
+
+def test_a_missing_suites_folder_is_an_error_naming_it_not_an_empty_list(tmp_path, monkeypatch, capsys):
+    """A non-editable install (or a deleted configs/suites) would otherwise run with no suite at all."""
+    from tasks.bench import catalog
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / catalog.GROUPS_FILE).write_text("groups: {}\n")  # groups alone declare no suite
+    for folder in (tmp_path / "missing", tmp_path / "suites"):
+        monkeypatch.setattr(catalog, "SUITES_DIR", folder)
+        with pytest.raises(FileNotFoundError, match=f"No suite declarations .* in {folder}.*make install"):
+            catalog.suite_names()
+    from flows.cli import main  # the command line says so in one line (its choices come from that folder)
+
+    assert main(["plan", "--config", "configs/demo.yaml"]) == 2
+    assert capsys.readouterr().err.startswith(f"alphagate: No suite declarations (<name>.yaml) in {tmp_path}/suites")

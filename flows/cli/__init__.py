@@ -35,7 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     prefect_child_defaults()  # before any flow: Prefect's temporary server reads its settings from the environment
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except FileNotFoundError as exc:  # the declarations its choices are drawn from (configs/suites) are not there
+        if debug_requested():
+            raise
+        print(f"alphagate: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if (check := getattr(args, "check", None)) and (problem := check(args)):
         parser.error(problem)  # a combination of flags argparse cannot refuse by itself

@@ -27,8 +27,16 @@ _CACHE: dict[tuple[str, int], dict[str, Any]] = {}
 
 
 def suites_dir() -> Path:
-    """The folder of the suite declarations (the seam: read here only)."""
-    return Path(SUITES_DIR)
+    """The folder of the suite declarations (the seam: read here only); a clear error when it has none, instead of
+    a run that silently knows no suite."""
+    folder = Path(SUITES_DIR)
+    if not any(p.name != GROUPS_FILE for p in folder.glob("*.yaml")):
+        raise FileNotFoundError(
+            f"No suite declarations (<name>.yaml) in {folder}: alphagate reads its benchmark suites from"
+            " configs/suites/ of its source checkout. Run it from a clone set up by `make install` or `make demo`"
+            " (an editable install; a wheel or a non-editable `pip install .` does not carry configs/), or restore"
+            " the folder (`git checkout -- configs/suites`).")
+    return folder
 
 
 def suite_path(name: str) -> Path:
