@@ -62,6 +62,26 @@ def significance(rows: list[dict[str, Any]], ci: list[float], winner: str, loser
     return "significant", f"{_favour(for_)} {winner} (Holm), none against"
 
 
+def _same_composite(rows: list[dict], names: dict[str, str], ci95: list[float]) -> dict[str, Any]:
+    """Exactly the same composite: no winner; "mixed" when suites significantly favour each side, else a tie."""
+    for row in rows:
+        if row["significant"]:
+            row["verdict"] = f"favours {names[row['direction']]}"
+    sides = {side: [r["suite"] for r in rows if r["significant"] and names[r["direction"]] == side]
+             for side in (names["a"], names["b"])}
+    split = " and ".join(f"{_favour(s)} {side}" for side, s in sides.items() if s)
+    return {"winner": None, "margin": 0.0, "margin_ci95": ci95, "significant": False, "upload": False,
+            "outcome": "mixed" if split else "tie",
+            "reason": "The two models score exactly the same composite: "
+            + (f"mixed ({split}), so nothing is uploaded." if split else "a tie, so nothing is uploaded.")}
+
+
+def _speed_note(speed: dict[str, Any], speed_text: str) -> str:
+    """The speed sentence, when speed was measured in isolation and left out of the composite ("" otherwise)."""
+    return " " + speed_text if not speed.get("in_composite", True) and speed.get("source") == "isolated benchmark" \
+        else ""
+
+
 def verdict(cmp: dict[str, Any], names: dict[str, str], replicated: bool, look: dict[str, Any] | None,
             alpha: float, spec: DecisionSpec) -> dict[str, Any]:
     """The decision's fields (winner, margin, outcome, significant, upload, scope, reason) from a comparison."""
@@ -87,16 +107,7 @@ def verdict(cmp: dict[str, Any], names: dict[str, str], replicated: bool, look: 
     margin, ci = (cmp["diff"], [lo, hi]) if a_wins else (-cmp["diff"], [-hi, -lo])
     ci95 = [lo95, hi95] if a_wins else [-hi95, -lo95]
     if cmp["diff"] == 0:
-        for row in rows:
-            if row["significant"]:
-                row["verdict"] = f"favours {names[row['direction']]}"
-        sides = {side: [r["suite"] for r in rows if r["significant"] and names[r["direction"]] == side]
-                 for side in (name_a, name_b)}
-        split = " and ".join(f"{_favour(s)} {side}" for side, s in sides.items() if s)
-        return {**base, "winner": None, "margin": 0.0, "margin_ci95": ci95, "significant": False, "upload": False,
-                "outcome": "mixed" if split else "tie",
-                "reason": "The two models score exactly the same composite: "
-                + (f"mixed ({split}), so nothing is uploaded." if split else "a tie, so nothing is uploaded.")}
+        return {**base, **_same_composite(rows, names, ci95)}
     for row in rows:
         if row["significant"]:
             row["verdict"] = ("supports " if names[row["direction"]] == winner else "against ") + winner
@@ -116,9 +127,6 @@ def verdict(cmp: dict[str, Any], names: dict[str, str], replicated: bool, look: 
                  f"{outcome}: {why}{excludes}" + ("; the rule uploads the better one anyway." if upload else
                                                   "; the rule is: no upload."))
               + ("" if where == "schedules" else " This speaks for these two trained models, not for the schedules "
-                 "(one training seed per arm)."))
-    if not (cmp.get("speed") or {}).get("in_composite", True) and cmp.get("speed", {}).get("source") == \
-            "isolated benchmark":
-        reason += " " + speed_text
+                 "(one training seed per arm).")) + _speed_note(cmp.get("speed") or {}, speed_text)
     return {**base, "winner": winner, "margin": margin, "margin_ci95": ci95, "margin_ci_decision": ci,
             "significant": significant, "upload": upload, "outcome": outcome, "reason": reason}
