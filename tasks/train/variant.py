@@ -122,6 +122,27 @@ def append_journal(journal: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _check_device(config: PipelineConfig) -> None:
+    import torch
+
+    if config.requires_gpu and not torch.cuda.is_available():
+        raise RuntimeError(f"Config {config.name!r} needs a CUDA GPU (requires_gpu: true) and none is visible; "
+                           "run it on a GPU machine or use configs/demo.yaml on CPU.")
+
+
+def _prepared(config: PipelineConfig, out_dir: Path, base: Ref | None, data: Ref | None, cache_dir: Path | None,
+              data_dir: Path | None) -> tuple[Ref, Ref]:
+    """The refs ``alphagate train`` was not handed: the base model prepared in ``cache_dir`` (default: the cache
+    root), the data in ``data_dir`` (default: beside ``out_dir``)."""
+    from tasks.data.base_model import base_ref
+    from tasks.data.sft import data_ref
+    from tasks.environment import cache_root
+
+    base = base or base_ref(config.base_model, Path(cache_dir) if cache_dir else cache_root())
+    data = data or data_ref(config.data, Path(data_dir) if data_dir else out_dir.parent / "data")
+    return base, data
+
+
 def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: Ref | None = None,
                   data: Ref | None = None, cache_dir: Path | None = None, data_dir: Path | None = None,
                   history: Path | None = None, journal: Path | None = None) -> dict[str, Any]:
@@ -138,19 +159,10 @@ def train_variant(config: PipelineConfig, variant: str, out_dir: Path, *, base: 
     from tasks.train.tune import tune_sigmoid
 
     _check_variant(variant)
-    import torch
-
-    if config.requires_gpu and not torch.cuda.is_available():
-        raise RuntimeError(f"Config {config.name!r} needs a CUDA GPU (requires_gpu: true) and none is visible; "
-                           "run it on a GPU machine or use configs/demo.yaml on CPU.")
+    _check_device(config)
     out_dir = Path(out_dir)
     if base is None or data is None:
-        from tasks.data.base_model import base_ref
-        from tasks.data.sft import data_ref
-        from tasks.environment import cache_root
-
-        base = base or base_ref(config.base_model, Path(cache_dir) if cache_dir else cache_root())
-        data = data or data_ref(config.data, Path(data_dir) if data_dir else out_dir.parent / "data")
+        base, data = _prepared(config, out_dir, base, data, cache_dir, data_dir)
     key, inputs = train_key(config, variant, base, data)
     if verified(out_dir, key):
         logger.info("%s: reusing %s (same key %s)", variant, out_dir, key[:12])
