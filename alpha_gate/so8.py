@@ -66,7 +66,8 @@ class SO8Gate(nn.Module):
     def unhook(self) -> None:
         """Stop gating through the forward pre-hook on o_proj, for a caller that applies the gate to the
         projection's input itself (Unsloth's fused LoRA ``apply_o`` never calls o_proj, so the hook would be
-        skipped there and doubled wherever o_proj is called too). Detaching and folding work as before."""
+        skipped there and doubled wherever o_proj is called too). Detaching and folding still remove the gate and
+        fold it into o_proj; a forward the caller rerouted through the gate is the caller's to restore."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

@@ -135,6 +135,7 @@ def test_a_missing_suites_folder_is_an_error_naming_it_not_an_empty_list(tmp_pat
     """A non-editable install (or a deleted configs/suites) would otherwise run with no suite at all."""
     from tasks.bench import catalog
 
+    monkeypatch.delenv("ALPHAGATE_DEBUG", raising=False)  # debug shows the traceback instead of the line
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / catalog.GROUPS_FILE).write_text("groups: {}\n")  # groups alone declare no suite
     for folder in (tmp_path / "missing", tmp_path / "suites"):
